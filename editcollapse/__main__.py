@@ -1,0 +1,5 @@
+"""`python -m editcollapse` runs the CLI."""
+
+from editcollapse.cli import main
+
+main()

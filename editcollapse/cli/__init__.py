@@ -1,0 +1,27 @@
+"""The `editcollapse` command line. Each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from editcollapse.cli import models as models_cli
+
+app = typer.Typer(
+    name="editcollapse",
+    help="Large-scale studies of how knowledge editing collapses language models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Large-scale studies of how knowledge editing collapses language models."""
+
+
+models_cli.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""How an edited model is measured: edit metrics, ME-PPL perplexity, generation, WILD evaluation."""

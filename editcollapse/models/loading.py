@@ -1,0 +1,118 @@
+"""One entry point that turns a model name into (model, tokenizer, architecture map)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from editcollapse.models.archmap import ArchMap, arch_map_for
+from editcollapse.models.embedded import ensure_embedded_cache
+from editcollapse.models.registry import KNOWN_MODELS
+from editcollapse.models.tiny import TINY_NAMES, build_tiny
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+
+
+class ModelNotAvailable(RuntimeError):
+    """The named model cannot be loaded here; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A loaded causal LM with everything the editors and evaluators need."""
+
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    arch: ArchMap
+    revision: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _local_revision(folder: Path) -> str:
+    """A content identity of a local model folder: its config and the names and sizes of its weights."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for pattern in WEIGHT_PATTERNS:
+        for weight in sorted(folder.glob(pattern)):
+            digest.update(f"{weight.name}:{weight.stat().st_size}".encode())
+    return f"local-{digest.hexdigest()[:16]}"
+
+
+def _check_local_folder(folder: Path) -> None:
+    if not (folder / "config.json").is_file():
+        raise ModelNotAvailable(f"{folder} has no config.json: point at a folder made by "
+                                "`save_pretrained` or downloaded from the HuggingFace hub")
+    if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        raise ModelNotAvailable(f"{folder} has no model weights (*.safetensors or pytorch_model*.bin): "
+                                "copy the weight files into it, or pass another folder")
+
+
+def _from_pretrained(source: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return model, tokenizer
+
+
+def _load_from_hub(hub_id: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    try:
+        model, tokenizer = _from_pretrained(hub_id, dtype)
+    except OSError as error:
+        raise ModelNotAvailable(
+            f"could not load {hub_id!r} from the HuggingFace hub or its local cache ({error}). "
+            f"Offline, download it on a connected machine (`hf download {hub_id} --local-dir DIR`), "
+            "copy DIR here and pass DIR as the model name."
+        ) from error
+    revision = getattr(model.config, "_commit_hash", None) or "hub-unknown-revision"
+    return model, tokenizer, f"hub-{revision}"
+
+
+def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    if name in TINY_NAMES:
+        model, tokenizer = build_tiny(name, seed=seed, dtype=dtype)
+        return model, tokenizer, f"tiny-seed{seed}"
+    if name == "smollm2-135m":
+        folder, revision = ensure_embedded_cache()
+        model, tokenizer = _from_pretrained(str(folder), dtype)
+        return model, tokenizer, revision
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        _check_local_folder(path)
+        model, tokenizer = _from_pretrained(str(path), dtype)
+        return model, tokenizer, _local_revision(path)
+    known = KNOWN_MODELS.get(name)
+    if known is not None and known.hub_id:
+        return _load_from_hub(known.hub_id, dtype)
+    if "/" in name and not path.exists() and not name.startswith((".", "/", "~")):
+        return _load_from_hub(name, dtype)
+    raise ModelNotAvailable(
+        f"unknown model {name!r}: use one of {', '.join(sorted(KNOWN_MODELS))}, "
+        "a local model folder, or a HuggingFace hub id (owner/name)"
+    )
+
+
+def load_model(name: str = "smollm2-135m", *, device: str | torch.device | None = None,
+               dtype: torch.dtype = torch.float32, seed: int = 0) -> LoadedModel:
+    """Load ``name`` (a known name, a local folder or a hub id) in eval mode on ``device``.
+
+    ``seed`` seeds torch after loading (and the weights of tiny models), so everything downstream
+    that samples is reproducible.
+    """
+    target = torch.device(device) if device is not None else default_device()
+    model, tokenizer, revision = _resolve(name, dtype, seed)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = model.to(target).eval()
+    torch.manual_seed(seed)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, arch=arch_map_for(model),
+                       revision=revision, device=target, dtype=dtype)

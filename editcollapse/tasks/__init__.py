@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers around the pure functions of the other subpackages."""

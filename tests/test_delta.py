@@ -1,0 +1,106 @@
+"""Delta: exact apply/remove, crash safety, composition, norms, safetensors round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from editcollapse.editors import Delta, ParamDelta
+from editcollapse.models import load_model
+
+
+@pytest.fixture()
+def tiny():
+    return load_model("tiny-llama", device="cpu", seed=0)
+
+
+def _rank_one(tiny, layer: int, seed: int, scale: float = 1.0) -> Delta:
+    weight = tiny.arch.rewrite_weight(tiny.model, layer)
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.randn(weight.shape[0], 1, generator=generator) * scale
+    v = torch.randn(weight.shape[1], 1, generator=generator)
+    name = tiny.arch.name("rewrite_module_tmp", layer) + ".weight"
+    return Delta(method="test", params={name: ParamDelta(u=u, v=v)}, case_ids=(f"case:{seed}",))
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_apply_then_remove_is_bit_exact(tiny) -> None:
+    before = _snapshot(tiny.model)
+    delta = _rank_one(tiny, 1, seed=0, scale=1e-3)  # a small change whose float sum does not round-trip
+    backup = delta.apply(tiny.model)
+    changed = tiny.arch.rewrite_weight(tiny.model, 1)
+    name = tiny.arch.name("rewrite_module_tmp", 1) + ".weight"
+    assert not torch.equal(changed, before[name])
+    torch.testing.assert_close(changed, before[name] + delta.params[name].materialize())
+    backup.restore()
+    after = _snapshot(tiny.model)
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_exception_inside_context_restores(tiny) -> None:
+    before = _snapshot(tiny.model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with _rank_one(tiny, 2, seed=1).applied(tiny.model):
+            raise RuntimeError("boom")
+    after = _snapshot(tiny.model)
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_bad_shape_leaves_model_untouched(tiny) -> None:
+    before = _snapshot(tiny.model)
+    good = _rank_one(tiny, 0, seed=2)
+    bad_name = tiny.arch.name("rewrite_module_tmp", 3) + ".weight"
+    bad = Delta(method="test", params={**good.params, bad_name: ParamDelta(dense=torch.ones(2, 2))})
+    with pytest.raises(ValueError, match="has shape"):
+        bad.apply(tiny.model)
+    after = _snapshot(tiny.model)
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_composition_is_the_sum(tiny) -> None:
+    first, second = _rank_one(tiny, 1, seed=3), _rank_one(tiny, 1, seed=4)
+    total = first + second
+    name = next(iter(first.params))
+    assert total.params[name].rank == 2
+    torch.testing.assert_close(total.params[name].materialize(),
+                               first.params[name].materialize() + second.params[name].materialize())
+    assert total.case_ids == ("case:3", "case:4")
+    dense = Delta(method="ft", params={name: ParamDelta(dense=torch.ones_like(total.params[name].materialize()))})
+    mixed = total + dense
+    torch.testing.assert_close(mixed.params[name].materialize(), total.params[name].materialize() + 1)
+
+
+def test_norms_match_direct_computation(tiny) -> None:
+    delta = _rank_one(tiny, 1, seed=5) + _rank_one(tiny, 1, seed=6)
+    name = next(iter(delta.params))
+    change = delta.params[name]
+    dense = change.u.double() @ change.v.double().T
+    norms = delta.norms()[name]
+    assert norms["fro"] == pytest.approx(torch.linalg.matrix_norm(dense, "fro").item(), rel=1e-9)
+    assert norms["spectral"] == pytest.approx(torch.linalg.matrix_norm(dense, 2).item(), rel=1e-9)
+
+
+def test_safetensors_round_trip(tiny, tmp_path) -> None:
+    delta = _rank_one(tiny, 1, seed=7)
+    delta.diagnostics = {"denominator": 0.25}
+    name = tiny.arch.name("rewrite_module_tmp", 2) + ".weight"
+    delta.params[name] = ParamDelta(dense=torch.randn_like(tiny.arch.rewrite_weight(tiny.model, 2)))
+    path = tmp_path / "delta.safetensors"
+    delta.save(path)
+    loaded = Delta.load(path)
+    assert loaded.method == "test" and loaded.case_ids == ("case:7",)
+    assert loaded.diagnostics == {"denominator": 0.25}
+    for key, change in delta.params.items():
+        assert torch.equal(change.materialize(), loaded.params[key].materialize())
+
+
+def test_load_rejects_foreign_file(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path))
+    with pytest.raises(ValueError, match="not an editcollapse delta"):
+        Delta.load(path)
