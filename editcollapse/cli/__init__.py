@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from editcollapse.cli import models as models_cli
+from editcollapse.cli import warehouse as warehouse_cli
 
 app = typer.Typer(
     name="editcollapse",
@@ -20,6 +21,7 @@ def _root() -> None:
 
 
 models_cli.register(app)
+warehouse_cli.register(app)
 
 
 def main() -> None:

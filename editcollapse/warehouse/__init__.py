@@ -1,1 +1,11 @@
-"""The only code that reads and writes stage Parquet; DuckDB views over it."""
+"""The only code that reads and writes stage Parquet; DuckDB views over it.
+
+``Warehouse`` writes atomic hive-partitioned parts; ``schemas`` holds every table's contract;
+``catalog`` gives DuckDB views and polars scans; ``runs`` keeps one provenance row per run.
+"""
+
+from editcollapse.warehouse.catalog import build_catalog, connect, scan
+from editcollapse.warehouse.schemas import SCHEMAS, schema_for
+from editcollapse.warehouse.store import Warehouse
+
+__all__ = ["SCHEMAS", "Warehouse", "build_catalog", "connect", "scan", "schema_for"]

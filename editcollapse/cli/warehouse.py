@@ -1,0 +1,89 @@
+"""`editcollapse sql`: run SQL over the warehouse's DuckDB views; print a table or export."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+WAREHOUSE_HELP = "warehouse root (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+_COPY_OPTIONS = {OutputFormat.csv: "FORMAT csv, HEADER true", OutputFormat.json: "FORMAT json",
+                 OutputFormat.parquet: "FORMAT parquet"}
+
+
+def sql(
+    query: str = typer.Argument(..., help="SQL over the views runs, cases, edits, edit_metrics, ppl, "
+                                "hardcf, sequential, hardedit_candidates, hardedit, downstream"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
+                                               help="table (print), csv, json (one object a line) or parquet"),
+    output: Path = typer.Option(None, "--output", "-o", help="file to write (csv/json default to stdout)"),
+    max_rows: int = typer.Option(100, help="rows to print in table format"),
+) -> None:
+    """Run a DuckDB query over the warehouse tables."""
+    import duckdb
+
+    from editcollapse.warehouse.catalog import connect
+
+    query = query.strip().rstrip(";")
+    connection = connect(warehouse)
+    try:
+        cursor = connection.execute(query)
+    except duckdb.Error as error:
+        typer.echo(f"query failed: {error}", err=True)
+        raise typer.Exit(2) from error
+    if output_format is OutputFormat.table:
+        _print_table(cursor, max_rows)
+        return
+    if output_format is OutputFormat.parquet and output is None:
+        typer.echo("--format parquet needs --output FILE", err=True)
+        raise typer.Exit(2)
+    target = output if output is not None else Path(tempfile.mkdtemp()) / "result"
+    escaped = str(target).replace("'", "''")
+    connection.execute(f"COPY ({query}) TO '{escaped}' ({_COPY_OPTIONS[output_format]})")
+    if output is None:
+        sys.stdout.write(target.read_text())
+        target.unlink()
+    else:
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _print_table(cursor, max_rows: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for column in cursor.description:
+        table.add_column(column[0])
+    rows = cursor.fetchmany(max_rows + 1)
+    for row in rows[:max_rows]:
+        table.add_row(*(_cell(value) for value in row))
+    console = Console()
+    console.print(table)
+    if len(rows) > max_rows:
+        console.print(f"(first {max_rows} rows shown; --max-rows N for more, or --format csv)")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("sql")(sql)

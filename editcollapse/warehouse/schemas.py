@@ -1,0 +1,219 @@
+"""The Arrow schema of every warehouse table — the data contract between the study's stages.
+
+Files never hold the partition columns ``model``, ``method`` and ``run``: they come from the
+hive path ``<table>/model=<m>/method=<x>/run=<id>/part-<shard>.parquet`` (DuckDB and polars add
+them when reading). Every row carries ``run_id`` itself as well, so a row keeps its provenance
+when copied out of the tree. Wide, ragged data (diagnostics, parameters) is also kept as JSON
+text next to the typed columns, so a new diagnostic never needs a schema change to be stored.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PARTITION_COLUMNS = ("model", "method", "run")
+
+_NEIGHBOR = pa.struct([("prompt", pa.string()), ("target", pa.string())])
+_PORTABLE = pa.struct([("prompt", pa.string()), ("target_new", pa.string()), ("target_true", pa.string())])
+_TIME = pa.timestamp("us", tz="UTC")
+
+RUNS = pa.schema([
+    ("run_id", pa.string(), False),
+    ("stage", pa.string()),              # "single_edit_sweep", "hardcf", "sequential" …
+    ("dataset", pa.string()),
+    ("parameters", pa.string()),         # JSON: every parameter that defines the run
+    ("versions", pa.string()),           # JSON: package versions
+    ("git_revision", pa.string()),       # commit hash, "+dirty" when the tree had changes
+    ("model_revision", pa.string()),
+    ("hostname", pa.string()),
+    ("status", pa.string()),             # "running" | "completed" | "failed"
+    ("started_at", _TIME),
+    ("finished_at", _TIME),
+    ("attempts", pa.int32()),            # how many times the run was started (resumes count)
+    ("n_shards", pa.int32()),
+    ("n_cases", pa.int64()),
+    ("n_errors", pa.int64()),
+    ("n_collapsed", pa.int64()),
+    ("ppl_corpus", pa.string()),
+    ("baseline_ppl_mean", pa.float64()),   # unedited model, mean of per-sentence perplexities
+    ("baseline_ppl_corpus", pa.float64()),  # unedited model, exp(total NLL / total tokens)
+    ("threshold", pa.float64()),
+])
+
+CASES = pa.schema([
+    ("run_id", pa.string(), False),
+    ("case_id", pa.string(), False),
+    ("shard", pa.int32()),
+    ("dataset", pa.string()),
+    ("prompt", pa.string()),
+    ("subject", pa.string()),
+    ("target_new", pa.string()),
+    ("target_true", pa.string()),
+    ("relation_id", pa.string()),
+    ("paraphrase_prompts", pa.list_(pa.string())),
+    ("neighborhood", pa.list_(_NEIGHBOR)),
+    ("portability", pa.list_(_PORTABLE)),
+    ("generation_prompts", pa.list_(pa.string())),
+    ("extra", pa.string()),              # JSON
+])
+
+# ROME-family diagnostics promoted to typed columns (the editor's Delta.diagnostics keys); every
+# diagnostic, these included, is also in the JSON column ``diagnostics``.
+DIAGNOSTIC_COLUMNS: dict[str, pa.DataType] = {
+    "layer": pa.int32(),
+    "denominator": pa.float64(),          # k·u of ROME's right vector (small → huge update)
+    "right_vector_norm": pa.float64(),
+    "left_vector_norm": pa.float64(),
+    "delta_norm": pa.float64(),           # ‖ΔW‖ (Frobenius) as the editor reports it
+    "subject_position": pa.int32(),       # token index of the subject's last token in the prompt
+    "subject_at_start": pa.bool_(),       # the subject opens the prompt (no tokens before it)
+    "bos_present": pa.bool_(),
+    "prompt_tokens": pa.int32(),
+    "v_loss": pa.float64(),               # final loss of the v* optimisation
+    "v_steps": pa.int32(),
+}
+
+EDITS = pa.schema([
+    ("run_id", pa.string(), False),
+    ("case_id", pa.string(), False),
+    ("shard", pa.int32()),
+    ("status", pa.string()),             # "ok" | "error" (edit/measure failed) | "invalid" (loader)
+    ("error_type", pa.string()),
+    ("error", pa.string()),
+    ("hparams_hash", pa.string()),
+    ("edited_params", pa.list_(pa.string())),
+    ("delta_fro", pa.float64()),          # ‖ΔW‖_F over all edited parameters (sqrt of sum of squares)
+    ("delta_spectral", pa.float64()),     # largest spectral norm among edited parameters
+    *[(name, dtype) for name, dtype in DIAGNOSTIC_COLUMNS.items()],
+    ("diagnostics", pa.string()),        # JSON: the editor's full diagnostics
+    ("edit_seconds", pa.float64()),
+    ("eval_seconds", pa.float64()),
+])
+
+EDIT_METRICS = pa.schema([
+    ("run_id", pa.string(), False),
+    ("case_id", pa.string(), False),
+    ("shard", pa.int32()),
+    ("phase", pa.string()),              # "pre" (unedited model) | "post" (edited)
+    ("metric", pa.string()),             # e.g. "efficacy_success", "neighborhood_success"
+    ("value", pa.float64()),
+])
+
+PPL = pa.schema([
+    ("run_id", pa.string(), False),
+    ("case_id", pa.string(), False),
+    ("shard", pa.int32()),
+    ("corpus", pa.string()),
+    ("n_texts", pa.int32()),
+    ("ppl_mean", pa.float64()),           # mean of per-sentence perplexities: the paper's number
+    ("ppl_corpus", pa.float64()),         # exp(total NLL / total tokens)
+    ("ppl_median", pa.float64()),
+    ("ppl_max", pa.float64()),
+    ("n_nonfinite", pa.int32()),          # sentences whose perplexity is NaN or inf
+    ("collapsed", pa.bool_()),            # ppl_mean > threshold, or ppl_mean not finite
+    ("threshold", pa.float64()),
+    ("ppl_per_text", pa.list_(pa.float64())),
+])
+
+HARDCF = pa.schema([
+    ("run_id", pa.string(), False),       # the selection's id
+    ("case_id", pa.string(), False),
+    ("dataset", pa.string()),
+    ("prompt", pa.string()),
+    ("subject", pa.string()),
+    ("target_new", pa.string()),
+    ("target_true", pa.string()),
+    ("source_run_id", pa.string()),       # the sweep whose perplexity this row reports
+    ("source_model", pa.string()),
+    ("source_method", pa.string()),
+    ("ppl_mean", pa.float64()),
+    ("collapsed", pa.bool_()),            # this model collapsed (a case is selected if any did)
+    ("threshold", pa.float64()),
+])
+
+SEQUENTIAL = pa.schema([
+    ("run_id", pa.string(), False),
+    ("group", pa.string()),              # "hard" | "normal"
+    ("trial", pa.int32()),
+    ("step", pa.int32()),                 # 1 = after the first edit
+    ("case_id", pa.string()),
+    ("selection", pa.string()),          # "collapsed" | "top_ppl" (filled) | "random"
+    ("corpus", pa.string()),
+    ("ppl_mean", pa.float64()),
+    ("ppl_corpus", pa.float64()),
+    ("collapsed", pa.bool_()),
+    ("newest_success", pa.float64()),
+    ("earlier_success", pa.float64()),
+    ("delta_fro", pa.float64()),
+    ("delta_spectral", pa.float64()),
+    ("cumulative_fro", pa.float64()),
+    ("cumulative_spectral", pa.float64()),
+    ("norms", pa.string()),              # JSON: per-matrix norms of the step and cumulative change
+    ("error", pa.string()),
+    ("seconds", pa.float64()),
+])
+
+HARDEDIT_CANDIDATES = pa.schema([
+    ("run_id", pa.string(), False),
+    ("candidate_id", pa.string(), False),
+    ("call_index", pa.int32()),
+    ("sample_index", pa.int32()),
+    ("backend", pa.string()),
+    ("generator", pa.string()),
+    ("prompt", pa.string()),
+    ("subject", pa.string()),
+    ("target_new", pa.string()),
+    ("ground_truth", pa.string()),
+    ("valid", pa.bool_()),
+    ("reject_reason", pa.string()),
+    ("raw_response", pa.string()),
+])
+
+HARDEDIT = pa.schema([
+    ("run_id", pa.string(), False),
+    ("candidate_id", pa.string(), False),
+    ("candidate_run_id", pa.string()),
+    ("prompt", pa.string()),
+    ("subject", pa.string()),
+    ("target_new", pa.string()),
+    ("ground_truth", pa.string()),
+    ("reference_model", pa.string()),
+    ("ppl_mean", pa.float64()),
+    ("kept", pa.bool_()),
+    ("threshold", pa.float64()),
+    ("error", pa.string()),
+])
+
+DOWNSTREAM = pa.schema([
+    ("run_id", pa.string(), False),
+    ("edit_ref", pa.string()),           # "baseline", or the case id / trajectory step of the edit
+    ("source_table", pa.string()),        # "hardcf" | "hardedit" | "sequential" | "edits" | "baseline"
+    ("task", pa.string()),
+    ("metric", pa.string()),
+    ("value", pa.float64()),
+    ("stderr", pa.float64()),
+    ("n", pa.int64()),
+    ("ppl_mean", pa.float64()),
+])
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": RUNS,
+    "cases": CASES,
+    "edits": EDITS,
+    "edit_metrics": EDIT_METRICS,
+    "ppl": PPL,
+    "hardcf": HARDCF,
+    "sequential": SEQUENTIAL,
+    "hardedit_candidates": HARDEDIT_CANDIDATES,
+    "hardedit": HARDEDIT,
+    "downstream": DOWNSTREAM,
+}
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The schema of ``table``, or a clear error listing the known tables."""
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        raise KeyError(f"unknown warehouse table {table!r}; known: {', '.join(SCHEMAS)}") from None
+
