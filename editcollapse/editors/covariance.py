@@ -1,0 +1,151 @@
+"""Key statistics C = E[k kᵀ]: the uncentered second moment of a module's inputs over a text corpus.
+
+As ROME's ``layer_stats`` (``mom2``): every non-padding token of every sampled text contributes its
+key (the input of the rewrite module). Texts are taken in corpus order (the first ``n_samples``),
+batched by length, right-padded, truncated to ``max_length`` tokens, and the forward pass stops
+right after the module. Sums are accumulated in float64, the result is cast to ``dtype``.
+
+Results are cached on disk under ``cache_dir()/covariance/`` with a key of model id and revision,
+module (layer), corpus id, sample count, max length and dtype, so a second call loads in well under
+a second. A cache file records its own key; a mismatch is an error, never a silent reuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from editcollapse.editors.keys import StopForward, forward_hook, model_device, pad_id, pad_right
+from editcollapse.paths import cache_dir
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"`` → ``torch.float32`` (EasyEdit's ``mom2_dtype`` is a string)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"mom2_dtype {dtype!r} not in {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def corpus_texts(corpus: str) -> list[str]:
+    """The texts of a corpus id: a text file (one text per line) or a name for ``english_texts``."""
+    path = Path(corpus).expanduser()
+    if path.is_file():
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not texts:
+            raise ValueError(f"{path}: no non-empty lines to compute key statistics from")
+        return texts
+    from editcollapse.datasets import english_texts
+
+    return english_texts(corpus)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "x"
+
+
+def cache_key(model_id: str, revision: str, module_name: str, corpus_id: str, n_samples: int,
+              max_length: int, dtype: torch.dtype) -> dict[str, str]:
+    """Everything the statistics depend on, as strings."""
+    return {"model_id": model_id, "revision": revision, "module": module_name, "corpus": corpus_id,
+            "n_samples": str(n_samples), "max_length": str(max_length), "dtype": str(dtype)}
+
+
+def cache_path(key: dict[str, str]) -> Path:
+    """The cache file of ``key`` (readable folder/file names plus a digest of the whole key)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    folder = cache_dir() / "covariance" / _slug(f"{key['model_id']}@{key['revision']}")
+    name = f"{_slug(key['module'])}.{_slug(key['corpus'])}.n{key['n_samples']}.{digest}.safetensors"
+    return folder / name
+
+
+@torch.no_grad()
+def second_moment(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
+                  texts: Sequence[str], *, batch_tokens: int = 4096, max_length: int = 256,
+                  progress: bool = True) -> tuple[torch.Tensor, int]:
+    """Σ k kᵀ (float64) over every token of ``texts`` at the input of ``module_name``, and the token count."""
+    if not texts:
+        raise ValueError("no texts to compute key statistics from")
+    module = model.get_submodule(module_name)
+    device = model_device(model)
+    encoded = [ids[:max_length] for ids in tokenizer(list(texts))["input_ids"]]
+    order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+    batches: list[list[int]] = [[]]
+    for index in order:
+        if batches[-1] and len(encoded[index]) * (len(batches[-1]) + 1) > batch_tokens:
+            batches.append([])
+        batches[-1].append(index)
+    total: torch.Tensor | None = None
+    count = 0
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(_module, args, _output):
+        captured["keys"] = args[0]
+        raise StopForward
+
+    with forward_hook(module, hook), tqdm(total=len(encoded), desc=f"key statistics {module_name}",
+                                          unit="text", disable=not progress) as bar:
+        for batch in batches:
+            input_ids, attention_mask = pad_right([encoded[index] for index in batch], pad_id(tokenizer), device)
+            try:
+                model(input_ids=input_ids, attention_mask=attention_mask)
+            except StopForward:
+                pass
+            keys = captured.pop("keys")[attention_mask.bool()].double()
+            total = keys.T @ keys if total is None else total + keys.T @ keys
+            count += keys.shape[0]
+            bar.update(len(batch))
+    return total, count
+
+
+def layer_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, *,
+                     model_id: str, revision: str, texts: Sequence[str] | None = None,
+                     corpus_id: str = "embedded", n_samples: int = 1000,
+                     dtype: str | torch.dtype = "float32", max_length: int = 256,
+                     batch_tokens: int = 4096, progress: bool = True, use_cache: bool = True) -> torch.Tensor:
+    """C = E[k kᵀ] of the inputs of ``module_name`` over the first ``n_samples`` texts of a corpus.
+
+    ``texts`` given: they are the corpus and ``corpus_id`` must name them for the cache. Otherwise
+    ``corpus_id`` is resolved by :func:`corpus_texts` (default: the embedded English texts).
+    """
+    dtype = resolve_dtype(dtype)
+    key = cache_key(model_id, revision, module_name, corpus_id, n_samples, max_length, dtype)
+    path = cache_path(key)
+    if use_cache and path.is_file():
+        return _load(path, key).to(model_device(model))
+    corpus = list(texts) if texts is not None else corpus_texts(corpus_id)
+    if len(corpus) < n_samples:
+        raise ValueError(f"corpus {corpus_id!r} has {len(corpus)} texts, fewer than mom2_n_samples={n_samples}")
+    total, count = second_moment(model, tokenizer, module_name, corpus[:n_samples], batch_tokens=batch_tokens,
+                                 max_length=max_length, progress=progress)
+    moment = (total / count).to(dtype)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        save_file({"mom2": moment.cpu().contiguous()}, str(temporary),
+                  metadata={**key, "tokens": str(count)})
+        temporary.replace(path)
+    return moment
+
+
+def _load(path: Path, key: dict[str, str]) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        stored = handle.metadata() or {}
+    if any(stored.get(name) != value for name, value in key.items()):
+        raise ValueError(f"{path}: cached key statistics were made for {stored}, not {key}; delete the file")
+    return load_file(str(path))["mom2"]

@@ -1,0 +1,149 @@
+"""ROME (Meng et al. 2022) and r-ROME (Gupta et al. 2024): one fact, one rank-one update of one MLP.
+
+The update of the rewrite module (MLP output projection) at layer L is ``ΔW = r uᵀ`` with
+
+* left vector ``u = C⁻¹k* / ‖C⁻¹k*‖`` (C = E[k kᵀ] when ``mom2_adjustment``, else the identity),
+  ``k*`` the rewrite module's input at the subject's lookup token, averaged over the context
+  templates (``"{}"`` and model-generated prefixes);
+* ``v* = init + delta`` from :func:`~editcollapse.editors.target_vector.optimize_target_vector` at
+  the MLP's output;
+* right vector ``r = (v* − W k) / (k · u)``.
+
+ROME (the reference implementation, kmeng01/rome and EasyEdit) takes ``k`` and ``W k`` (the module's
+output, bias included) at the *bare* prompt, not at the averaged key. When the subject opens the
+prompt and no BOS token precedes it, the bare key can be far from k*, ``k · u`` gets small and the
+update huge: the "disabling edits" of Gupta et al. r-ROME (EasyEdit's ``enable_random_prefix_keys``)
+uses the template-averaged key and output instead, consistently with the left vector.
+
+The model is never mutated; the result is a rank-one :class:`Delta` in the parameter's layout, with
+diagnostics that explain the size of the update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from editcollapse.datasets.case import EditCase
+from editcollapse.editors.base import hparams_hash, require_keys
+from editcollapse.editors.context_templates import context_templates
+from editcollapse.editors.covariance import layer_covariance
+from editcollapse.editors.delta import Delta, ParamDelta
+from editcollapse.editors.keys import has_bos, keys_at_templates
+from editcollapse.editors.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.models.archmap import ArchMap
+
+ROME_KEYS = ("layers", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
+             "kl_factor", "mom2_adjustment", "context_template_length_params")
+METHODS = ("rome", "r-rome")
+
+
+def left_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, k_star: torch.Tensor,
+                hparams: dict[str, Any]) -> torch.Tensor:
+    """``C⁻¹k* / ‖C⁻¹k*‖`` (solved in float64), or ``k*/‖k*‖`` without ``mom2_adjustment``."""
+    direction = k_star.double()
+    if hparams["mom2_adjustment"]:
+        require_keys(hparams, ("mom2_n_samples", "model_name"), "rome (mom2_adjustment)")
+        covariance = layer_covariance(
+            model, tokenizer, module_name, model_id=str(hparams["model_name"]),
+            revision=str(hparams.get("model_revision", "unknown-revision")),
+            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
+            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
+        direction = torch.linalg.solve(covariance.double(), direction)
+    return (direction / direction.norm()).to(k_star.dtype)
+
+
+def rank_one_param_delta(module: nn.Module, u: torch.Tensor, right: torch.Tensor) -> ParamDelta:
+    """``ΔW`` mapping key direction ``u`` to ``right``, in the weight's layout.
+
+    ``nn.Linear`` stores (out, in): ΔW = right uᵀ. GPT-2's ``Conv1D`` stores (in, out): ΔW = u rightᵀ.
+    """
+    if isinstance(module, nn.Linear):
+        return ParamDelta(u=right.unsqueeze(1).clone(), v=u.unsqueeze(1).clone())
+    if type(module).__name__ == "Conv1D":
+        return ParamDelta(u=u.unsqueeze(1).clone(), v=right.unsqueeze(1).clone())
+    raise TypeError(f"ROME rewrites nn.Linear or Conv1D modules, not {type(module).__name__}")
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
+
+
+@dataclass(frozen=True)
+class ROMEEditor:
+    """ROME (``consistent_keys=False``, the reference) or r-ROME (``consistent_keys=True``)."""
+
+    method: str = "rome"
+
+    @property
+    def consistent_keys(self) -> bool:
+        """r-ROME: the right vector uses the template-averaged key and output."""
+        return self.method == "r-rome"
+
+    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
+             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+        """The rank-one Delta of one case (sequential editing composes the Deltas of single edits)."""
+        if len(cases) != 1:
+            raise ValueError(f"{self.method} edits one case at a time, got {len(cases)} (use MEMIT for batches)")
+        require_keys(hparams, ROME_KEYS, self.method)
+        layers = list(hparams["layers"])
+        if len(layers) != 1:
+            raise ValueError(f"{self.method} rewrites one layer; hparams layers={layers}")
+        case = cases[0]
+        consistent = self.consistent_keys or bool(hparams.get("enable_random_prefix_keys", False))
+        layer = int(layers[0])
+        rewrite_name = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp).format(layer)
+        mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(layer)
+        rewrite = model.get_submodule(rewrite_name)
+        settings = TargetSettings.from_hparams(hparams)
+        model_key = f"{hparams.get('model_name', '')}@{hparams.get('model_revision', '')}"
+        templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
+                                      seed=int(hparams.get("context_template_seed", 0)),
+                                      cache_key=None if model_key == "@" else model_key)
+
+        keys, outputs, located = keys_at_templates(model, tokenizer, rewrite, templates, case.prompt,
+                                                   case.subject, settings.fact_token)
+        k_star = keys.mean(0)
+        u = left_vector(model, tokenizer, rewrite_name, k_star, hparams)
+        target = optimize_target_vector(model, tokenizer, mlp_name, case.prompt, case.subject,
+                                        case.target_new, templates, settings)
+        # templates[0] is "{}": row 0 is the bare prompt, ROME's k and W k.
+        key, output = (k_star, outputs.mean(0)) if consistent else (keys[0], outputs[0])
+        denominator = torch.dot(key, u)
+        right = (target.target - output) / denominator
+        change = rank_one_param_delta(rewrite, u, right)
+        bare = located[0]
+        diagnostics = {
+            "layer": layer,
+            "consistent_keys": consistent,
+            "denominator": float(denominator),
+            "right_norm": float(right.norm()),
+            "delta_fro": float(right.double().norm() * u.double().norm()),
+            "subject_first_token": bare.subject_span[0],
+            "subject_last_token": bare.subject_span[1],
+            "lookup_token": bare.position,
+            "prompt_tokens": len(bare.ids),
+            "bos": has_bos(tokenizer, bare.ids),
+            "cos_k_bare_k_star": _cosine(keys[0], k_star),
+            "k_bare_norm": float(keys[0].norm()),
+            "k_star_norm": float(k_star.norm()),
+            "v_init_norm": float(target.init.norm()),
+            "v_delta_norm": float(target.delta.norm()),
+            "target_nll": target.nll,
+            "target_prob": target.target_prob,
+            "v_steps": target.steps,
+            "n_templates": len(templates),
+        }
+        return Delta(method=self.method, params={f"{rewrite_name}.weight": change},
+                     hparams_hash=hparams_hash(hparams), case_ids=(case.case_id,), diagnostics=diagnostics)
+
+
+def editor(method: str) -> ROMEEditor:
+    """The editor for ``"rome"`` or ``"r-rome"`` (the registry in :mod:`editcollapse.editors.base` calls this)."""
+    if method not in METHODS:
+        raise ValueError(f"editcollapse.editors.rome provides {METHODS}, not {method!r}")
+    return ROMEEditor(method=method)
