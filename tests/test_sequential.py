@@ -1,0 +1,237 @@
+"""Sequential editing: group selection, a real trajectory on a tiny model, norms, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from editcollapse.datasets.case import EditCase
+from editcollapse.editors.delta import Delta
+from editcollapse.sequential.groups import Member, Scored, content_key, sample_normal, select_hard, trial_order
+from editcollapse.sequential.measure import CorpusEvaluator
+from editcollapse.sequential.store import StepStore
+from editcollapse.sequential.trajectory import Measurement, TrajectorySettings, run_trajectory
+
+METHOD = "ft"
+TINY = "tiny-gpt2"
+TEXTS = ("The river runs through the old town and under seven bridges.",
+         "She opened the window and the cold air filled the small room.",
+         "Most of the city was rebuilt after the great fire of the last century.")
+SUBJECTS = ["Paris", "Spain", "Tokyo", "Egypt", "Chile", "Oslo", "Peru", "Kenya"]
+TARGETS = ["Rome", "Oslo", "Lima", "Cairo", "Quito", "Bern", "Dakar", "Hanoi"]
+
+
+def tiny_cases(n: int = 8) -> list[EditCase]:
+    return [EditCase(case_id=f"tiny:{i}", dataset="tiny", prompt="{} is located in",
+                     subject=SUBJECTS[i], target_new=TARGETS[i], target_true=TARGETS[(i + 3) % 8])
+            for i in range(n)]
+
+
+def pool(n: int) -> list[EditCase]:
+    return [EditCase(case_id=f"pool:{i}", dataset="pool", prompt="{} is in", subject=f"S{i}",
+                     target_new=f"T{i}", target_true=f"U{i}") for i in range(n)]
+
+
+# --- groups ---------------------------------------------------------------------------------------
+
+def test_normal_group_is_reproducible_and_disjoint() -> None:
+    cases = pool(200)
+    hard = cases[:20]
+    # a copy of a hard case under another id (a HardCF file's own ids) is excluded by content
+    twin = EditCase(case_id="file:0", dataset="hardcf", prompt=hard[0].prompt, subject=hard[0].subject,
+                    target_new=hard[0].target_new)
+    first = sample_normal(cases, [*hard, twin], 20, seed=7)
+    again = sample_normal(list(reversed(cases)), [*hard, twin], 20, seed=7)
+    other = sample_normal(cases, hard, 20, seed=8)
+    assert [m.case.case_id for m in first] == [m.case.case_id for m in again]
+    assert [m.case.case_id for m in first] != [m.case.case_id for m in other]
+    assert not {m.case.case_id for m in first} & {c.case_id for c in hard}
+    assert all(m.role == "random" for m in first)
+    with pytest.raises(ValueError, match="only 180 cases outside"):
+        sample_normal(cases, hard, 181, seed=0)
+
+    file_hard = [twin]
+    sampled = sample_normal(cases[:2], file_hard, 1, seed=0)
+    assert content_key(sampled[0].case) != content_key(twin)
+
+
+def test_hard_group_fills_with_highest_single_edit_ppl() -> None:
+    cases = pool(10)
+    collapsed = [Scored(cases[3], 5000.0), Scored(cases[7], math.inf)]
+    ranked = [Scored(c, float(i)) for i, c in enumerate(cases)] + [Scored(cases[3], 5000.0)]
+    ranked[5] = Scored(cases[5], None)  # not measured: never a fill
+    members = select_hard(collapsed, ranked, 5)
+    assert [(m.case.case_id, m.role) for m in members] == [
+        ("pool:7", "collapsed"), ("pool:3", "collapsed"),
+        ("pool:9", "top_ppl"), ("pool:8", "top_ppl"), ("pool:6", "top_ppl")]
+    assert members[2].single_ppl == 9.0
+    with pytest.raises(ValueError, match="only 9 are known"):
+        select_hard(collapsed, ranked, 10)
+
+
+def test_trial_order_is_seeded() -> None:
+    members = [Member(c, "random") for c in pool(10)]
+    assert trial_order(members, 4, 0, 1) == trial_order(members, 4, 0, 1)
+    assert trial_order(members, 4, 0, 1) != trial_order(members, 4, 0, 2)
+    assert len(trial_order(members, 40, 0, 0)) == 10
+
+
+# --- a real trajectory on a tiny model --------------------------------------------------------------
+
+def run_small(folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, model: str = TINY,
+              loaded=None) -> list[dict]:
+    """A trajectory of ``n`` real edits on a tiny model; SIGKILLs its own process after step ``kill_at``."""
+    from editcollapse.editors.base import load_hparams
+    from editcollapse.models import load_model
+    from editcollapse.sequential.run import make_edit
+
+    torch.set_num_threads(1)
+    loaded = loaded or load_model(model, device="cpu")
+    hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
+    members = [Member(case, "collapsed") for case in tiny_cases(n)]
+
+    def on_step(row: dict) -> None:
+        if kill_at and row["step"] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return run_trajectory(loaded, make_edit(method, hparams), members, CorpusEvaluator(TEXTS),
+                          StepStore(folder), TrajectorySettings(),
+                          {"run_id": "r", "group": "hard", "trial": 0, "corpus": "tiny"}, on_step=on_step)
+
+
+def test_five_edit_trajectory_on_a_tiny_model(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+
+    loaded = load_model(TINY, device="cpu")
+    before = [p.detach().clone() for p in loaded.model.parameters()]
+    rows = run_small(str(tmp_path / "t"), loaded=loaded)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert rows[0]["case_id"] is None and rows[0]["norms"] == [] and rows[0]["successes"] == []
+    assert [r["case_id"] for r in rows[1:]] == [f"tiny:{i}" for i in range(5)]
+    assert all(r["error"] is None and math.isfinite(r["ppl_mean"]) for r in rows)
+    assert [len(r["successes"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert all(r["newest_success"] == r["successes"][-1] for r in rows[1:])
+    # the edited matrix's cumulative change grows with the edits; every step stored its Delta
+    assert rows[5]["cumulative_fro"] > rows[1]["cumulative_fro"] > 0
+    assert all((tmp_path / "t" / f"step-{s:04d}.safetensors").exists() for s in range(1, 6))
+    # the model is restored bit for bit afterwards
+    assert all(torch.equal(a, b) for a, b in zip(before, loaded.model.parameters(), strict=True))
+
+
+def test_norms_match_the_materialised_cumulative_change(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+
+    rows = run_small(str(tmp_path / "t"), n=3)
+    loaded = load_model(TINY, device="cpu")
+    base = {name: p.detach().clone() for name, p in loaded.model.named_parameters()}
+    store = StepStore(tmp_path / "t")
+    for step in (1, 2, 3):
+        store.load_delta(step).apply(loaded.model)
+        params = dict(loaded.model.named_parameters())
+        for record in rows[step]["norms"]:
+            cumulative = (params[record["param"]].detach() - base[record["param"]]).double()
+            own = store.load_delta(step).params[record["param"]].materialize().double()
+            # the weights are float32: W + ΣΔ rounds, so compare to float32 precision
+            for value, matrix, key in ((record["cum_fro"], cumulative, "fro"), (record["cum_spectral"], cumulative, 2),
+                                       (record["step_fro"], own, "fro"), (record["step_spectral"], own, 2)):
+                assert value == pytest.approx(torch.linalg.matrix_norm(matrix, key).item(), rel=1e-4)
+        assert rows[step]["cumulative_fro"] == pytest.approx(
+            math.sqrt(sum(r["cum_fro"] ** 2 for r in rows[step]["norms"])), rel=1e-12)
+
+
+def _in_subprocess(folder: Path, out: Path, kill_at: int = 0) -> subprocess.CompletedProcess:
+    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              f"import test_sequential as t; rows = t.run_small({str(folder)!r}, kill_at={kill_at}); "
+              f"open({str(out)!r}, 'w').write(json.dumps(rows))")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_resume_after_sigkill_gives_the_same_rows(tmp_path: Path) -> None:
+    reference = _in_subprocess(tmp_path / "whole", tmp_path / "whole.json")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    killed = _in_subprocess(tmp_path / "killed", tmp_path / "never.json", kill_at=3)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "never.json").exists()
+    assert (tmp_path / "killed" / "step-0003.json").exists()
+    assert not (tmp_path / "killed" / "step-0004.json").exists()
+    resumed = _in_subprocess(tmp_path / "killed", tmp_path / "resumed.json")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    again = json.loads((tmp_path / "resumed.json").read_text())
+    assert len(whole) == 6
+    assert _comparable(again) == _comparable(whole)
+
+
+# --- control flow with a scripted evaluator ---------------------------------------------------------
+
+class ScriptedPerplexity:
+    """Returns preset perplexities in call order (to test stopping, not to measure anything)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = list(values)
+        self.calls: list[int] = []
+
+    def __call__(self, loaded, cases) -> Measurement:
+        self.calls.append(len(cases))
+        return Measurement(ppl=self.values.pop(0), ppl_corpus_level=0.0, successes=[1.0] * len(cases))
+
+
+def test_stops_at_collapse_and_evaluates_every_k(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+
+    loaded = load_model("tiny-llama", device="cpu")
+    before = loaded.arch.rewrite_weight(loaded.model, 1).detach().clone()
+    name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
+    shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
+
+    def edit(_loaded, case) -> Delta:
+        from editcollapse.editors.delta import ParamDelta
+
+        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
+                     case_ids=(case.case_id,))
+
+    members = [Member(c, "random") for c in pool(9)]
+    evaluate = ScriptedPerplexity([10.0, 20.0, math.nan])
+    rows = run_trajectory(loaded, edit, members, evaluate, StepStore(tmp_path / "k"),
+                          TrajectorySettings(ppl_every=3), {"run_id": "r", "group": "normal", "trial": 0})
+    assert evaluate.calls == [0, 3, 6]  # step 0, then every 3rd edit
+    assert [r["step"] for r in rows] == list(range(7))  # NaN perplexity at step 6 is collapse: stop
+    assert rows[6]["collapsed"] is True and rows[3]["collapsed"] is False and rows[4]["ppl_mean"] is None
+    # rank-one ones·onesᵀ: after k edits the change is k·𝟙𝟙ᵀ, spectral norm k·√(rows·cols)
+    assert rows[6]["cumulative_spectral"] == pytest.approx(6 * math.sqrt(shape[0] * shape[1]))
+    assert torch.equal(loaded.arch.rewrite_weight(loaded.model, 1), before)
+
+
+def test_a_failed_edit_is_a_row_and_the_trajectory_goes_on(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+
+    loaded = load_model("tiny-llama", device="cpu")
+
+    def edit(_loaded, case) -> Delta:
+        raise ValueError(f"subject of {case.case_id} not found")
+
+    rows = run_trajectory(loaded, edit, [Member(c, "random") for c in pool(2)], ScriptedPerplexity([5.0] * 3),
+                          StepStore(tmp_path / "e"), TrajectorySettings(), {"run_id": "r"})
+    assert [r["error"] for r in rows] == [None, "ValueError: subject of pool:0 not found",
+                                          "ValueError: subject of pool:1 not found"]
+    assert rows[2]["norms"] == [] and rows[2]["cumulative_fro"] is None
+
+
+def test_resume_refuses_another_plan(tmp_path: Path) -> None:
+    store = StepStore(tmp_path / "p")
+    store.check_plan(["a", "b"])
+    store.check_plan(["a", "b"])
+    with pytest.raises(ValueError, match="started with other cases"):
+        store.check_plan(["a", "c"])
