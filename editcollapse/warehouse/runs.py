@@ -70,8 +70,9 @@ def write_run(warehouse: Warehouse, model: str, method: str, row: dict[str, Any]
 
 def start_run(warehouse: Warehouse, *, model: str, method: str, run_id: str, stage: str,
               dataset: str | None, parameters: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """Record that a run (re)starts. A stored run with other parameters is an error: a run id
-    names one computation, and mixing two would corrupt resume."""
+    """Record that a run (re)starts; a resumed run keeps its stored fields (first start time,
+    baseline numbers …). A stored run with other parameters is an error: a run id names one
+    computation, and mixing two would corrupt resume."""
     encoded = json.dumps(parameters, sort_keys=True, default=str)
     previous = read_run(warehouse, model, method, run_id)
     if previous is not None and previous["parameters"] != encoded:
@@ -79,6 +80,7 @@ def start_run(warehouse: Warehouse, *, model: str, method: str, run_id: str, sta
             f"run {run_id!r} ({model}/{method}) exists with other parameters:\n  stored: "
             f"{previous['parameters']}\n  now:    {encoded}\nuse another run id for a new run")
     row = {
+        **(previous or {}),
         "run_id": run_id, "stage": stage, "dataset": dataset, "parameters": encoded,
         "versions": json.dumps(package_versions(), sort_keys=True), "git_revision": git_revision(),
         "hostname": socket.gethostname(), "status": "running",

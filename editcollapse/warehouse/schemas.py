@@ -57,20 +57,28 @@ CASES = pa.schema([
     ("extra", pa.string()),              # JSON
 ])
 
-# ROME-family diagnostics promoted to typed columns (the editor's Delta.diagnostics keys); every
-# diagnostic, these included, is also in the JSON column ``diagnostics``.
+# ROME-family diagnostics promoted to typed columns (keys of the editor's Delta.diagnostics, see
+# editcollapse.editors.rome); every diagnostic, these included, is also in the JSON column
+# ``diagnostics``. A method that lacks one leaves it NULL.
 DIAGNOSTIC_COLUMNS: dict[str, pa.DataType] = {
     "layer": pa.int32(),
-    "denominator": pa.float64(),          # k·u of ROME's right vector (small → huge update)
-    "right_vector_norm": pa.float64(),
-    "left_vector_norm": pa.float64(),
-    "delta_norm": pa.float64(),           # ‖ΔW‖ (Frobenius) as the editor reports it
-    "subject_position": pa.int32(),       # token index of the subject's last token in the prompt
-    "subject_at_start": pa.bool_(),       # the subject opens the prompt (no tokens before it)
-    "bos_present": pa.bool_(),
+    "consistent_keys": pa.bool_(),        # r-ROME (template-averaged key) rather than ROME's bare key
+    "denominator": pa.float64(),          # k·u in ROME's right vector: small → huge update
+    "right_norm": pa.float64(),           # ‖right vector‖
+    "subject_first_token": pa.int32(),    # 0 with no BOS: the subject opens the prompt
+    "subject_last_token": pa.int32(),
+    "lookup_token": pa.int32(),           # the token whose key is edited
     "prompt_tokens": pa.int32(),
-    "v_loss": pa.float64(),               # final loss of the v* optimisation
+    "bos": pa.bool_(),                    # a BOS token precedes the prompt
+    "cos_k_bare_k_star": pa.float64(),    # cosine of the bare-prompt key and the averaged k*
+    "k_bare_norm": pa.float64(),
+    "k_star_norm": pa.float64(),
+    "v_init_norm": pa.float64(),
+    "v_delta_norm": pa.float64(),
+    "target_nll": pa.float64(),           # of target_new after the v* optimisation
+    "target_prob": pa.float64(),
     "v_steps": pa.int32(),
+    "n_templates": pa.int32(),
 }
 
 EDITS = pa.schema([
