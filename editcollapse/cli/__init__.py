@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from editcollapse.cli import data as data_cli
 from editcollapse.cli import models as models_cli
+from editcollapse.cli import sequential as sequential_cli
 from editcollapse.cli import warehouse as warehouse_cli
 
 app = typer.Typer(
@@ -20,7 +22,9 @@ def _root() -> None:
     """Large-scale studies of how knowledge editing collapses language models."""
 
 
+data_cli.register(app)
 models_cli.register(app)
+sequential_cli.register(app)
 warehouse_cli.register(app)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,3 +74,16 @@ class EditCase:
             generation_prompts=tuple(record.get("generation_prompts") or ()),
             extra=dict(record.get("extra") or {}),
         )
+
+    def to_row(self) -> dict[str, Any]:
+        """A row of the warehouse ``cases`` table (its schema minus ``run_id``/``shard``):
+        :meth:`to_dict` with ``extra`` as JSON text, so ragged extras never change the schema."""
+        row = self.to_dict()
+        row["extra"] = json.dumps(self.extra, sort_keys=True, ensure_ascii=False)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EditCase:
+        """Rebuild a case from a ``cases`` table row (inverse of :meth:`to_row`)."""
+        extra = row.get("extra")
+        return cls.from_dict({**row, "extra": json.loads(extra) if isinstance(extra, str) else extra})
