@@ -1,0 +1,1 @@
+"""Downstream evaluation of edited models with lm-eval, and perplexity-vs-score correlation."""
