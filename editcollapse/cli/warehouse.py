@@ -66,11 +66,13 @@ def _print_table(cursor, max_rows: int) -> None:
 
     table = Table(show_lines=False)
     for column in cursor.description:
-        table.add_column(column[0])
+        table.add_column(column[0], overflow="fold", max_width=60)
     rows = cursor.fetchmany(max_rows + 1)
     for row in rows[:max_rows]:
         table.add_row(*(_cell(value) for value in row))
     console = Console()
+    if not console.is_terminal:  # piped: do not squeeze columns into 80 characters
+        console = Console(width=240)
     console.print(table)
     if len(rows) > max_rows:
         console.print(f"(first {max_rows} rows shown; --max-rows N for more, or --format csv)")

@@ -70,7 +70,7 @@ def prepare_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase
     for table in SWEPT_TABLES:
         warehouse.remove_stray_temps(table, spec.model, spec.method, spec.run_id)
     if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
-        warehouse.write_part("edits", [_invalid_row(spec, error) for error in errors], model=spec.model,
+        warehouse.write_part("edits", _invalid_rows(spec, errors), model=spec.model,
                              method=spec.method, run_id=spec.run_id, shard=INVALID_PART)
     if row.get("baseline_ppl_mean") is None:
         row.update(_baseline(spec, resources or load_resources(spec)))
@@ -87,11 +87,14 @@ def _baseline(spec: SweepSpec, resources: SweepResources) -> dict[str, float]:
     return {"baseline_ppl_mean": float(result.mean_per_text), "baseline_ppl_corpus": float(result.corpus)}
 
 
-def _invalid_row(spec: SweepSpec, error: Any) -> dict[str, Any]:
-    source = Path(str(error.file)).name
-    return {"run_id": spec.run_id, "case_id": f"invalid:{source}#{error.index}", "shard": None,
-            "status": "invalid", "error_type": "CaseError",
-            "error": f"{error.file}: record {error.index}: field {error.field!r}: {error.reason}"}
+def _invalid_rows(spec: SweepSpec, errors: list[Any]) -> list[dict[str, Any]]:
+    """One ``invalid`` row per rejected record (file, index), with all its problems."""
+    grouped: dict[tuple[str, int], list[str]] = {}
+    for error in errors:
+        grouped.setdefault((str(error.file), error.index), []).append(f"field {error.field!r}: {error.reason}")
+    return [{"run_id": spec.run_id, "case_id": f"invalid:{Path(file).name}#{index}", "shard": None,
+             "status": "invalid", "error_type": "CaseError", "error": f"{file}: record {index}: " + "; ".join(problems)}
+            for (file, index), problems in grouped.items()]
 
 
 def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> dict[str, Any]:
