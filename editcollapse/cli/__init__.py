@@ -7,6 +7,7 @@ import typer
 from editcollapse.cli import data as data_cli
 from editcollapse.cli import models as models_cli
 from editcollapse.cli import sequential as sequential_cli
+from editcollapse.cli import sweep as sweep_cli
 from editcollapse.cli import warehouse as warehouse_cli
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ data_cli.register(app)
 models_cli.register(app)
 sequential_cli.register(app)
 warehouse_cli.register(app)
+sweep_cli.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,113 @@
+"""`editcollapse sweep` (single-edit sweep) and `editcollapse hardcf` (HardCF selection)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from editcollapse.cli.warehouse import WAREHOUSE_HELP
+
+
+def _prefect_defaults() -> None:
+    """No telemetry; give the ephemeral server time to start on a busy machine (default 20 s)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def sweep(
+    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    method: str = typer.Option("rome", help="editing method (rome, r-rome, memit, ft, ft-l-inf)"),
+    dataset: str = typer.Option("geofacts", help="case source name (geofacts, counterfact, zsre …) or file"),
+    limit: int = typer.Option(None, help="first N valid cases (default: all)"),
+    shard_size: int = typer.Option(10, help="cases per shard (the unit of work, resume and Parquet part)"),
+    ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (me-ppl-50 falls back to "
+                                   "embedded-50 when the released file is not available)"),
+    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; the same "
+                               "command resumes the same run)"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+) -> None:
+    """Single-edit sweep: edit the original model with each case, measure, keep every row."""
+    arguments = dict(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
+                     ppl_corpus=ppl_corpus, run_id=run_id, warehouse=str(warehouse) if warehouse else None,
+                     threshold=threshold, seed=seed, device=device)
+    if prefect:
+        _prefect_defaults()
+        from editcollapse.flows.sweep import single_edit_sweep
+
+        summary = single_edit_sweep(**arguments)
+    else:
+        summary = _plain_sweep(**arguments)
+    _print_summary(summary)
+
+
+def _plain_sweep(*, ppl_corpus: str, run_id: str | None, warehouse: str | None, **spec_fields) -> dict:
+    from rich.progress import Progress
+
+    from editcollapse.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.sweep.run import run_sweep
+    from editcollapse.warehouse.store import Warehouse
+
+    spec = SweepSpec(ppl_corpus=resolve_ppl_corpus(ppl_corpus), run_id=run_id or "", **spec_fields)
+    with Progress() as progress:
+        bar = progress.add_task(f"sweep {spec.run_id}", total=None)
+        summary = run_sweep(spec, Warehouse(warehouse), on_case=lambda _: progress.advance(bar))
+    summary.pop("ppl_means")
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"run [bold]{summary['run_id']}[/bold] ({summary['model']} / {summary['method']}): "
+                  f"{summary['n_cases']} cases, {summary['n_errors']} errors, {summary['n_invalid']} invalid "
+                  f"records, {summary['n_collapsed']} collapsed (ME-PPL > {summary['threshold']:g} or NaN/inf); "
+                  f"unedited ME-PPL {summary['baseline_ppl_mean']:.4g}")
+    table = Table(title="most damaging edits")
+    for column in ("case_id", "ME-PPL", "subject", "target_new", "prompt"):
+        table.add_column(column)
+    for edit in summary["most_damaging"]:
+        table.add_row(edit["case_id"], f"{edit['ppl_mean']:.4g}", edit["subject"], edit["target_new"], edit["prompt"])
+    console.print(table)
+
+
+def hardcf(
+    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    method: str = typer.Option("rome", help="the editing method whose sweeps to read"),
+    model: list[str] = typer.Option(None, "--model", help="only sweeps of this model (repeat for several)"),
+    run: list[str] = typer.Option(None, "--run", help="only this sweep run id (repeat for several)"),
+    dataset: str = typer.Option(None, help="only cases of this dataset"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    output: Path = typer.Option(None, "--output", "-o", help="JSON export (default <warehouse>/exports/<id>.json)"),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
+) -> None:
+    """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
+    if prefect:
+        _prefect_defaults()
+        from editcollapse.flows.hardcf import select_hardcf
+
+        summary = select_hardcf(threshold=threshold, method=method, models=model or None, runs=run or None,
+                                dataset=dataset, warehouse=str(warehouse) if warehouse else None,
+                                output=str(output) if output else None)
+    else:
+        from editcollapse.sweep.hardcf import run_selection
+        from editcollapse.warehouse.store import Warehouse
+
+        summary = run_selection(Warehouse(warehouse), threshold=threshold, method=method, models=model or None,
+                                run_ids=run or None, dataset=dataset, output=output)
+        summary.pop("records")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("sweep")(sweep)
+    app.command("hardcf")(hardcf)
