@@ -6,14 +6,15 @@ each of the starters "The", "Therefore", "Because", "I", "You", top-k (k=5) samp
 tokens in all (starter included); braces removed, ``". {}"`` appended. ROME uses
 ``[[5, 10], [10, 10]]`` (21 templates), MEMIT ``[[10, 5]]`` (6 templates).
 
-Sampling is seeded, and results are cached per (model key, length params, seed) for the process —
-the reference caches its first templates for the whole run too, so that sequential edits of an
-already edited model keep the same prefixes.
+Sampling is seeded, and results are cached per (model object, length params, seed) for the
+process: the reference caches its first templates for the whole run too, so that sequential edits
+of an already edited model keep the same prefixes.
 """
 
 from __future__ import annotations
 
 import unicodedata
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +26,7 @@ from editcollapse.editors.keys import encode, model_device
 STARTERS = ("The", "Therefore", "Because", "I", "You")
 TOP_K = 5
 
-_CACHE: dict[tuple, list[str]] = {}
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, list[str]]] = weakref.WeakKeyDictionary()
 
 
 def _clean(text: str) -> str:
@@ -61,16 +62,12 @@ def sample_texts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, starter: 
 
 
 def context_templates(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
-                      length_params: Sequence[Sequence[int]], *, seed: int = 0,
-                      cache_key: str | None = None) -> list[str]:
-    """``["{}", "<sample>. {}", …]`` for ``length_params`` (pairs of (length, n_gen)).
-
-    ``cache_key`` names the model (e.g. ``"smollm2-135m@<revision>"``); without one the model
-    object's identity is used, so each loaded model gets its own templates.
-    """
+                      length_params: Sequence[Sequence[int]], *, seed: int = 0) -> list[str]:
+    """``["{}", "<sample>. {}", …]`` for ``length_params`` (pairs of (length, n_gen))."""
     params = tuple((int(length), int(n_gen)) for length, n_gen in length_params)
-    key = (cache_key or f"object-{id(model)}", params, seed)
-    if key not in _CACHE:
+    key = (params, seed)
+    cached = _CACHE.setdefault(model, {})
+    if key not in cached:
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
         templates = ["{}"]
         for length, n_gen in params:
@@ -79,5 +76,5 @@ def context_templates(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
                     continue
                 samples = sample_texts(model, tokenizer, starter, n_gen // len(STARTERS), length, generator)
                 templates.extend(f"{sample}. {{}}" for sample in samples)
-        _CACHE[key] = templates
-    return list(_CACHE[key])
+        cached[key] = templates
+    return list(cached[key])

@@ -33,8 +33,8 @@ from editcollapse.editors.base import hparams_hash, require_keys
 from editcollapse.editors.context_templates import context_templates
 from editcollapse.editors.covariance import layer_covariance
 from editcollapse.editors.delta import Delta, ParamDelta
-from editcollapse.editors.keys import has_bos, keys_at_templates
-from editcollapse.editors.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.keys import Located, has_bos, keys_at_templates
+from editcollapse.editors.target_vector import TargetSettings, TargetVector, optimize_target_vector
 from editcollapse.models.archmap import ArchMap
 
 ROME_KEYS = ("layers", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
@@ -73,73 +73,102 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
 
 
-@dataclass(frozen=True)
-class ROMEEditor:
-    """ROME (``consistent_keys=False``, the reference) or r-ROME (``consistent_keys=True``)."""
+@dataclass
+class ROMEUpdate:
+    """Everything one ROME update is made of (the Delta plus what tests and diagnostics need)."""
 
-    method: str = "rome"
+    param_name: str
+    module: nn.Module
+    u: torch.Tensor  # left vector (unit norm)
+    right: torch.Tensor
+    key: torch.Tensor  # the key the update is solved for: bare (ROME) or averaged (r-ROME)
+    output: torch.Tensor  # the module's output at that key
+    keys: torch.Tensor  # (templates, d_in): keys behind every context template; row 0 is bare
+    target: TargetVector
+    located: list[Located]
+    templates: list[str]
+    consistent_keys: bool
+    layer: int
 
     @property
-    def consistent_keys(self) -> bool:
-        """r-ROME: the right vector uses the template-averaged key and output."""
-        return self.method == "r-rome"
+    def k_star(self) -> torch.Tensor:
+        """ROME's k*: the key averaged over the context templates."""
+        return self.keys.mean(0)
+
+    def param_delta(self) -> ParamDelta:
+        """The rank-one change of the weight in its own layout."""
+        return rank_one_param_delta(self.module, self.u, self.right)
+
+    def diagnostics(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        """The numbers that explain the update's size (JSON-able), for the ``edits`` table."""
+        bare = self.located[0]
+        return {
+            "layer": self.layer,
+            "consistent_keys": self.consistent_keys,
+            "denominator": float(torch.dot(self.key, self.u)),
+            "right_norm": float(self.right.norm()),
+            "delta_fro": float(self.right.double().norm() * self.u.double().norm()),
+            "subject_first_token": bare.subject_span[0],
+            "subject_last_token": bare.subject_span[1],
+            "lookup_token": bare.position,
+            "prompt_tokens": len(bare.ids),
+            "bos": has_bos(tokenizer, bare.ids),
+            "cos_k_bare_k_star": _cosine(self.keys[0], self.k_star),
+            "k_bare_norm": float(self.keys[0].norm()),
+            "k_star_norm": float(self.k_star.norm()),
+            "v_init_norm": float(self.target.init.norm()),
+            "v_delta_norm": float(self.target.delta.norm()),
+            "target_nll": self.target.nll,
+            "target_prob": self.target.target_prob,
+            "v_steps": self.target.steps,
+            "n_templates": len(self.templates),
+        }
+
+
+def compute_rome_update(model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap, case: EditCase,
+                        hparams: dict[str, Any], *, consistent_keys: bool = False) -> ROMEUpdate:
+    """ROME's (or, with ``consistent_keys``, r-ROME's) rank-one update for ``case``; the model is unchanged."""
+    require_keys(hparams, ROME_KEYS, "rome")
+    layers = list(hparams["layers"])
+    if len(layers) != 1:
+        raise ValueError(f"ROME rewrites one layer; hparams layers={layers}")
+    consistent = consistent_keys or bool(hparams.get("enable_random_prefix_keys", False))
+    layer = int(layers[0])
+    rewrite_name = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp).format(layer)
+    mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(layer)
+    rewrite = model.get_submodule(rewrite_name)
+    settings = TargetSettings.from_hparams(hparams)
+    templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
+                                  seed=int(hparams.get("context_template_seed", 0)))
+    keys, outputs, located = keys_at_templates(model, tokenizer, rewrite, templates, case.prompt,
+                                               case.subject, settings.fact_token)
+    u = left_vector(model, tokenizer, rewrite_name, keys.mean(0), hparams)
+    target = optimize_target_vector(model, tokenizer, mlp_name, case.prompt, case.subject,
+                                    case.target_new, templates, settings)
+    # templates[0] is "{}": row 0 is the bare prompt, where ROME takes k and W k.
+    key, output = (keys.mean(0), outputs.mean(0)) if consistent else (keys[0], outputs[0])
+    right = (target.target - output) / torch.dot(key, u)
+    return ROMEUpdate(param_name=f"{rewrite_name}.weight", module=rewrite, u=u, right=right, key=key,
+                      output=output, keys=keys, target=target, located=located, templates=templates,
+                      consistent_keys=consistent, layer=layer)
+
+
+@dataclass(frozen=True)
+class ROMEEditor:
+    """ROME (``"rome"``, the reference) or r-ROME (``"r-rome"``: consistent keys)."""
+
+    method: str = "rome"
 
     def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
              cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
         """The rank-one Delta of one case (sequential editing composes the Deltas of single edits)."""
         if len(cases) != 1:
             raise ValueError(f"{self.method} edits one case at a time, got {len(cases)} (use MEMIT for batches)")
-        require_keys(hparams, ROME_KEYS, self.method)
-        layers = list(hparams["layers"])
-        if len(layers) != 1:
-            raise ValueError(f"{self.method} rewrites one layer; hparams layers={layers}")
-        case = cases[0]
-        consistent = self.consistent_keys or bool(hparams.get("enable_random_prefix_keys", False))
-        layer = int(layers[0])
-        rewrite_name = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp).format(layer)
-        mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(layer)
-        rewrite = model.get_submodule(rewrite_name)
-        settings = TargetSettings.from_hparams(hparams)
-        model_key = f"{hparams.get('model_name', '')}@{hparams.get('model_revision', '')}"
-        templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
-                                      seed=int(hparams.get("context_template_seed", 0)),
-                                      cache_key=None if model_key == "@" else model_key)
-
-        keys, outputs, located = keys_at_templates(model, tokenizer, rewrite, templates, case.prompt,
-                                                   case.subject, settings.fact_token)
-        k_star = keys.mean(0)
-        u = left_vector(model, tokenizer, rewrite_name, k_star, hparams)
-        target = optimize_target_vector(model, tokenizer, mlp_name, case.prompt, case.subject,
-                                        case.target_new, templates, settings)
-        # templates[0] is "{}": row 0 is the bare prompt, ROME's k and W k.
-        key, output = (k_star, outputs.mean(0)) if consistent else (keys[0], outputs[0])
-        denominator = torch.dot(key, u)
-        right = (target.target - output) / denominator
-        change = rank_one_param_delta(rewrite, u, right)
-        bare = located[0]
-        diagnostics = {
-            "layer": layer,
-            "consistent_keys": consistent,
-            "denominator": float(denominator),
-            "right_norm": float(right.norm()),
-            "delta_fro": float(right.double().norm() * u.double().norm()),
-            "subject_first_token": bare.subject_span[0],
-            "subject_last_token": bare.subject_span[1],
-            "lookup_token": bare.position,
-            "prompt_tokens": len(bare.ids),
-            "bos": has_bos(tokenizer, bare.ids),
-            "cos_k_bare_k_star": _cosine(keys[0], k_star),
-            "k_bare_norm": float(keys[0].norm()),
-            "k_star_norm": float(k_star.norm()),
-            "v_init_norm": float(target.init.norm()),
-            "v_delta_norm": float(target.delta.norm()),
-            "target_nll": target.nll,
-            "target_prob": target.target_prob,
-            "v_steps": target.steps,
-            "n_templates": len(templates),
-        }
-        return Delta(method=self.method, params={f"{rewrite_name}.weight": change},
-                     hparams_hash=hparams_hash(hparams), case_ids=(case.case_id,), diagnostics=diagnostics)
+        update = compute_rome_update(model, tokenizer, arch, cases[0], hparams,
+                                     consistent_keys=self.method == "r-rome")
+        return Delta(method=self.method, params={update.param_name: update.param_delta()},
+                     hparams_hash=hparams_hash(hparams), case_ids=(cases[0].case_id,),
+                     diagnostics=update.diagnostics(tokenizer))
 
 
 def editor(method: str) -> ROMEEditor:
