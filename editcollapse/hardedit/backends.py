@@ -118,7 +118,7 @@ class OpenAIChatBackend:
 
     Retried: 429 (honouring ``Retry-After``), timeouts, connection errors, 5xx. Anything else (400,
     401, 404 …) fails at once. Backoff doubles from ``backoff_initial_s`` up to ``backoff_max_s``
-    with ±25 % jitter. The rate limit spaces request starts by ``60 / requests_per_minute`` s.
+    with ±25 % jitter. The rate limit spaces request starts by ``60 / requests_per_minute`` s (0: none).
     """
 
     config: OpenAIConfig
