@@ -20,7 +20,7 @@ from editcollapse.sequential.measure import CorpusEvaluator
 from editcollapse.sequential.store import StepStore
 from editcollapse.sequential.trajectory import Measurement, TrajectorySettings, run_trajectory
 
-METHOD = "ft"
+METHOD = "rome"
 TINY = "tiny-gpt2"
 TEXTS = ("The river runs through the old town and under seven bridges.",
          "She opened the window and the cold air filled the small room.",

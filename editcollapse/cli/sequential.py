@@ -1,0 +1,62 @@
+"""`editcollapse sequential`: hard vs normal sequential editing until collapse or N edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def sequential(
+    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    method: str = typer.Option("rome", help="editing method: rome, r-rome, memit, ft, ft-l-inf"),
+    hard_source: str = typer.Option("hardcf", help="'hardcf' (warehouse hardcf + ppl tables) or a HardCF file"),
+    dataset: str = typer.Option("counterfact", help="cases the hard ids refer to; the normal group's pool"),
+    n_edits: int = typer.Option(20, help="edits per trajectory (fewer when it collapses first)"),
+    trials: int = typer.Option(3, help="trajectories per group (seeded orderings)"),
+    seed: int = typer.Option(0, help="seed of the normal sample and the orderings"),
+    ppl_corpus: str = typer.Option("me-ppl-1k", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
+    ppl_every: int = typer.Option(1, help="evaluate perplexity and edit success every k edits (and at the last)"),
+    threshold: float = typer.Option(1000.0, help="collapse threshold on the mean per-sentence perplexity"),
+    group_size: int = typer.Option(None, help="cases per group (default n_edits; larger: trials sample from it)"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
+    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
+    ppl_batch_size: int = typer.Option(16, help="perplexity batch size"),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
+) -> None:
+    """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from editcollapse.flows.sequential import sequential_editing
+
+    runner = sequential_editing if prefect else sequential_editing.fn
+    result = runner(model=model, method=method, hard_source=hard_source, n_edits=n_edits, trials=trials,
+                    seed=seed, ppl_corpus=ppl_corpus, ppl_every=ppl_every, dataset=dataset,
+                    threshold=threshold, group_size=group_size,
+                    warehouse=None if warehouse is None else str(warehouse), run_id=run_id,
+                    ppl_batch_size=ppl_batch_size)
+    table = Table(title=f"sequential run {result['run_id']}")
+    columns = ("group", "trial", "edits", "baseline_ppl", "final_ppl", "collapsed_at", "final_all_success",
+               "cumulative_fro", "cumulative_spectral", "errors")
+    for column in columns:
+        table.add_column(column)
+    for line in result["summary"]:
+        table.add_row(*(_cell(line[column]) for column in columns))
+    console = Console()
+    console.print(table)
+    for figure in result["figures"]:
+        console.print(f"figure: {figure}")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("sequential")(sequential)

@@ -1,0 +1,89 @@
+"""The sequential flow end to end on a tiny model: groups from the warehouse, table rows, figures, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SUBJECTS = ["Paris", "Spain", "Tokyo", "Egypt", "Chile", "Oslo", "Peru", "Kenya", "Ghana", "Nepal", "Cuba", "Fiji"]
+OBJECTS = ["Rome", "Oslo", "Lima", "Cairo", "Quito", "Bern", "Dakar", "Hanoi", "Accra", "Doha", "Riga", "Suva"]
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path) -> dict:
+    """A 12-case CounterFact-form file, a 2-sentence perplexity corpus, and a warehouse whose
+    single-edit tables name one collapsed case (``hardcf``) and rank the others (``ppl``)."""
+    from editcollapse.warehouse import Warehouse
+
+    cases = [dict(case_id=i, prompt=f"{s} is located in", subject=s, target_new=OBJECTS[i],
+                  ground_truth=OBJECTS[(i + 5) % 12], rephrase_prompt=f"Where is {s}? It is in",
+                  locality_prompt="Berlin is located in", locality_ground_truth="Germany")
+             for i, s in enumerate(SUBJECTS)]
+    (tmp_path / "cf.json").write_text(json.dumps(cases))
+    texts = ["The river runs through the old town and under seven bridges.",
+             "She opened the window and the cold air filled the small room."]
+    (tmp_path / "ppl.json").write_text(json.dumps([{"Corpus": "test", "Text": t} for t in texts]))
+    warehouse = Warehouse(tmp_path / "wh")
+    warehouse.write_part("hardcf", [{"run_id": "h", "case_id": "counterfact:4", "ppl_mean": 4000.0,
+                                     "collapsed": True, "source_model": "tiny-gpt2"}],
+                         model="any", method="select", run_id="h", shard=0)
+    warehouse.write_part("ppl", [{"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 100.0 + i,
+                                  "collapsed": False} for i in (0, 1, 2, 3, 5)],
+                         model="tiny-gpt2", method="rome", run_id="s", shard=0)
+    return {"dataset": str(tmp_path / "cf.json"), "ppl_corpus": str(tmp_path / "ppl.json"),
+            "warehouse": str(tmp_path / "wh")}
+
+
+def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from editcollapse.flows.sequential import sequential_editing
+    from editcollapse.warehouse import Warehouse, connect
+
+    params = dict(model="tiny-gpt2", method="rome", hard_source="hardcf", n_edits=3, trials=1, seed=0,
+                  ppl_every=2, **inputs)
+    with prefect_test_harness():
+        result = sequential_editing(**params)
+    warehouse = Warehouse(inputs["warehouse"])
+    rows = warehouse.read("sequential", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()
+    assert {(r["group"], r["trial"]) for r in rows} == {("hard", 0), ("normal", 0)}
+    hard = sorted((r for r in rows if r["group"] == "hard"), key=lambda r: r["step"])
+    # the collapsed case plus the two highest single-edit perplexities (5 and 3), in a seeded order
+    assert {r["case_id"]: r["selection"] for r in hard[1:]} == {
+        "counterfact:4": "collapsed", "counterfact:5": "top_ppl", "counterfact:3": "top_ppl"}
+    normal_ids = {r["case_id"] for r in rows if r["group"] == "normal" and r["step"] > 0}
+    assert len(normal_ids) == 3 and not normal_ids & {"counterfact:3", "counterfact:4", "counterfact:5"}
+    assert [r["ppl_mean"] is not None for r in hard] == [True, False, True, True]  # steps 0, 2 and the last
+    assert all(json.loads(r["norms"]) for r in hard[1:])
+    assert all(Path(figure).stat().st_size > 1000 for figure in result["figures"])
+    run = warehouse.read("runs", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()[0]
+    assert run["status"] == "completed" and run["stage"] == "sequential" and run["n_cases"] == 6
+    count = connect(inputs["warehouse"]).execute(
+        "select count(*) from sequential where run = ?", [result["run_id"]]).fetchone()[0]
+    assert count == 8
+
+    parts = warehouse.parts("sequential")
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    again = sequential_editing.fn(**params)  # same parameters: same run, read back, nothing recomputed
+    assert again["run_id"] == result["run_id"] and again["summary"] == result["summary"]
+    assert {p: p.stat().st_mtime_ns for p in warehouse.parts("sequential")} == stamps
+
+
+def test_cli_runs_without_prefect(inputs: dict) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    result = CliRunner().invoke(app, ["sequential", "--model", "tiny-gpt2", "--method", "rome", "--n-edits", "2",
+                                      "--trials", "1", "--dataset", inputs["dataset"], "--ppl-corpus",
+                                      inputs["ppl_corpus"], "--warehouse", inputs["warehouse"], "--no-prefect"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "hard" in result.output and "normal" in result.output
+    from editcollapse.warehouse import Warehouse
+
+    parts = Warehouse(inputs["warehouse"]).parts("sequential")
+    assert sorted(p.name for p in parts) == ["part-hard-trial000.parquet", "part-normal-trial000.parquet"]
+    assert len(list(parts[0].parent.glob("*.png"))) == 2
