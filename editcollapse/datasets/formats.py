@@ -92,6 +92,13 @@ def case_id(dataset: str, record: dict[str, Any], index: int, tag: str) -> str:
     return f"{dataset}:{tag}/{index}" if tag else f"{dataset}:{index}"
 
 
+def _case(record: dict[str, Any], dataset: str, index: int, tag: str, *, prompt: str, subject: str,
+          **fields: Any) -> EditCase:
+    """An EditCase with the id, dataset and ``{}`` template every format derives the same way."""
+    return EditCase(case_id=fields.pop("case_id", None) or case_id(dataset, record, index, tag),
+                    dataset=dataset, prompt=template(prompt, subject), subject=subject, **fields)
+
+
 def parse_rome(record: dict[str, Any], dataset: str, index: int, tag: str) -> EditCase:
     """CounterFact in the original ROME/MEMIT form (``requested_rewrite``)."""
     rewrite = _get(record, "requested_rewrite")
@@ -113,10 +120,9 @@ def parse_rome(record: dict[str, Any], dataset: str, index: int, tag: str) -> Ed
             extra[f"{key}_id"] = rewrite[key]["id"]
     if record.get("attribute_prompts"):
         extra["attribute_prompts"] = list(_strings(record["attribute_prompts"], "attribute_prompts"))
-    return EditCase(
-        case_id=case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(rewrite, "prompt", "requested_rewrite"), "requested_rewrite.prompt"), subject),
+    return _case(
+        record, dataset, index, tag,
+        prompt=_string(_get(rewrite, "prompt", "requested_rewrite"), "requested_rewrite.prompt"),
         subject=subject,
         target_new=target_new,
         target_true=target_true,
@@ -137,10 +143,9 @@ def parse_easyedit_cf(record: dict[str, Any], dataset: str, index: int, tag: str
         neighborhood = (NeighborhoodPrompt(_string(record["locality_prompt"], "locality_prompt"),
                                            _target(_get(record, "locality_ground_truth"),
                                                    "locality_ground_truth")),)
-    return EditCase(
-        case_id=case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(record, "prompt"), "prompt"), subject),
+    return _case(
+        record, dataset, index, tag,
+        prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
         target_true=_target(_get(record, "ground_truth"), "ground_truth"),
@@ -159,10 +164,9 @@ def parse_zsre(record: dict[str, Any], dataset: str, index: int, tag: str) -> Ed
     extra = {key: record[key] for key in ("pred", "cond") if key in record}
     if len(answers) > 1:
         extra["answers"] = list(answers)
-    return EditCase(
-        case_id=case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(record, "src"), "src"), subject),
+    return _case(
+        record, dataset, index, tag,
+        prompt=_string(_get(record, "src"), "src"),
         subject=subject,
         target_new=_target(_get(record, "alt"), "alt"),
         target_true=_target(answers, "answers"),
@@ -187,10 +191,10 @@ def parse_qaedit(record: dict[str, Any], dataset: str, index: int, tag: str) -> 
                                                _target(item.get("loc_ans"), f"locality[{i}].loc_ans")))
     # QAEdit ids are unique only within a source (NQ 3368 and TQA 3368 are different questions).
     qa_id = f"{record['source']}-{record['id']}" if "source" in record and "id" in record else None
-    return EditCase(
-        case_id=f"{dataset}:{qa_id}" if qa_id else case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(record, "prompt"), "prompt"), subject),
+    return _case(
+        record, dataset, index, tag,
+        case_id=f"{dataset}:{qa_id}" if qa_id else None,
+        prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target"), "target"),
         target_true=None,
@@ -206,10 +210,9 @@ def parse_hardedit(record: dict[str, Any], dataset: str, index: int, tag: str) -
     known = {"case_id", "id", "prompt", "subject", "target_new", "ground_truth", "target_true",
              "relation_id"}
     true_key = "ground_truth" if "ground_truth" in record else "target_true"
-    return EditCase(
-        case_id=case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(record, "prompt"), "prompt"), subject),
+    return _case(
+        record, dataset, index, tag,
+        prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
         target_true=_target(_get(record, true_key), true_key),
@@ -237,10 +240,9 @@ def parse_portability(record: dict[str, Any], dataset: str, index: int, tag: str
             _target(true, f"portable_prompts[{i}].portable_target_true") if true else None))
         if isinstance(new, list) and len(new) > 1:
             alternatives[str(i)] = list(new)
-    return EditCase(
-        case_id=case_id(dataset, record, index, tag),
-        dataset=dataset,
-        prompt=template(_string(_get(record, "prompt"), "prompt"), subject),
+    return _case(
+        record, dataset, index, tag,
+        prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
         target_true=target_true,

@@ -197,8 +197,8 @@ def load_ppl_corpus(name: str) -> PplCorpus:
 def english_texts(name: str = "embedded") -> list[str]:
     """Default English text for covariance statistics (ROME/MEMIT ``E[k kᵀ]``).
 
-    ``"embedded"``: the packaged documents (Wikipedia paragraphs and whole news articles, longest
-    context first is left to the caller's truncation); any other name: that corpus's sentences.
+    ``"embedded"``: the packaged documents (Wikipedia paragraphs and whole news articles; the
+    caller truncates them to its context length); any other name: that corpus's sentences.
     """
     if name == "embedded":
         from editcollapse.datasets.packaged_text import packaged_documents
