@@ -191,8 +191,8 @@ def filter_hardedit(
 ) -> dict[str, Any]:
     """Single-edit sweep of the valid candidates on each reference model; keep ppl > threshold.
 
-    Writes ``hardedit`` rows (every candidate, kept or not, per model) and, when ``export`` is a
-    path, the kept candidates in the paper's JSON form.
+    Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
+    the paper's JSON form to ``export`` (default ``<warehouse>/exports/<run id>.json``).
     """
     from editcollapse.hardedit.records import candidate_case, export_records, write_export
     from editcollapse.sweep.plan import SweepSpec, resolve_ppl_corpus
@@ -239,8 +239,7 @@ def filter_hardedit(
         "kept": len(records), "errors": sum(r["error"] is not None for r in all_rows),
         "kept_per_model": {m: sum(r["kept"] for r in all_rows if r["reference_model"] == m) for m in models},
     }
-    if export:
-        summary["export"] = str(write_export(export, records))
+    summary["export"] = str(write_export(export or store.root / "exports" / f"{run_id}.json", records))
     finish_run(store, label, method, row, status="completed", n_collapsed=len(records),
                n_errors=summary["errors"])
     build_catalog(store)

@@ -1,0 +1,137 @@
+"""`editcollapse hardedit …`: generate HardEdit candidates with an LLM, filter them with ROME, and
+inspect the subject repository and the generation prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from editcollapse.cli.warehouse import WAREHOUSE_HELP
+
+hardedit_app = typer.Typer(help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.",
+                           no_args_is_help=True)
+
+
+def _warehouse(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+@hardedit_app.command("generate")
+def generate(
+    backend: str = typer.Option("local", help="local (a transformers chat model) or openai (any "
+                                "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)"),
+    calls: int = typer.Option(5, help="generation calls (each asks for --points samples)"),
+    local_model: str = typer.Option("smollm2-135m", help="model of the local backend"),
+    model: str = typer.Option(None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL "
+                              "or gpt-3.5-turbo)"),
+    base_url: str = typer.Option(None, help="endpoint of the openai backend (default "
+                                 "$EDITCOLLAPSE_LLM_BASE_URL or $OPENAI_BASE_URL)"),
+    seeds: str = typer.Option("paper", help="seed examples: 'paper' (packaged) or a load_cases source "
+                              "(hardcf, a HardCF/HardEdit/CounterFact file)"),
+    n_seeds: int = typer.Option(30, help="seed examples per prompt (the paper: 30)"),
+    subjects: Path = typer.Option(None, help="subject repository JSON (default: the packaged one)"),
+    template: Path = typer.Option(None, help="prompt template file (default: the packaged Figure 12 one)"),
+    subjects_per_prompt: int = typer.Option(10),
+    points: int = typer.Option(10, help="samples asked for per call"),
+    max_requests: int = typer.Option(None, help="budget: requests sent, retries included"),
+    max_tokens: int = typer.Option(None, help="budget: prompt + completion tokens"),
+    rpm: float = typer.Option(20.0, help="rate limit of the openai backend, requests per minute (0: none)"),
+    max_new_tokens: int = typer.Option(1024, help="completion length cap"),
+    temperature: float = typer.Option(None, help="sampling temperature (default 0.7 local, 1.0 openai)"),
+    seed: int = typer.Option(0),
+    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; the same "
+                               "command resumes the same run)"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+) -> None:
+    """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
+    from editcollapse.cli.sweep import _prefect_defaults
+    from editcollapse.flows.hardedit import generate_hardedit_candidates
+
+    arguments = dict(backend=backend, n_calls=calls, local_model=local_model, model=model, base_url=base_url,
+                     seed=seed, seeds_source=seeds, n_seeds=n_seeds, subjects_file=str(subjects) if subjects else None,
+                     template_file=str(template) if template else None, subjects_per_prompt=subjects_per_prompt,
+                     n_points=points, max_requests=max_requests, max_tokens=max_tokens, requests_per_minute=rpm,
+                     max_new_tokens=max_new_tokens, temperature=temperature, run_id=run_id,
+                     warehouse=_warehouse(warehouse))
+    if prefect:
+        _prefect_defaults()
+        summary = generate_hardedit_candidates(**arguments)
+    else:
+        summary = generate_hardedit_candidates.fn(**arguments)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@hardedit_app.command("filter")
+def filter_(
+    model: list[str] = typer.Option(None, "--model", help="reference model (repeat for several; "
+                                    "default smollm2-135m; the paper: gpt2-xl)"),
+    method: str = typer.Option("rome", help="editing method of the filter"),
+    run: list[str] = typer.Option(None, "--run", help="only candidates of this generation run (repeatable)"),
+    limit: int = typer.Option(None, help="first N valid candidates"),
+    ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (falls back to embedded-50 offline)"),
+    threshold: float = typer.Option(1000.0, help="keep candidates whose edited model's ME-PPL exceeds this"),
+    shard_size: int = typer.Option(10),
+    output: Path = typer.Option(None, "--output", "-o", help="JSON export (default <warehouse>/exports/<run>.json)"),
+    run_id: str = typer.Option(None),
+    seed: int = typer.Option(0),
+    device: str = typer.Option(None),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
+) -> None:
+    """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
+    from editcollapse.cli.sweep import _prefect_defaults
+    from editcollapse.flows.hardedit import filter_hardedit
+
+    arguments = dict(reference_models=model or None, method=method, candidate_run_ids=run or None, limit=limit,
+                     ppl_corpus=ppl_corpus, threshold=threshold, shard_size=shard_size, seed=seed,
+                     export=str(output) if output else None, run_id=run_id, warehouse=_warehouse(warehouse),
+                     device=device)
+    if prefect:
+        _prefect_defaults()
+        summary = filter_hardedit(**arguments)
+    else:
+        summary = filter_hardedit.fn(**arguments)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@hardedit_app.command("subjects")
+def subjects(path: Path = typer.Option(None, help="a subject repository JSON (default: the packaged one)")) -> None:
+    """The subject repository: categories, sizes and where each list comes from."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from editcollapse.hardedit.subjects import load_subject_repository
+
+    repository = load_subject_repository(path)
+    table = Table(title=f"{len(repository.subjects())} unique single-word subjects")
+    for column in ("category", "n", "examples", "provenance"):
+        table.add_column(column)
+    for category in repository.categories:
+        table.add_row(category.name, str(len(category.subjects)), ", ".join(category.subjects[:5]),
+                      category.provenance)
+    Console().print(table)
+
+
+@hardedit_app.command("prompt")
+def prompt(
+    template: Path = typer.Option(None, help="prompt template file (default: the packaged one)"),
+    seeds: str = typer.Option("paper"),
+    seed: int = typer.Option(0, help="which 10 subjects are drawn"),
+    excluded: list[str] = typer.Option(None, "--exclude", help="an excluded subject (repeatable)"),
+) -> None:
+    """Print one generation prompt as the generator would send it (to check an edited template)."""
+    import random
+
+    from editcollapse.hardedit.prompt import build_prompt, load_seed_examples, load_template
+    from editcollapse.hardedit.subjects import load_subject_repository
+
+    offered = load_subject_repository().sample(10, random.Random(f"{seed}:0"))
+    typer.echo(build_prompt(load_template(template), load_seed_examples(seeds), offered, list(excluded or [])))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.add_typer(hardedit_app, name="hardedit")
