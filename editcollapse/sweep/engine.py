@@ -187,12 +187,23 @@ def _ppl_row(spec: SweepSpec, result) -> dict[str, Any]:
     }
 
 
+def _delta_norms(delta) -> tuple[float, float]:
+    """(‖ΔW‖_F over all parameters, largest spectral norm); a non-finite ΔW (an overflowing
+    update) has no SVD: its Frobenius norm is kept (inf/NaN) and its spectral norm is NaN."""
+    try:
+        norms = delta.norms().values()
+    except RuntimeError:
+        squares = [float(change.materialize().double().norm()) ** 2 for change in delta.params.values()]
+        return math.sqrt(math.fsum(squares)), math.nan
+    return (math.sqrt(math.fsum(n["fro"] ** 2 for n in norms)),
+            max((n["spectral"] for n in norms), default=math.nan))
+
+
 def _delta_columns(delta) -> dict[str, Any]:
-    norms = delta.norms()
+    fro, spectral = _delta_norms(delta)
     columns: dict[str, Any] = {
         "hparams_hash": delta.hparams_hash, "edited_params": sorted(delta.params),
-        "delta_fro": math.sqrt(math.fsum(n["fro"] ** 2 for n in norms.values())),
-        "delta_spectral": max((n["spectral"] for n in norms.values()), default=math.nan),
+        "delta_fro": fro, "delta_spectral": spectral,
         "diagnostics": json.dumps(delta.diagnostics, sort_keys=True, default=str),
     }
     for name in DIAGNOSTIC_COLUMNS:

@@ -1,0 +1,240 @@
+"""The single-edit sweep engine with the real ROME editor on tiny models: every case exactly once,
+errors as rows, NaN perplexity counted as collapsed, resume after SIGKILL, HardCF, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from editcollapse.cli import app
+from editcollapse.datasets.case import EditCase, NeighborhoodPrompt
+from editcollapse.editors.delta import Delta, ParamDelta
+from editcollapse.sweep.engine import is_collapsed, load_resources, run_shard
+from editcollapse.sweep.hardcf import run_selection
+from editcollapse.sweep.plan import SweepSpec
+from editcollapse.sweep.run import run_sweep
+from editcollapse.sweep.summary import log_ppl_histogram, run_summary
+from editcollapse.warehouse import Warehouse, connect
+
+SUBJECTS = ["Eiffel", "Louvre", "Seine", "Lyon", "Nice", "Metz", "Brest", "Arles", "Dijon", "Reims",
+            "Tours", "Nancy"]
+SENTENCES = ["The river runs through the old town and past the mill.",
+             "She walked to the market early in the morning to buy bread.",
+             "Scientists measured the temperature of the lake every day.",
+             "The committee will meet again next week to discuss the budget."]
+
+
+def tiny_cases(n: int) -> list[EditCase]:
+    return [EditCase(case_id=f"test:{i}", dataset="test", prompt="{} is located in", subject=subject,
+                     target_new=" Rome", target_true=" Paris", paraphrase_prompts=(f"Where is {subject}? In",),
+                     neighborhood=(NeighborhoodPrompt("Berlin is in", " Germany"),))
+            for i, subject in enumerate(SUBJECTS[:n])]
+
+
+def write_files(folder: Path, n: int) -> tuple[Path, Path]:
+    """A HardEdit-form case file (with one invalid record) and a tiny perplexity corpus."""
+    records = [{"prompt": c.filled_prompt, "subject": c.subject, "target_new": c.target_new.strip(),
+                "ground_truth": c.target_true.strip()} for c in tiny_cases(n)]
+    records.append({"prompt": "Nothing here", "subject": "Zzz", "target_new": "Rome", "ground_truth": "Paris"})
+    cases, corpus = folder / "cases.json", folder / "ppl.json"
+    cases.write_text(json.dumps(records))
+    corpus.write_text(json.dumps([{"Corpus": "test", "Text": t} for t in SENTENCES]))
+    return cases, corpus
+
+
+def spec_for(corpus: Path, **fields) -> SweepSpec:
+    values = {"model": "tiny-gpt2", "method": "rome", "dataset": "test", "shard_size": 2,
+              "ppl_corpus": str(corpus), **fields}
+    return SweepSpec(**values)
+
+
+def rows(store: Warehouse, query: str) -> list[tuple]:
+    return connect(store).execute(query).fetchall()
+
+
+def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_path) -> None:
+    cases_file, corpus = write_files(tmp_path, 5)
+    store = Warehouse(tmp_path / "wh")
+    spec = spec_for(corpus, dataset=str(cases_file))
+    summary = run_sweep(spec, store)
+    assert (summary["n_cases"], summary["n_errors"], summary["n_invalid"]) == (5, 0, 1)
+    for table in ("cases", "edits", "ppl"):
+        counted = rows(store, f"SELECT count(*), count(DISTINCT case_id) FROM {table} WHERE shard IS NOT NULL")
+        assert counted == [(5, 5)], table
+    assert rows(store, "SELECT count(DISTINCT case_id) FROM edit_metrics WHERE phase = 'post'") == [(5,)]
+    assert rows(store, "SELECT shard, count(*) FROM edits WHERE shard IS NOT NULL GROUP BY 1 ORDER BY 1") == \
+        [(0, 2), (1, 2), (2, 1)]
+    invalid = rows(store, "SELECT case_id, error FROM edits WHERE status = 'invalid'")
+    assert len(invalid) == 1 and "record 5" in invalid[0][1] and "subject" in invalid[0][1]
+    # the editor's diagnostics are columns; the partition columns come from the path
+    diag = rows(store, "SELECT min(abs(denominator)), min(right_norm), bool_and(NOT bos), "
+                       "min(subject_first_token), any_value(model), any_value(method) FROM edits WHERE status = 'ok'")
+    assert diag[0][0] > 0 and diag[0][1] > 0 and diag[0][2] is True and diag[0][3] == 0
+    assert diag[0][4:] == ("tiny-gpt2", "rome")
+    run = rows(store, "SELECT status, n_cases, n_errors, attempts, baseline_ppl_mean, parameters FROM runs")
+    assert run[0][:4] == ("completed", 5, 0, 1) and math.isfinite(run[0][4])
+    assert json.loads(run[0][5])["shard_size"] == 2
+    parts = {p: p.stat().st_mtime_ns for p in store.parts("edits")}
+    again = run_sweep(spec, store)  # same parameters → same run id → nothing to compute
+    assert again["n_cases"] == 5 and {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
+    assert rows(store, "SELECT attempts FROM runs") == [(2,)]
+
+
+def test_failing_case_is_an_error_row_and_the_shard_goes_on(tmp_path) -> None:
+    _, corpus = write_files(tmp_path, 1)
+    store = Warehouse(tmp_path / "wh")
+    # no subject slot in the prompt: ROME cannot find the subject's tokens
+    broken = EditCase(case_id="test:broken", dataset="test", prompt="The capital is", subject="Atlantis",
+                      target_new=" Rome", target_true=" Paris")
+    cases = [tiny_cases(1)[0], broken, tiny_cases(2)[1]]
+    summary = run_sweep(spec_for(corpus, shard_size=3), store, cases=cases)
+    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 1, 2)
+    status = dict(rows(store, "SELECT case_id, status FROM edits"))
+    assert status == {"test:0": "ok", "test:broken": "error", "test:1": "ok"}
+    error_type, error = rows(store, "SELECT error_type, error FROM edits WHERE status = 'error'")[0]
+    assert error_type == "ValueError" and error.startswith("ValueError: ")
+    assert rows(store, "SELECT count(*) FROM ppl WHERE case_id = 'test:broken'") == [(0,)]
+
+
+class NaNEditor:
+    """An editor whose edit of one subject writes NaN into a weight (a model that cannot be scored)."""
+
+    method = "rome"
+
+    def edit(self, model, tokenizer, arch, cases, hparams) -> Delta:
+        name = "transformer.h.1.mlp.c_proj.weight"
+        change = torch.zeros_like(dict(model.named_parameters())[name])
+        if cases[0].subject == "Louvre":
+            change[0, 0] = math.nan
+        return Delta(method="rome", params={name: ParamDelta(dense=change)}, case_ids=(cases[0].case_id,))
+
+
+def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
+    _, corpus = write_files(tmp_path, 1)
+    store = Warehouse(tmp_path / "wh")
+    spec = spec_for(corpus, shard_size=2)
+    resources = load_resources(spec)
+    resources.editor = NaNEditor()
+    before = {k: v.clone() for k, v in resources.loaded.model.state_dict().items()}
+    result = run_shard(spec, 0, tiny_cases(2), store, resources=resources)
+    assert result.n_collapsed == 1 and result.n_errors == 0
+    assert all(torch.equal(before[k], v) for k, v in resources.loaded.model.state_dict().items())  # restored
+    stored = dict(rows(store, "SELECT case_id, ppl_mean FROM ppl"))
+    assert math.isnan(stored["test:1"]) and math.isfinite(stored["test:0"])
+    norms = dict(rows(store, "SELECT case_id, delta_spectral FROM edits"))
+    assert math.isnan(norms["test:1"]) and norms["test:0"] == 0.0  # a NaN ΔW has no SVD: kept as NaN
+    assert rows(store, "SELECT case_id, collapsed, n_nonfinite FROM ppl ORDER BY 1") == \
+        [("test:0", False, 0), ("test:1", True, len(SENTENCES))]
+    assert is_collapsed(math.inf, 1000.0) and is_collapsed(math.nan, 1000.0) and not is_collapsed(999.0, 1000.0)
+    summary = run_summary(store, spec.model, spec.method, spec.run_id)
+    assert summary["n_collapsed"] == 1 and summary["n_nonfinite"] == 1
+    assert summary["most_damaging"][0]["case_id"] == "test:1"  # NaN sorts as the most damaging
+    assert "| NaN/inf | not finite (collapsed) | 1 |" in log_ppl_histogram(summary["ppl_means"], 1000.0)
+    # HardCF keeps it, exporting the non-finite value as a string JSON can hold
+    store.write_part("runs", [{"run_id": spec.run_id, "stage": "single_edit_sweep"}], model=spec.model,
+                     method=spec.method, run_id=spec.run_id, shard="run")
+    selected = run_selection(store, threshold=1000.0, output=tmp_path / "hardcf.json")
+    assert [r["case_id"] for r in selected["records"]] == ["test:1"]
+    assert json.loads((tmp_path / "hardcf.json").read_text())[0]["rome_tiny-gpt2_ppl"] == "nan"
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from editcollapse.sweep.plan import SweepSpec
+from editcollapse.sweep.run import run_sweep
+from editcollapse.warehouse import Warehouse
+cases_file, corpus, root = sys.argv[1:4]
+spec = SweepSpec(model="tiny-gpt2", method="rome", dataset=cases_file, shard_size=1, ppl_corpus=corpus)
+run_sweep(spec, Warehouse(root))
+"""
+
+COMPARED = {
+    "edits": "case_id, shard, status, error, denominator, right_norm, delta_fro, hparams_hash, diagnostics",
+    "ppl": "case_id, shard, ppl_mean, ppl_corpus, ppl_per_text, collapsed",
+    "edit_metrics": "case_id, phase, metric, value",
+    "cases": "case_id, shard, prompt, subject, target_new",
+}
+
+
+def _table(store: Warehouse, table: str) -> list[tuple]:
+    return rows(store, f"SELECT {COMPARED[table]} FROM {table} ORDER BY ALL")
+
+
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> None:
+    n = 12
+    cases_file, corpus = write_files(tmp_path, n)
+    command = [sys.executable, "-c", KILL_SCRIPT, str(cases_file), str(corpus)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run([*command, str(whole)], check=True, env=env, timeout=600)
+
+    killed = tmp_path / "killed"
+    marks = killed / "edits"
+    process = subprocess.Popen([*command, str(killed)], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while len([p for p in marks.rglob("part-0*.parquet")]) < 2:
+            assert process.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    done_before = len(list(marks.rglob("part-0*.parquet")))
+    assert 2 <= done_before < n
+    store = Warehouse(killed)
+    # a killed run: its runs row still says running
+    assert rows(store, "SELECT status FROM runs") == [("running",)]
+    subprocess.run([*command, str(killed)], check=True, env=env, timeout=600)
+    for table in COMPARED:
+        assert _table(store, table) == _table(Warehouse(whole), table), table
+    assert rows(store, "SELECT status, attempts, n_cases FROM runs") == [("completed", 2, n)]
+
+
+def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path) -> None:
+    cases_file, corpus = write_files(tmp_path, 3)
+    store = Warehouse(tmp_path / "wh")
+    for model in ("tiny-gpt2", "tiny-llama"):
+        run_sweep(spec_for(corpus, model=model, dataset=str(cases_file), shard_size=3), store)
+    ppl = rows(store, "SELECT model, case_id, ppl_mean FROM ppl ORDER BY ppl_mean DESC")
+    threshold = (ppl[0][2] + ppl[1][2]) / 2  # exactly one (model, case) above it
+    selected = run_selection(store, threshold=threshold, output=tmp_path / "out.json")
+    hard_model, hard_case, _ = ppl[0]
+    assert [r["case_id"] for r in selected["records"]] == [hard_case]
+    record = json.loads((tmp_path / "out.json").read_text())[0]
+    assert set(record) == {"case_id", "prompt", "target_new", "subject", "ground_truth",
+                           "rome_tiny-gpt2_ppl", "rome_tiny-llama_ppl"}
+    assert "{}" not in record["prompt"] and record["subject"] in record["prompt"]
+    other = ({"tiny-gpt2", "tiny-llama"} - {hard_model}).pop()
+    stored = rows(store, "SELECT source_model, collapsed FROM hardcf ORDER BY 1")
+    assert stored == sorted([(hard_model, True), (other, False)])
+    assert run_selection(store, threshold=threshold)["run_id"] == selected["run_id"]  # same id, replaced
+    assert rows(store, "SELECT count(*) FROM hardcf") == [(2,)]
+    assert selected["per_model"] == {"tiny-gpt2": {"swept": 3, "collapsed": int(hard_model == "tiny-gpt2")},
+                                     "tiny-llama": {"swept": 3, "collapsed": int(hard_model == "tiny-llama")}}
+
+
+def test_sweep_and_sql_commands(tmp_path) -> None:
+    cases_file, corpus = write_files(tmp_path, 2)
+    root = str(tmp_path / "wh")
+    runner = CliRunner()
+    swept = runner.invoke(app, ["sweep", "--model", "tiny-llama", "--dataset", str(cases_file), "--ppl-corpus",
+                                str(corpus), "-w", root, "--no-prefect"], env={"COLUMNS": "200"})
+    assert swept.exit_code == 0, swept.output
+    assert "2 cases, 0 errors, 1 invalid" in swept.output and "most damaging edits" in swept.output
+    query = runner.invoke(app, ["sql", "-w", root, "-f", "csv",
+                                "SELECT model, count(*) AS n FROM ppl GROUP BY model"])
+    assert query.exit_code == 0 and query.stdout.splitlines() == ["model,n", "tiny-llama,2"]
+    assert (Path(root) / "catalog.duckdb").is_file()
