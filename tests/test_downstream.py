@@ -85,8 +85,10 @@ def test_mmlu_bad_record_names_file_record_and_field() -> None:
         mmlu_task([good], subjects=("global_facts", "formal_logic"))
 
 
-def test_build_local_tasks_needs_an_mmlu_file(monkeypatch) -> None:
+def test_build_local_tasks_needs_an_mmlu_file(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("EDITCOLLAPSE_MMLU", raising=False)
+    monkeypatch.setenv("EDITCOLLAPSE_DATA", str(tmp_path))
+    monkeypatch.setenv("EDITCOLLAPSE_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="EDITCOLLAPSE_MMLU"):
         build_local_tasks(["ec_mmlu_sub"])
     with pytest.raises(ValueError, match="not an offline suite"):

@@ -37,9 +37,15 @@ def is_local(task: str) -> bool:
 
 
 def mmlu_path(explicit: str | Path | None = None) -> Path | None:
-    """The MMLU JSON file to build ``ec_mmlu_sub`` from: ``explicit``, else ``$EDITCOLLAPSE_MMLU``."""
+    """The MMLU JSON file to build ``ec_mmlu_sub`` from: ``explicit``, else ``$EDITCOLLAPSE_MMLU``,
+    else ``mmlu/mmlu.json`` under a data root (``$EDITCOLLAPSE_DATA``, the download cache)."""
     chosen = explicit or os.environ.get(MMLU_ENV)
-    return Path(chosen).expanduser() if chosen else None
+    if chosen:
+        return Path(chosen).expanduser()
+    from editcollapse.datasets.sources import data_roots
+
+    return next((root / "mmlu" / "mmlu.json" for root in data_roots()
+                 if (root / "mmlu" / "mmlu.json").is_file()), None)
 
 
 def build_local_tasks(names: Sequence[str], *, mmlu_file: str | Path | None = None,
@@ -69,7 +75,8 @@ def build_local_tasks(names: Sequence[str], *, mmlu_file: str | Path | None = No
         if path is None or not path.is_file():
             raise FileNotFoundError(
                 f"{MMLU_SUB} needs an MMLU JSON file (rows: question, subject, choices, answer): "
-                f"pass its path or set ${MMLU_ENV}" + (f"; {path} does not exist" if path else ""))
+                f"pass its path, set ${MMLU_ENV}, or put it at mmlu/mmlu.json under $EDITCOLLAPSE_DATA"
+                + (f"; {path} does not exist" if path else ""))
         tasks.append(mmlu_task(read_mmlu(path), name=MMLU_SUB, source=str(path)))
     return tasks
 

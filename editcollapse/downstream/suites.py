@@ -52,16 +52,20 @@ class LocalTask:
 
 
 def lastword_task(texts: Iterable[str], *, name: str = "ec_lastword_embedded", n: int | None = None,
-                  seed: int = 0, min_words: int = 8, source: str = "") -> LocalTask:
+                  seed: int = 0, min_words: int = 8, max_words: int = 80, source: str = "") -> LocalTask:
     """LAMBADA-style last-word prediction over ``texts`` (lambada_openai's prompt and metrics).
 
-    Each text becomes one item when, after trailing punctuation is stripped, it has at least
-    ``min_words`` words and ends in an alphabetic word; items are shuffled with ``seed`` so that
-    lm-eval's ``--limit`` takes a random sample, and the first ``n`` are kept.
+    Each text (a document or a sentence) gives one passage: its longest run of leading sentences
+    with at most ``max_words`` words (LAMBADA passages are a few sentences long), kept when it has
+    at least ``min_words`` words and, once trailing punctuation is stripped, ends in an alphabetic
+    word. Items are shuffled with ``seed`` (so lm-eval's ``--limit`` takes a random sample) and
+    the first ``n`` are kept.
     """
+    from editcollapse.datasets.ppl import split_sentences
+
     docs = []
     for text in texts:
-        words = " ".join(text.split()).rstrip(_TRAILING).split(" ")
+        words = _leading_passage(split_sentences(text), max_words).rstrip(_TRAILING).split(" ")
         if len(words) >= min_words and _LAST_WORD.match(words[-1]):
             docs.append({"text": " ".join(words)})
     docs = _unique(docs, key="text")
@@ -76,6 +80,19 @@ def lastword_task(texts: Iterable[str], *, name: str = "ec_lastword_embedded", n
     return LocalTask(name, tuple(docs), config, source=source,
                      about="last-word prediction in LAMBADA's format (not LAMBADA's data): acc = the "
                            "greedy continuation is exactly the last word")
+
+
+def _leading_passage(sentences: Sequence[str], max_words: int) -> str:
+    """The longest run of leading ``sentences`` within ``max_words`` words ("" when the first is longer)."""
+    kept: list[str] = []
+    count = 0
+    for sentence in sentences:
+        words = sentence.split()
+        if count + len(words) > max_words:
+            break
+        kept.extend(words)
+        count += len(words)
+    return " ".join(kept)
 
 
 def geofacts_mc_task(cases: Iterable[EditCase], *, name: str = "ec_geofacts_mc", n_choices: int = 4,
