@@ -18,6 +18,16 @@ def _warehouse(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
+def _run(flow, arguments: dict, prefect: bool) -> None:
+    """Run ``flow`` as a Prefect flow, or its plain function with ``--no-prefect``; print the summary."""
+    from editcollapse.cli.sweep import _prefect_defaults
+
+    if prefect:
+        _prefect_defaults()
+    summary = flow(**arguments) if prefect else flow.fn(**arguments)
+    typer.echo(json.dumps(summary, indent=2))
+
+
 @hardedit_app.command("generate")
 def generate(
     backend: str = typer.Option("local", help="local (a transformers chat model) or openai (any "
@@ -47,7 +57,6 @@ def generate(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
 ) -> None:
     """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
-    from editcollapse.cli.sweep import _prefect_defaults
     from editcollapse.flows.hardedit import generate_hardedit_candidates
 
     arguments = dict(backend=backend, n_calls=calls, local_model=local_model, model=model, base_url=base_url,
@@ -56,12 +65,7 @@ def generate(
                      n_points=points, max_requests=max_requests, max_tokens=max_tokens, requests_per_minute=rpm,
                      max_new_tokens=max_new_tokens, temperature=temperature, run_id=run_id,
                      warehouse=_warehouse(warehouse))
-    if prefect:
-        _prefect_defaults()
-        summary = generate_hardedit_candidates(**arguments)
-    else:
-        summary = generate_hardedit_candidates.fn(**arguments)
-    typer.echo(json.dumps(summary, indent=2))
+    _run(generate_hardedit_candidates, arguments, prefect)
 
 
 @hardedit_app.command("filter")
@@ -82,19 +86,13 @@ def filter_(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
-    from editcollapse.cli.sweep import _prefect_defaults
     from editcollapse.flows.hardedit import filter_hardedit
 
     arguments = dict(reference_models=model or None, method=method, candidate_run_ids=run or None, limit=limit,
                      ppl_corpus=ppl_corpus, threshold=threshold, shard_size=shard_size, seed=seed,
                      export=str(output) if output else None, run_id=run_id, warehouse=_warehouse(warehouse),
                      device=device)
-    if prefect:
-        _prefect_defaults()
-        summary = filter_hardedit(**arguments)
-    else:
-        summary = filter_hardedit.fn(**arguments)
-    typer.echo(json.dumps(summary, indent=2))
+    _run(filter_hardedit, arguments, prefect)
 
 
 @hardedit_app.command("subjects")
