@@ -205,3 +205,28 @@ def test_budget_stops_the_run_early(tmp_path):
     with FakeOpenAI(script) as server:
         summary = run_flow(server, tmp_path / "wh", n_calls=3, max_requests=2)
     assert summary["calls"] == 2 and summary["budget"]["requests"] == 2 and len(server.requests) == 2
+
+
+def test_local_backend_needs_a_chat_template():
+    from editcollapse.hardedit.backends import TransformersChatBackend
+    from editcollapse.models import load_model
+
+    chat = TransformersChatBackend(load_model("tiny-llama", device="cpu"), max_new_tokens=4)
+    with pytest.raises(GenerationFailed, match="no chat template"):
+        chat.complete(messages("hi"))
+
+
+@pytest.mark.smollm2
+def test_local_backend_answers_with_smollm2_chat_template(smollm2):
+    from editcollapse.hardedit.backends import TransformersChatBackend
+
+    chat = TransformersChatBackend(smollm2, budget=Budget(max_requests=2), max_new_tokens=12, temperature=0.0)
+    reply = chat.complete(messages("Name one planet."))
+    again = chat.complete(messages("Name one planet."))
+    assert reply.text.strip() and reply.text == again.text  # greedy: reproducible
+    assert reply.completion_tokens <= 12 and reply.prompt_tokens > 10  # the chat template wraps the message
+    raw = json.loads(reply.raw)
+    assert raw["text"] == reply.text and raw["model"] == "smollm2-135m" and raw["do_sample"] is False
+    assert chat.budget.tokens == 2 * (reply.prompt_tokens + reply.completion_tokens)
+    with pytest.raises(BudgetExhausted):
+        chat.complete(messages("again"))
