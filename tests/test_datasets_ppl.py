@@ -99,3 +99,13 @@ def test_embedded_corpus_is_reproducible_english() -> None:
     assert load_ppl_corpus("embedded-50") == corpus
     documents = english_texts("embedded")
     assert len(documents) > 10_000 and sum(len(d.split()) for d in documents) > 400_000
+
+
+def test_packaged_text_cache_round_trip() -> None:
+    pytest.importorskip("gensim")
+    from editcollapse.datasets.packaged_text import packaged_documents
+
+    built = packaged_documents()
+    packaged_documents.cache_clear()
+    assert packaged_documents() == built  # second read comes from the JSON copy in the cache folder
+    assert set(built) == {"Wikipedia", "News"} and len(built["News"]) == 350

@@ -5,7 +5,7 @@ The ``gensim`` wheel carries, as test data, two genuine English sources:
 * ``enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2`` — a 2016 dump of the
   first English Wikipedia articles (Anarchism, Autism, Albedo …), wiki markup stripped here with
   gensim's own ``filter_wiki``;
-* ``lee_background.cor`` + ``lee.cor`` — the Lee corpus: 348 Australian Broadcasting Corporation
+* ``lee_background.cor`` + ``lee.cor`` — the Lee corpus: 300 + 50 Australian Broadcasting Corporation
   news articles (one per line).
 
 Both are read from the installed package files (never downloaded) and returned as documents
@@ -18,12 +18,17 @@ from __future__ import annotations
 import bz2
 import html
 import importlib.util
+import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
+from editcollapse.paths import cache_dir
+
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILES = ("lee_background.cor", "lee.cor")
+FORMAT_VERSION = 1  # bump when the extraction below changes, so cached copies are rebuilt
 
 _BOLD_ITALIC = re.compile(r"'{2,}")
 _HEADING = re.compile(r"^\s*=+.*=+\s*$")
@@ -72,6 +77,21 @@ def news_articles() -> tuple[str, ...]:
     return tuple(articles)
 
 
+@lru_cache(maxsize=1)
 def packaged_documents() -> dict[str, tuple[str, ...]]:
-    """Every packaged English source by name (the ``corpus`` value its sentences get)."""
-    return {"Wikipedia": wikipedia_paragraphs(), "News": news_articles()}
+    """Every packaged English source by name (the ``corpus`` value its sentences get).
+
+    Stripping the wiki markup takes seconds, so the result is kept in the cache folder, keyed by
+    the gensim version that shipped the text (``<cache>/packaged-text/gensim-<version>.json``).
+    """
+    from importlib.metadata import version
+
+    cached = cache_dir() / "packaged-text" / f"gensim-{version('gensim')}-v{FORMAT_VERSION}.json"
+    if cached.is_file():
+        return {name: tuple(texts) for name, texts in json.loads(cached.read_text(encoding="utf-8")).items()}
+    documents = {"Wikipedia": wikipedia_paragraphs(), "News": news_articles()}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({name: list(texts) for name, texts in documents.items()}), encoding="utf-8")
+    os.replace(partial, cached)
+    return documents

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +42,7 @@ _STOPWORDS = frozenset(
     "must through back years where much your way well down should because each just those people".split())
 _MARKUP = re.compile(r"[|{}<>=\\_*#~^]|\[\[|\]\]|https?://|www\.")
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,10 @@ def is_english_sentence(sentence: str, *, min_words: int = 11) -> bool:
     words = sentence.split()
     if len(words) < min_words or _MARKUP.search(sentence):
         return False
-    letters = [c for c in sentence if c.isalpha()]
-    if not letters or sum(c.isascii() for c in letters) / len(letters) < 0.98:
-        return False
+    if not sentence.isascii():
+        letters = _LETTER.findall(sentence)
+        if not letters or sum(c.isascii() for c in letters) / len(letters) < 0.98:
+            return False
     tokens = [token.lower() for token in _WORD.findall(sentence)]
     function_words = sum(token in _STOPWORDS for token in tokens)
     return function_words >= 3 and function_words / max(len(words), 1) >= 0.2
@@ -134,18 +136,27 @@ def build_ppl_corpus(documents: Mapping[str, Iterable[str]], quotas: Mapping[str
     ``documents`` maps a source name (the ``corpus`` column) to its texts. A source without
     enough eligible sentences is an error naming the source, its pool and its quota.
     """
+    missing = [source for source, quota in quotas.items() if quota > 0 and source not in documents]
+    if missing:
+        raise KeyError(f"{name}: no documents for source '{missing[0]}' (have {sorted(documents)})")
+    pools = {source: sentence_pool(documents[source], min_words=min_words)
+             for source, quota in quotas.items() if quota > 0}
+    return sample_ppl_corpus(pools, quotas, seed=seed, name=name)
+
+
+def sample_ppl_corpus(pools: Mapping[str, Sequence[str]], quotas: Mapping[str, int], *,
+                      seed: int = 0, name: str = "custom") -> PplCorpus:
+    """Draw ``quotas[source]`` sentences from each ready-made sentence pool, then shuffle (seeded)."""
     picked: list[tuple[str, str]] = []
     for source, quota in quotas.items():
         if quota <= 0:
             continue
-        if source not in documents:
-            raise KeyError(f"{name}: no documents for source '{source}' (have {sorted(documents)})")
-        pool = sentence_pool(documents[source], min_words=min_words)
+        pool = pools[source]
         if len(pool) < quota:
             raise ValueError(f"{name}: source '{source}' has {len(pool)} eligible sentences, "
                              f"quota is {quota}")
         rng = random.Random(f"{seed}:{source}")
-        picked.extend((source, sentence) for sentence in rng.sample(pool, quota))
+        picked.extend((source, sentence) for sentence in rng.sample(list(pool), quota))
     random.Random(f"{seed}:order").shuffle(picked)
     return PplCorpus(name=name, texts=[text for _, text in picked], sources=[src for src, _ in picked])
 
@@ -165,12 +176,18 @@ def read_ppl_file(path: Path, name: str | None = None) -> PplCorpus:
     return PplCorpus(name=name or path.stem, texts=texts, sources=sources)
 
 
-def embedded_corpus(name: str, *, seed: int = 0) -> PplCorpus:
-    """``embedded-50`` / ``embedded-1k`` / ``embedded-5k``: ME-PPL recipe on packaged English prose."""
+@lru_cache(maxsize=1)
+def packaged_pools() -> dict[str, tuple[str, ...]]:
+    """The ME-PPL-eligible sentences of each packaged English source (computed once per process)."""
     from editcollapse.datasets.packaged_text import packaged_documents
 
+    return {source: tuple(sentence_pool(texts)) for source, texts in packaged_documents().items()}
+
+
+def embedded_corpus(name: str, *, seed: int = 0) -> PplCorpus:
+    """``embedded-50`` / ``embedded-1k`` / ``embedded-5k``: ME-PPL recipe on packaged English prose."""
     quotas = proportional_quotas(EMBEDDED_MIX, EMBEDDED_SIZES[name])
-    return build_ppl_corpus(packaged_documents(), quotas, seed=seed, name=name)
+    return sample_ppl_corpus(packaged_pools(), quotas, seed=seed, name=name)
 
 
 @lru_cache(maxsize=8)
