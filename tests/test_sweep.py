@@ -172,7 +172,7 @@ def _table(store: Warehouse, table: str) -> list[tuple]:
 
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> None:
-    n = 12
+    n = 8
     cases_file, corpus = write_files(tmp_path, n)
     command = [sys.executable, "-c", KILL_SCRIPT, str(cases_file), str(corpus)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

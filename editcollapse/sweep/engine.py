@@ -154,13 +154,12 @@ def _edit_and_measure(spec: SweepSpec, case: EditCase, resources: SweepResources
 
     loaded = resources.loaded
     torch.manual_seed(case_seed(spec.seed, case.case_id))
-    started = time.perf_counter()
+    clock = _Clock()
     try:
         delta = resources.editor.edit(loaded.model, loaded.tokenizer, loaded.arch, [case], resources.hparams)
     except Exception as error:  # noqa: BLE001 — a bad case is a row, not a dead shard
-        return _error_row(error, time.perf_counter() - started, None), {}, None
-    edit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+        return {**_error_row(error), **clock.lap("edit")}, {}, None
+    timings = clock.lap("edit")
     try:
         with delta.applied(loaded.model):
             metrics = measure_cases(loaded.model, loaded.tokenizer, [case],
@@ -168,10 +167,22 @@ def _edit_and_measure(spec: SweepSpec, case: EditCase, resources: SweepResources
             result = perplexity(loaded.model, loaded.tokenizer, resources.ppl_texts,
                                 batch_size=spec.ppl_batch_size)
     except Exception as error:  # noqa: BLE001
-        return _error_row(error, edit_seconds, time.perf_counter() - started, delta), {}, None
-    eval_seconds = time.perf_counter() - started
-    row = {"status": "ok", **_delta_columns(delta), "edit_seconds": edit_seconds, "eval_seconds": eval_seconds}
+        return {**_error_row(error), **_delta_columns(delta), **timings, **clock.lap("eval")}, {}, None
+    row = {"status": "ok", **_delta_columns(delta), **timings, **clock.lap("eval")}
     return row, metrics, _ppl_row(spec, result)
+
+
+class _Clock:
+    """Wall and process-CPU time since the last lap."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> dict[str, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        lap = {f"{name}_seconds": wall - self._wall, f"{name}_cpu_seconds": cpu - self._cpu}
+        self._wall, self._cpu = wall, cpu
+        return lap
 
 
 def _ppl_row(spec: SweepSpec, result) -> dict[str, Any]:
@@ -213,14 +224,9 @@ def _delta_columns(delta) -> dict[str, Any]:
     return columns
 
 
-def _error_row(error: BaseException, edit_seconds: float, eval_seconds: float | None,
-               delta=None) -> dict[str, Any]:
-    row: dict[str, Any] = {"status": "error", "error_type": type(error).__name__,
-                           "error": "".join(traceback.format_exception_only(error)).strip()[:ERROR_CHARS],
-                           "edit_seconds": edit_seconds, "eval_seconds": eval_seconds}
-    if delta is not None:
-        row.update(_delta_columns(delta))
-    return row
+def _error_row(error: BaseException) -> dict[str, Any]:
+    return {"status": "error", "error_type": type(error).__name__,
+            "error": "".join(traceback.format_exception_only(error)).strip()[:ERROR_CHARS]}
 
 
 def _case_columns(case: EditCase) -> dict[str, Any]:

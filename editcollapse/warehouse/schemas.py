@@ -94,8 +94,10 @@ EDITS = pa.schema([
     ("delta_spectral", pa.float64()),     # largest spectral norm among edited parameters
     *[(name, dtype) for name, dtype in DIAGNOSTIC_COLUMNS.items()],
     ("diagnostics", pa.string()),        # JSON: the editor's full diagnostics
-    ("edit_seconds", pa.float64()),
-    ("eval_seconds", pa.float64()),
+    ("edit_seconds", pa.float64()),       # wall clock: computing the Delta
+    ("eval_seconds", pa.float64()),       # wall clock: post-edit metrics and perplexity
+    ("edit_cpu_seconds", pa.float64()),   # process CPU time (all threads) of the same steps:
+    ("eval_cpu_seconds", pa.float64()),   # comparable across runs on a shared machine
 ])
 
 EDIT_METRICS = pa.schema([
