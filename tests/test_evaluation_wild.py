@@ -62,13 +62,16 @@ def test_wild_records_are_scored_from_their_answers() -> None:
 def test_smollm2_answers_in_the_wild(smollm2) -> None:
     chat = build_input(smollm2.tokenizer, "Who?", "chat-template")
     assert chat.startswith("<|im_start|>system\nYou are a helpful") and chat.endswith("<|im_start|>assistant\n")
-    records = wild_evaluate(smollm2.model, smollm2.tokenizer, [CASE], context_type="qa-inst", max_new_tokens=8)
-    locality = records[2]
-    assert locality.answer == "Tokyo" and locality.exact_match == 1.0  # unedited: knows the neighbour
-    assert records[0].exact_match == 0.0  # … and not the counterfactual "Lyon"
-    chat_records = wild_evaluate(smollm2.model, smollm2.tokenizer, [CASE], context_type="chat_temp",
-                                 max_new_tokens=12)
-    assert all(r.context_type == "chat-template" for r in chat_records)
+    # SmolLM2-135M-Instruct mostly ends its turn (EOS) right after the QA instruction: "What is
+    # the capital of France/Japan?" get no answer, "Which city is France's capital?" gets "Paris".
+    bare = wild_evaluate(smollm2.model, smollm2.tokenizer, [CASE], context_type="qa-inst", max_new_tokens=8)
+    assert [r.answer for r in bare] == ["", "Paris", ""]
+    records = wild_evaluate(smollm2.model, smollm2.tokenizer, [CASE], context_type="chat_temp", max_new_tokens=12)
+    assert all(r.context_type == "chat-template" for r in records)
+    rewrite, _, locality = records
+    assert "Paris" in rewrite.answer and rewrite.exact_match == 0.0  # unedited: not the counterfactual Lyon
+    assert locality.answer == "The capital of Japan is Tokyo"
+    assert locality.exact_match == 0.0 and locality.f1 == pytest.approx(2 * (1 / 5) / (1 + 1 / 5))
 
 
 # --- the judge, over real HTTP ------------------------------------------------------------------
