@@ -8,7 +8,7 @@ import json
 import pytest
 
 from editcollapse.warehouse import Warehouse, connect
-from tests.test_sweep import write_files
+from tests.sweep_cases import write_files
 
 
 @pytest.fixture(autouse=True)

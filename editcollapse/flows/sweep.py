@@ -31,7 +31,8 @@ def artifact_key(prefix: str, run_id: str) -> str:
     return f"{prefix}-{re.sub(r'[^a-z0-9]+', '-', run_id.lower()).strip('-')}"
 
 
-@flow(name="single-edit-sweep", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="single-edit-sweep", flow_run_name="sweep {model} · {method} · {dataset}", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=1))
 def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset: str = "geofacts",
                       limit: int | None = None, shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS,
                       run_id: str | None = None, warehouse: str | None = None,

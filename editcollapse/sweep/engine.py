@@ -100,7 +100,7 @@ def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse:
     rows: dict[str, list[dict[str, Any]]] = {"cases": [], "edit_metrics": [], "ppl": [], "edits": []}
     for case in cases:
         base = {"run_id": spec.run_id, "case_id": case.case_id, "shard": shard}
-        rows["cases"].append({**base, **_case_columns(case)})
+        rows["cases"].append({**case.to_row(), **base})
         rows["edit_metrics"].extend({**base, "phase": "pre", "metric": k, "value": v}
                                     for k, v in pre.get(case.case_id, {}).items())
         edit_row, metrics, ppl_row = _edit_and_measure(spec, case, resources, references.get(case.case_id))
@@ -227,13 +227,6 @@ def _delta_columns(delta) -> dict[str, Any]:
 def _error_row(error: BaseException) -> dict[str, Any]:
     return {"status": "error", "error_type": type(error).__name__,
             "error": "".join(traceback.format_exception_only(error)).strip()[:ERROR_CHARS]}
-
-
-def _case_columns(case: EditCase) -> dict[str, Any]:
-    record = case.to_dict()
-    record.pop("case_id")
-    record["extra"] = json.dumps(record["extra"], sort_keys=True, default=str)
-    return record
 
 
 def _stored_result(warehouse: Warehouse, spec: SweepSpec, shard: int) -> ShardResult:
