@@ -213,3 +213,8 @@ def test_sweep_and_sql_commands(tmp_path) -> None:
                                 "SELECT model, count(*) AS n FROM ppl GROUP BY model"])
     assert query.exit_code == 0 and query.stdout.splitlines() == ["model,n", "tiny-llama,2"]
     assert (Path(root) / "catalog.duckdb").is_file()
+    selected = runner.invoke(app, ["hardcf", "-w", root, "--threshold", "0", "--no-prefect",
+                                   "-o", str(tmp_path / "hard.json")])
+    assert selected.exit_code == 0, selected.output
+    assert json.loads(selected.stdout)["n_hard_cases"] == 2
+    assert {r["subject"] for r in json.loads((tmp_path / "hard.json").read_text())} == {"Eiffel", "Louvre"}
