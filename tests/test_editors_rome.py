@@ -201,3 +201,21 @@ def test_registry_and_hparams():
     with pytest.raises(ValueError, match="one case at a time"):
         tiny = load_model("tiny-gpt2", device="cpu")
         get_editor("rome").edit(tiny.model, tiny.tokenizer, tiny.arch, [CASE, CASE], load_hparams("rome", "tiny-gpt2"))
+
+
+def test_split_batch_matches_a_full_forward_pass(tiny):
+    from editcollapse.editors.keys import pad_right
+    from editcollapse.editors.target_vector import SplitBatch
+
+    texts = ["Hello there, Paris is nice", "A cat. Rome is a city of", "Go. Yes"]
+    sequences = [tiny.tokenizer(text)["input_ids"] for text in texts]
+    splits = [8, 12, 0]  # a row with nothing cached too
+    input_ids, attention_mask = pad_right(sequences, 0)
+    with torch.no_grad():
+        full = tiny.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        batch = SplitBatch(tiny.model, sequences, splits, pad=0)
+        for _ in range(2):  # the cached prefix is reused unchanged
+            split = batch.forward()
+            for row, (sequence, start) in enumerate(zip(sequences, splits)):
+                columns = [batch.column(row, position) for position in range(start, len(sequence))]
+                assert torch.allclose(split[row, columns], full[row, start:len(sequence)], atol=1e-5)
