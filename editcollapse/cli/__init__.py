@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from editcollapse.cli import data as data_cli
+from editcollapse.cli import downstream as downstream_cli
 from editcollapse.cli import hardedit as hardedit_cli
 from editcollapse.cli import models as models_cli
 from editcollapse.cli import sequential as sequential_cli
@@ -30,6 +31,7 @@ sequential_cli.register(app)
 warehouse_cli.register(app)
 sweep_cli.register(app)
 hardedit_cli.register(app)
+downstream_cli.register(app)
 
 
 def main() -> None:
