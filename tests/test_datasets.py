@@ -134,6 +134,8 @@ def test_limit_and_unknown_sources(tmp_path: Path) -> None:
     (tmp_path / "odd.json").write_text(json.dumps([{"question": "q", "answer": "a"}]))
     with pytest.raises(DatasetError, match="format not recognised"):
         load_cases(str(tmp_path / "odd.json"))
+    (tmp_path / "empty.json").write_text("[]")
+    assert load_cases(str(tmp_path / "empty.json")).cases == []
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(DatasetError, match="broken.json: cannot read JSON"):
         load_cases(str(tmp_path / "broken.json"))
@@ -180,10 +182,10 @@ def data_root(shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_counterfact_all_three_files_fast(data_root: Path) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the bound holds on a machine shared with other jobs
     load = load_cases("counterfact")
-    seconds = time.perf_counter() - start
-    assert seconds < 5.0, f"loading + validating CounterFact took {seconds:.2f} s"
+    seconds = time.process_time() - start
+    assert seconds < 5.0, f"loading + validating CounterFact took {seconds:.2f} s of CPU"
     assert len(load.files) == 3 and load.errors == []
     ids = sorted(int(c.case_id.split(":")[1]) for c in load.cases)
     assert ids == list(range(21_919))

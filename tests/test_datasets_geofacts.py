@@ -43,6 +43,7 @@ def test_targets_neighbours_and_paraphrases(cases) -> None:
         objects = {obj for _, obj in facts[relation.name].values()}
         assert case.target_true in objects and case.target_new in objects
         assert case.target_new != case.target_true
+        assert case.subject.isascii() and case.target_true.isascii()  # "Bogota", not "Bogotá"
         assert case.prompt in relation.templates
         assert len(case.paraphrase_prompts) == 2
         assert all(case.subject in p and p != case.filled_prompt for p in case.paraphrase_prompts)

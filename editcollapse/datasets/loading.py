@@ -110,11 +110,12 @@ def _file_tag(path: Path, dataset: str) -> str:
 def parse_file(path: Path, dataset: str | None = None) -> Iterator[tuple[int, EditCase | list[CaseError]]]:
     """Each record of ``path`` as (index, validated case or its error rows), in file order."""
     records = read_records(path)
+    if not records:
+        return
     fmt = next((f for f in map(detect_format, records[:20]) if f), None)
     if fmt is None:
-        keys = sorted(records[0]) if records and isinstance(records[0], dict) else type(records[0]).__name__ \
-            if records else "no records"
-        raise DatasetError(f"{path}: record format not recognised (first record: {keys}); known formats: "
+        first = sorted(records[0]) if isinstance(records[0], dict) else type(records[0]).__name__
+        raise DatasetError(f"{path}: record format not recognised (first record: {first}); known formats: "
                            f"{', '.join(FORMATS)}")
     default_dataset, parser = FORMATS[fmt]
     dataset = dataset or default_dataset
