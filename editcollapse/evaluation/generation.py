@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from editcollapse.datasets.case import EditCase
 from editcollapse.editors.delta import Delta
-from editcollapse.evaluation.scoring import eval_mode, length_batches, pad_id_of
+from editcollapse.evaluation.scoring import eval_mode, length_batches, pad_batch, pad_id_of
 
 PROMPT_KINDS = ("original", "paraphrase", "neighborhood", "reversion", "portability")
 
@@ -32,17 +32,6 @@ class Generation:
     prompt: str
     text: str  # the continuation only, as decoded (special tokens skipped)
     stage: str
-
-
-def _pad_left(sequences: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, width - len(sequence):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
@@ -74,7 +63,7 @@ def greedy_generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     extra = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}
     with eval_mode(model):
         for batch in length_batches([len(ids) for ids in encoded], batch_size):
-            ids, mask = _pad_left([encoded[i] for i in batch], pad_id, device)
+            ids, mask = pad_batch([encoded[i] for i in batch], pad_id, device, side="left")
             generated = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
                                        max_new_tokens=max_new_tokens, pad_token_id=pad_id,
                                        eos_token_id=tokenizer.eos_token_id, **extra)

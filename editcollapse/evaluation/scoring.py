@@ -91,16 +91,29 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids`` and ``attention_mask`` of ``sequences`` on ``device``."""
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, *,
+              side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of ``sequences`` padded on ``side`` ("right" or "left").
+
+    Scoring pads on the right (real tokens keep positions 0..n-1); generation pads on the left
+    (every row's next token is predicted at the last column).
+    """
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', not {side!r}")
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, :len(sequence)] = 1
+        columns = slice(0, len(sequence)) if side == "right" else slice(width - len(sequence), width)
+        ids[row, columns] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, columns] = 1
     return ids.to(device), mask.to(device)
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (the layout teacher-forced scoring uses)."""
+    return pad_batch(sequences, pad_id, device, side="right")
 
 
 def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
