@@ -88,3 +88,10 @@ def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
     sweep_run = [r for r in warehouse.read("runs").to_pylist() if r["stage"] == "single_edit_sweep"][0]
     assert row["ppl_mean"] != sweep_run["baseline_ppl_mean"]  # the edit changed the model
     assert json.loads(export.read_text()) == [{**RECORDS[0], "rome_tiny_gpt2_ppl": row["ppl_mean"]}]
+    # the export is a HardEdit file the project's loader reads back
+    from editcollapse.datasets import load_cases
+
+    (case,) = load_cases(str(export), strict=True).cases
+    assert (case.filled_prompt, case.subject, case.target_new, case.target_true) == (
+        RECORDS[0]["prompt"], "Nintendo", "Lisbon", "Kyoto")
+    assert case.extra["rome_tiny_gpt2_ppl"] == row["ppl_mean"]
