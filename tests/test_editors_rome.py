@@ -204,13 +204,13 @@ def test_registry_and_hparams():
 
 
 def test_split_batch_matches_a_full_forward_pass(tiny):
-    from editcollapse.editors.keys import pad_right
+    from editcollapse.evaluation.scoring import pad_right
     from editcollapse.editors.target_vector import SplitBatch
 
     texts = ["Hello there, Paris is nice", "A cat. Rome is a city of", "Go. Yes"]
     sequences = [tiny.tokenizer(text)["input_ids"] for text in texts]
     splits = [8, 12, 0]  # a row with nothing cached too
-    input_ids, attention_mask = pad_right(sequences, 0)
+    input_ids, attention_mask = pad_right(sequences, 0, torch.device("cpu"))
     with torch.no_grad():
         full = tiny.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         batch = SplitBatch(tiny.model, sequences, splits, pad=0)
@@ -219,3 +219,32 @@ def test_split_batch_matches_a_full_forward_pass(tiny):
             for row, (sequence, start) in enumerate(zip(sequences, splits)):
                 columns = [batch.column(row, position) for position in range(start, len(sequence))]
                 assert torch.allclose(split[row, columns], full[row, start:len(sequence)], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.smollm2
+def test_rome_single_edits_on_smollm2(smollm2):
+    """20 geofacts cases spread over all relations, each edited alone on the original model."""
+    from editcollapse.datasets import load_cases
+    from editcollapse.evaluation.edit_metrics import measure_cases
+
+    every = load_cases("geofacts").cases
+    cases = every[::len(every) // 20][:20]
+    hparams = hparams_for(smollm2, "rome")
+    state = {name: tensor.clone() for name, tensor in smollm2.model.state_dict().items()}
+    pre = measure_cases(smollm2.model, smollm2.tokenizer, cases)
+    post = []
+    for case in cases:
+        delta = get_editor("rome").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, [case], hparams)
+        with delta.applied(smollm2.model):
+            post.extend(measure_cases(smollm2.model, smollm2.tokenizer, [case]))
+    assert all(torch.equal(state[name], tensor) for name, tensor in smollm2.model.state_dict().items())
+
+    def mean(rows, key):
+        return sum(row[key] for row in rows) / len(rows)
+
+    summary = {key: (mean(pre, key), mean(post, key))
+               for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")}
+    assert summary["efficacy_success"][1] >= 0.9, summary
+    assert summary["paraphrase_success"][1] >= summary["paraphrase_success"][0] + 0.3, summary
+    assert abs(summary["neighborhood_success"][1] - summary["neighborhood_success"][0]) <= 0.1, summary

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -24,7 +25,8 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.editors.keys import StopForward, forward_hook, model_device, pad_id, pad_right
+from editcollapse.editors.keys import StopForward, forward_hook, model_device
+from editcollapse.evaluation.scoring import pad_id_of, pad_right
 from editcollapse.paths import cache_dir
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -99,7 +101,7 @@ def second_moment(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_n
     with forward_hook(module, hook), tqdm(total=len(encoded), desc=f"key statistics {module_name}",
                                           unit="text", disable=not progress) as bar:
         for batch in batches:
-            input_ids, attention_mask = pad_right([encoded[index] for index in batch], pad_id(tokenizer), device)
+            input_ids, attention_mask = pad_right([encoded[index] for index in batch], pad_id_of(tokenizer), device)
             try:
                 model(input_ids=input_ids, attention_mask=attention_mask)
             except StopForward:
@@ -139,6 +141,22 @@ def layer_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, modul
                   metadata={**key, "tokens": str(count)})
         temporary.replace(path)
     return moment
+
+
+def hparams_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
+                       hparams: dict[str, Any]) -> torch.Tensor:
+    """:func:`layer_covariance` as a method's hparams ask for it (EasyEdit's ``mom2_*`` keys).
+
+    ``model_name``/``model_revision`` key the cache (:func:`editcollapse.editors.base.hparams_for`
+    fills both); ``mom2_dataset`` names the corpus (default ``"embedded"``).
+    """
+    missing = [key for key in ("mom2_n_samples", "model_name") if key not in hparams]
+    if missing:
+        raise ValueError(f"hparams lack {missing} (needed for the key covariance of {module_name})")
+    return layer_covariance(model, tokenizer, module_name, model_id=str(hparams["model_name"]),
+                            revision=str(hparams.get("model_revision", "unknown-revision")),
+                            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
+                            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
 
 
 def _load(path: Path, key: dict[str, str]) -> torch.Tensor:

@@ -16,6 +16,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from editcollapse.evaluation.scoring import pad_id_of, pad_right
+
+pad_id = pad_id_of  # editors import the pad id from here (one definition, in evaluation.scoring)
+
 FACT_TOKENS = ("subject_last", "subject_first", "subject_first_after_last", "last")
 PLACEHOLDER = "{}"
 
@@ -88,28 +92,6 @@ def has_bos(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> bool:
         and len(encode(tokenizer, "")) > 0
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids`` and ``attention_mask`` (positions stay as counted from the start)."""
-    if not sequences:
-        raise ValueError("nothing to pad")
-    width = max(len(sequence) for sequence in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, :len(sequence)] = torch.tensor(list(sequence), dtype=torch.long)
-        attention_mask[row, :len(sequence)] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The id used for padding (pad token, else EOS)."""
-    value = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if value is None:
-        raise ValueError("tokenizer has neither a pad nor an EOS token")
-    return int(value)
-
-
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
@@ -168,5 +150,5 @@ def keys_at_templates(model: nn.Module, tokenizer: PreTrainedTokenizerBase, modu
     """
     located = [locate(tokenizer, fill(template, prompt), subject, fact_token) for template in templates]
     inputs, outputs = module_io_at(model, module, [item.ids for item in located],
-                                   [item.position for item in located], pad_id(tokenizer))
+                                   [item.position for item in located], pad_id_of(tokenizer))
     return inputs, outputs, located

@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from editcollapse.datasets.case import EditCase
 from editcollapse.editors.base import hparams_hash, require_keys
 from editcollapse.editors.context_templates import context_templates
-from editcollapse.editors.covariance import layer_covariance
+from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.delta import Delta, ParamDelta
 from editcollapse.editors.keys import Located, has_bos, keys_at_templates
 from editcollapse.editors.target_vector import TargetSettings, TargetVector, optimize_target_vector
@@ -47,12 +47,7 @@ def left_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_nam
     """``C⁻¹k* / ‖C⁻¹k*‖`` (solved in float64), or ``k*/‖k*‖`` without ``mom2_adjustment``."""
     direction = k_star.double()
     if hparams["mom2_adjustment"]:
-        require_keys(hparams, ("mom2_n_samples", "model_name"), "rome (mom2_adjustment)")
-        covariance = layer_covariance(
-            model, tokenizer, module_name, model_id=str(hparams["model_name"]),
-            revision=str(hparams.get("model_revision", "unknown-revision")),
-            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
-            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
+        covariance = hparams_covariance(model, tokenizer, module_name, hparams)
         direction = torch.linalg.solve(covariance.double(), direction)
     return (direction / direction.norm()).to(k_star.dtype)
 

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.editors.keys import fill, forward_hook, locate, model_device, pad_id, pad_right
+from editcollapse.editors.keys import fill, forward_hook, locate, model_device
+from editcollapse.evaluation.scoring import pad_id_of, pad_right
 
 KL_PROMPTS = ("{} is a",)
 EARLY_STOP_LOSS = 5e-2
@@ -166,7 +167,7 @@ def optimize_target_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
     kl_located = [locate(tokenizer, kl, subject, settings.fact_token) for kl in KL_PROMPTS]
     sequences = [item.ids + target_ids[:-1] for item in located] + [item.ids for item in kl_located]
     lookups = [item.position for item in located + kl_located]
-    batch = SplitBatch(model, sequences, lookups, pad_id(tokenizer))
+    batch = SplitBatch(model, sequences, lookups, pad_id_of(tokenizer))
 
     # (row, column, label) of every target token: the logit at position p predicts token p + 1.
     n_rewrite = len(located)
