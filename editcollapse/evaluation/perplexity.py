@@ -55,7 +55,7 @@ def _check_lengths(model: PreTrainedModel, encoded: Sequence[Sequence[int]]) -> 
 
 
 def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
-               batch_size: int = 16) -> PerplexityResult:
+               batch_size: int = 8) -> PerplexityResult:
     """Per-text and corpus perplexity of ``model`` on ``texts`` (see the module doc)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string")
