@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
 from editcollapse.cli import app
+from editcollapse.datasets import load_cases
 from editcollapse.datasets.case import EditCase
 from editcollapse.editors.delta import Delta, ParamDelta
 from editcollapse.sweep.engine import is_collapsed, load_resources, run_shard
@@ -192,6 +192,8 @@ def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path
     assert set(record) == {"case_id", "prompt", "target_new", "subject", "ground_truth",
                            "rome_tiny-gpt2_ppl", "rome_tiny-llama_ppl"}
     assert "{}" not in record["prompt"] and record["subject"] in record["prompt"]
+    reloaded = load_cases(str(tmp_path / "out.json"), dataset="hardcf")  # the paper's form loads back
+    assert not reloaded.errors and reloaded.cases[0].extra.keys() == {"rome_tiny-gpt2_ppl", "rome_tiny-llama_ppl"}
     other = ({"tiny-gpt2", "tiny-llama"} - {hard_model}).pop()
     stored = rows(store, "SELECT source_model, collapsed FROM hardcf ORDER BY 1")
     assert stored == sorted([(hard_model, True), (other, False)])
