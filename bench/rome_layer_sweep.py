@@ -46,45 +46,45 @@ def main() -> None:
     parser.add_argument("--method", default="rome")
     parser.add_argument("--layers", default="2,4,6,9,12")
     parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--take", type=int, default=0, help="edit only the first TAKE of the spread cases")
     parser.add_argument("--source", default="geofacts")
     parser.add_argument("--ppl-texts", type=int, default=10, help="English texts for the collapse check (0: off)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
-    parser.add_argument("--json", default="", help="write per-edit rows to this file")
+    parser.add_argument("--json", default="", help="append per-edit rows to this file (JSON lines, as they come)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     loaded = load_model(args.model, device="cpu")
-    cases = spread_cases(args.source, args.cases)
+    cases = spread_cases(args.source, args.cases)[:args.take or None]
     texts = [text for text in english_texts("embedded") if 8 <= len(text.split()) <= 40][:args.ppl_texts]
     pre = measure_cases(loaded.model, loaded.tokenizer, cases)
     pre_ppl = perplexity(loaded.model, loaded.tokenizer, texts).mean_per_text if texts else float("nan")
     print(f"{args.model}: {len(cases)} {args.source} cases; pre-edit "
           + ", ".join(f"{key} {mean_of(pre, key):.3f}" for key in METRICS) + f", ppl {pre_ppl:.1f}")
     editor = get_editor(args.method)
-    rows = []
     print("| layer | efficacy | paraphrase | neighborhood | max ppl | median ‖ΔW‖ | s/edit |")
     print("|---|---|---|---|---|---|---|")
     for layer in [int(item) for item in args.layers.split(",")]:
         hparams = {**hparams_for(loaded, args.method), "layers": [layer]}
         layer_rows = []
-        for case in cases:
+        for case, case_pre in zip(cases, pre, strict=True):
             start = time.perf_counter()
             delta = editor.edit(loaded.model, loaded.tokenizer, loaded.arch, [case], hparams)
             seconds = time.perf_counter() - start
             with delta.applied(loaded.model):
                 (metrics,) = measure_cases(loaded.model, loaded.tokenizer, [case])
                 ppl = perplexity(loaded.model, loaded.tokenizer, texts).mean_per_text if texts else float("nan")
-            layer_rows.append({"layer": layer, "case_id": case.case_id, "seconds": seconds, "ppl": ppl,
-                               **metrics, **delta.diagnostics})
-        rows.extend(layer_rows)
+            row = {"layer": layer, "case_id": case.case_id, "seconds": seconds, "ppl": ppl, **metrics,
+                   **{f"pre_{key}": value for key, value in case_pre.items()}, **delta.diagnostics}
+            layer_rows.append(row)
+            if args.json:
+                with open(args.json, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
         print(f"| {layer} | " + " | ".join(f"{mean_of(layer_rows, key):.3f}" for key in METRICS)
               + f" | {max(row['ppl'] for row in layer_rows):.1f}"
               + f" | {statistics.median(row['delta_fro'] for row in layer_rows):.2f}"
               + f" | {mean_of(layer_rows, 'seconds'):.1f} |", flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"pre": pre, "pre_ppl": pre_ppl, "rows": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":
