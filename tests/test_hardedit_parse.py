@@ -146,6 +146,7 @@ def test_noun_check(text, ok):
     ({"target_new": ""}, "noun"),
     ({"ground_truth": "was famous"}, "noun"),
     ({"target_new": "The physicist"}, "different"),
+    ({"target_new": "einstein"}, "object_is_subject"),
     ({"target_new": 7}, "fields"),
     ({"ground_truth": None}, "fields"),
 ])

@@ -5,7 +5,8 @@ Checks, in order (the first failing one is the reason):
 2. the subject is one word (``subjects.is_single_word``: letters/digits only);
 3. the subject occurs in the prompt as a whole word (case-sensitive: ROME locates its tokens there),
    the prompt has no braces and says more than the subject;
-4. ``target_new`` and ``ground_truth`` look like nouns (``noun_problem``), and differ;
+4. ``target_new`` and ``ground_truth`` look like nouns (``noun_problem``), differ, and neither
+   repeats the subject ("DVD is owned by" → "DVD");
 5. the record is not a copy of a seed example shown in the prompt;
 6. its subject was not generated before, in this run or any earlier one (case-insensitive).
 """
@@ -72,7 +73,7 @@ def _comparable(text: str) -> str:
 class Verdict:
     """One generated record after validation. ``reason`` is empty exactly when ``valid``; otherwise
     it reads ``"<check>: <detail>"`` with check one of fields, single_word, subject_in_prompt,
-    braces, relation, noun, different, seed_copy, duplicate."""
+    braces, relation, noun, different, object_is_subject, seed_copy, duplicate."""
 
     prompt: str
     subject: str
@@ -106,6 +107,9 @@ def _content_problem(prompt: str, subject: str, target_new: str, ground_truth: s
             return f"noun: {name} {value!r} is not a noun ({problem})"
     if _comparable(target_new) == _comparable(ground_truth):
         return "different: target_new equals ground_truth"
+    for name, value in (("target_new", target_new), ("ground_truth", ground_truth)):
+        if _comparable(value) == subject.casefold():
+            return f"object_is_subject: {name} repeats the subject"
     return None
 
 
