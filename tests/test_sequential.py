@@ -235,3 +235,22 @@ def test_resume_refuses_another_plan(tmp_path: Path) -> None:
     store.check_plan(["a", "b"])
     with pytest.raises(ValueError, match="started with other cases"):
         store.check_plan(["a", "c"])
+
+
+def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path) -> None:
+    from editcollapse.sequential.sources import build_groups
+    from editcollapse.warehouse import Warehouse
+
+    records = [{"case_id": i, "prompt": f"S{i} is in", "subject": f"S{i}", "target_new": f"T{i}",
+                "ground_truth": f"U{i}", "rome_gpt2_ppl": 1500.0 + i} for i in (3, 4)]
+    (tmp_path / "hard.json").write_text(json.dumps(records))
+    cases = [EditCase(case_id=f"counterfact:{i}", dataset="counterfact", prompt="{} is in", subject=f"S{i}",
+                      target_new=f"T{i}", target_true=f"U{i}") for i in range(30)]
+    warehouse = Warehouse(tmp_path / "wh")
+    warehouse.write_part("ppl", [{"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 50.0 + i,
+                                  "collapsed": False} for i in (1, 2, 7)], model="m", method="rome", run_id="s", shard=0)
+    groups = build_groups(str(tmp_path / "hard.json"), cases, 4, 0, warehouse=warehouse, model="m", method="rome")
+    assert [(m.role, m.single_ppl) for m in groups.hard] == [
+        ("collapsed", 1504.0), ("collapsed", 1503.0), ("top_ppl", 57.0), ("top_ppl", 52.0)]
+    hard_keys = {content_key(m.case) for m in groups.hard}
+    assert len(groups.normal) == 4 and not hard_keys & {content_key(m.case) for m in groups.normal}

@@ -44,7 +44,7 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
 
     params = dict(model="tiny-gpt2", method="rome", hard_source="hardcf", n_edits=3, trials=1, seed=0,
                   ppl_every=2, **inputs)
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
         result = sequential_editing(**params)
     warehouse = Warehouse(inputs["warehouse"])
     rows = warehouse.read("sequential", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()

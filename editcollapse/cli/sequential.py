@@ -30,6 +30,10 @@ def sequential(
 
     from editcollapse.flows.sequential import sequential_editing
 
+    if not prefect:  # Prefect shows the flow's log lines; a plain run prints them through logging
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     runner = sequential_editing if prefect else sequential_editing.fn
     result = runner(model=model, method=method, hard_source=hard_source, n_edits=n_edits, trials=trials,
                     seed=seed, ppl_corpus=ppl_corpus, ppl_every=ppl_every, dataset=dataset,

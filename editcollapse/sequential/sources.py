@@ -7,7 +7,8 @@
   ``ppl`` table (a case flagged ``collapsed`` there counts as collapsed too). Works before any
   HardCF selection exists: the group is then the top of the ``ppl`` ranking.
 * a file path — every case in it (HardCF/HardEdit form, via ``load_cases``) is a collapsed case;
-  its single-edit perplexity is read from a ``rome_*_ppl`` field when the file has one.
+  its single-edit perplexity is read from a ``rome_*_ppl`` field when the file has one. Fewer
+  than asked for are filled from the ``ppl`` table as above.
 
 The normal group is drawn from ``dataset`` (``load_cases``), disjoint from the hard group.
 """
@@ -82,7 +83,8 @@ def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *
 
         loaded = load_cases(str(path), strict=True)
         collapsed = [Scored(case, _file_ppl(case)) for case in loaded.cases]
-        ranked = []
+        _, ranked_ppl = warehouse_candidates(warehouse, model, method)
+        ranked = [Scored(by_id[i], p) for i, p in ranked_ppl.items() if i in by_id]
     hard = select_hard(collapsed, ranked, size)
     normal = sample_normal(pool, [member.case for member in hard], size, seed)
     return Groups(hard=hard, normal=normal)
