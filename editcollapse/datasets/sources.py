@@ -53,35 +53,38 @@ _CF_FLAT = (
              "42b44645471020a9419d183deb9e113e82941380046861770ea0083dabd13982"),
 )
 
+def _one_file(name: str, dataset: str, description: str, relpath: str, url: str | None = None,
+              sha256: str | None = None, note: str = "") -> Source:
+    """A source released as a single file."""
+    return Source(name, dataset, description, ((DataFile(relpath, url, sha256),),), note)
+
+
 SOURCES: dict[str, Source] = {source.name: source for source in (
     Source("counterfact", "counterfact", "CounterFact, 21,919 counterfactual edits (ROME form or the "
            "three flat EasyEdit files)", ((_CF_ROME,), _CF_FLAT)),
-    Source("multi-counterfact", "counterfact", "MEMIT's multi_counterfact.json (conflict-free subset)",
-           ((DataFile("counterfact/multi_counterfact.json",
-                      "https://memit.baulab.info/data/dsets/multi_counterfact.json"),),)),
-    Source("zsre", "zsre", "ZsRE question answering edits, MEND eval split",
-           ((DataFile("zsre/zsre_mend_eval.json", "https://rome.baulab.info/data/dsets/zsre_mend_eval.json"),),)),
-    Source("zsre-train-1k", "zsre", "1,000 records of the MEND ZsRE train split",
-           ((DataFile("zsre/zsre_mend_train-1k.json", f"{_KS_ZSRE}/zsre/zsre_mend_train-1k.json",
-                      "e62596101d8ed551889c26c0d2a5277f92eaef3b14416d8eaee39b04a244ab60"),),)),
-    Source("qaedit", "qaedit", "QAEdit (NQ/TQA/SQA questions), the 1k subset",
-           ((DataFile("qaedit/QAEdit_inter_1k.json", f"{_RE}/QAEdit_inter_1k.json",
-                      "640e1d279759263fdaae543a385680d21a55aa3597ca8b597ffd7937fef07c42"),),)),
-    Source("hardcf", "hardcf", "HardCF: CounterFact cases whose single ROME edit collapsed a model",
-           ((DataFile("hardcf/HardCF.json"),),),
-           note="not public: the study's hardcf stage regenerates it"),
-    Source("hardedit", "hardedit", "HardEdit: generated hard cases filtered by ROME perplexity",
-           ((DataFile("hardedit/HardEdit.json"),),),
-           note="not public: the study's hardedit stage regenerates it"),
-    Source("me-ppl-10k", "me-ppl", "ME-PPL, 10,000 English sentences from 7 corpora",
-           ((DataFile("me-ppl/ME-PPL.json", f"{_MEPPL}/ME-PPL.json",
-                      "c09b3d8191ffad954bf3b5e96dac84a7caf83d57c15e262b1d81ef6590742fb4"),),)),
-    Source("me-ppl-1k", "me-ppl", "ME-PPL subset of 1,000 sentences (sequential editing)",
-           ((DataFile("me-ppl/ME-PPL_1k.json", f"{_MEPPL}/ME-PPL_1k.json",
-                      "71e29fc5daf443b35ec16c8a9e91e1f4398b5b84ca7c25393639c066b65b5afb"),),)),
-    Source("me-ppl-50", "me-ppl", "ME-PPL subset of 50 sentences (single-edit sweeps)",
-           ((DataFile("me-ppl/ME-PPL_50.json", f"{_MEPPL}/ME-PPL_50.json",
-                      "55f3b951d2c4287b90d9e511f256efb9d47461f0da408a17dac5ffcef685c4e4"),),)),
+    _one_file("multi-counterfact", "counterfact", "MEMIT's multi_counterfact.json (conflict-free subset)",
+              "counterfact/multi_counterfact.json", "https://memit.baulab.info/data/dsets/multi_counterfact.json"),
+    _one_file("zsre", "zsre", "ZsRE question answering edits, MEND eval split",
+              "zsre/zsre_mend_eval.json", "https://rome.baulab.info/data/dsets/zsre_mend_eval.json"),
+    _one_file("zsre-train-1k", "zsre", "1,000 records of the MEND ZsRE train split",
+              "zsre/zsre_mend_train-1k.json", f"{_KS_ZSRE}/zsre/zsre_mend_train-1k.json",
+              "e62596101d8ed551889c26c0d2a5277f92eaef3b14416d8eaee39b04a244ab60"),
+    _one_file("qaedit", "qaedit", "QAEdit (NQ/TQA/SQA questions), the 1k subset",
+              "qaedit/QAEdit_inter_1k.json", f"{_RE}/QAEdit_inter_1k.json",
+              "640e1d279759263fdaae543a385680d21a55aa3597ca8b597ffd7937fef07c42"),
+    _one_file("hardcf", "hardcf", "HardCF: CounterFact cases whose single ROME edit collapsed a model",
+              "hardcf/HardCF.json", note="not public: the study's hardcf stage regenerates it"),
+    _one_file("hardedit", "hardedit", "HardEdit: generated hard cases filtered by ROME perplexity",
+              "hardedit/HardEdit.json", note="not public: the study's hardedit stage regenerates it"),
+    _one_file("me-ppl-10k", "me-ppl", "ME-PPL, 10,000 English sentences from 7 corpora",
+              "me-ppl/ME-PPL.json", f"{_MEPPL}/ME-PPL.json",
+              "c09b3d8191ffad954bf3b5e96dac84a7caf83d57c15e262b1d81ef6590742fb4"),
+    _one_file("me-ppl-1k", "me-ppl", "ME-PPL subset of 1,000 sentences (sequential editing)",
+              "me-ppl/ME-PPL_1k.json", f"{_MEPPL}/ME-PPL_1k.json",
+              "71e29fc5daf443b35ec16c8a9e91e1f4398b5b84ca7c25393639c066b65b5afb"),
+    _one_file("me-ppl-50", "me-ppl", "ME-PPL subset of 50 sentences (single-edit sweeps)",
+              "me-ppl/ME-PPL_50.json", f"{_MEPPL}/ME-PPL_50.json",
+              "55f3b951d2c4287b90d9e511f256efb9d47461f0da408a17dac5ffcef685c4e4"),
 )}
 
 
