@@ -1,0 +1,1 @@
+"""Operating the study: a local Prefect server, work pools, workers, concurrency limits."""

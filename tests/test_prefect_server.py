@@ -1,0 +1,72 @@
+"""Integration: a real ``prefect server`` on 127.0.0.1 (private home, free port), the process work
+pool and deployments of ``prefect.yaml`` registered with the README's commands, a sweep run
+triggered by ``prefect deployment run`` and executed by ``prefect worker start --run-once``; the
+flow run's final state, task runs and artifacts are read back through the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from editcollapse.ops.server import PrefectServer, stop_process
+from editcollapse.warehouse import Warehouse, connect
+from tests.sweep_cases import write_files
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = "editcollapse"  # the pool prefect.yaml's deployments name
+DEPLOYMENT = "single-edit-sweep/sweep-nightly"
+
+
+def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter
+    from prefect.client.schemas.filters import DeploymentFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from editcollapse.flows.sweep import artifact_key
+
+    cases_file, corpus = write_files(tmp_path, 3)
+    root = tmp_path / "wh"
+    run_id = "server-test"
+    parameters = {"model": "tiny-gpt2", "dataset": str(cases_file), "ppl_corpus": str(corpus),
+                  "shard_size": 2, "warehouse": str(root), "run_id": run_id, "progress_bar": False}
+    with PrefectServer(tmp_path / "prefect-home") as server:
+        server.cli("work-pool", "create", POOL, "--type", "process")
+        server.cli("--no-prompt", "deploy", "--all", cwd=ROOT)
+        server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(parameters))
+        worker_log = tmp_path / "worker.log"
+        worker = server.spawn("worker", "start", "--pool", POOL, "--run-once", "--limit", "1",
+                              log_path=worker_log, cwd=tmp_path)
+        try:
+            worker.wait(timeout=900)
+        finally:
+            stop_process(worker)
+
+        with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
+            deployments = client.read_deployments()
+            assert len(deployments) == len(_yaml_deployments())  # every deployment of prefect.yaml
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                name=DeploymentFilterName(any_=["sweep-nightly"])))
+            manual = [r for r in runs if r.parameters.get("run_id") == run_id]
+            assert len(manual) == 1, [(r.name, r.state_name) for r in runs]
+            flow_run = manual[0]
+            assert flow_run.state.is_completed(), (flow_run.state, worker_log.read_text()[-4000:])
+            assert flow_run.work_pool_name == POOL and "gpu" in flow_run.tags
+            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+            assert sorted(t.name for t in tasks if t.name.startswith("shard-")) == ["shard-00000", "shard-00001"]
+            assert all(t.state.is_completed() for t in tasks)
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            keys = {a.key: a for a in artifacts}
+            assert {artifact_key(p, run_id) for p in ("sweep-progress", "sweep-summary", "sweep-histogram")} <= set(keys)
+            assert "n_collapsed" in str(keys[artifact_key("sweep-summary", run_id)].data)
+
+    assert not server.healthy()  # torn down
+    rows = connect(Warehouse(root)).execute("SELECT count(DISTINCT case_id), count(*) FROM ppl").fetchone()
+    assert rows == (3, 3)
+
+
+def _yaml_deployments() -> list[dict]:
+    import yaml
+
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
