@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
