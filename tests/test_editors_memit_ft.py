@@ -98,6 +98,19 @@ def test_ft_exception_mid_edit_leaves_model_unchanged(tiny, monkeypatch):
     assert_bit_identical(tiny.model, saved)
 
 
+def test_target_loss_objectives():
+    """target_new scores token j at position start-1+j; prompt_last scores every token at start-1."""
+    batch = ft_module.TargetBatch(input_ids=torch.zeros(1, 5, dtype=torch.long),
+                                  attention_mask=torch.ones(1, 5, dtype=torch.long),
+                                  prompt_lengths=[2], target_ids=[[3, 4]])
+    logits = torch.randn(1, 5, 6, generator=torch.Generator().manual_seed(0))
+    log_probs = torch.log_softmax(logits, dim=-1)[0]
+    teacher = -(log_probs[1, 3] + log_probs[2, 4]) / 2
+    last = -(log_probs[1, 3] + log_probs[1, 4]) / 2
+    assert torch.allclose(ft_module.target_loss(logits, batch, "target_new"), teacher)
+    assert torch.allclose(ft_module.target_loss(logits, batch, "prompt_last"), last)
+
+
 def test_ft_l_inf_refuses_a_missing_bound(tiny):
     hparams = dict(load_hparams("ft-l-inf", tiny.name), norm_constraint=False)
     with pytest.raises(ValueError, match="norm_constraint"):
