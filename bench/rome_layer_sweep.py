@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--method", default="rome")
     parser.add_argument("--layers", default="2,4,6,9,12")
     parser.add_argument("--cases", type=int, default=8)
-    parser.add_argument("--take", type=int, default=0, help="edit only the first TAKE of the spread cases")
+    parser.add_argument("--start", type=int, default=0, help="skip the first START of the spread cases")
+    parser.add_argument("--take", type=int, default=0, help="edit only TAKE of the spread cases (0: all)")
     parser.add_argument("--source", default="geofacts")
     parser.add_argument("--ppl-texts", type=int, default=10, help="English texts for the collapse check (0: off)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
@@ -56,7 +57,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     loaded = load_model(args.model, device="cpu")
-    cases = spread_cases(args.source, args.cases)[:args.take or None]
+    cases = spread_cases(args.source, args.cases)[args.start:][:args.take or None]
     texts = [text for text in english_texts("embedded") if 8 <= len(text.split()) <= 40][:args.ppl_texts]
     pre = measure_cases(loaded.model, loaded.tokenizer, cases)
     pre_ppl = perplexity(loaded.model, loaded.tokenizer, texts).mean_per_text if texts else float("nan")
