@@ -32,6 +32,8 @@ def sweep(
     seed: int = typer.Option(0),
     device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+    task_runner: str = typer.Option("local", help="where shards run: local, threads:N, dask (local cluster), "
+                                    "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)"),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
     arguments = dict(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
@@ -41,7 +43,9 @@ def sweep(
         _prefect_defaults()
         from editcollapse.flows.sweep import single_edit_sweep
 
-        summary = single_edit_sweep(**arguments)
+        summary = single_edit_sweep(**arguments, task_runner=task_runner)
+    elif task_runner != "local":
+        raise typer.BadParameter("--task-runner needs the Prefect flow (drop --no-prefect)", param_hint="--task-runner")
     else:
         summary = _plain_sweep(**arguments)
     _print_summary(summary)

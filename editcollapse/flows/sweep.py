@@ -5,13 +5,14 @@ Works with no server (Prefect's ephemeral mode) and against ``prefect server`` (
 parameters) computes only the shards missing from the warehouse. Artifacts: a progress artifact
 updated as shards finish, then a table artifact (summary, most damaging edits) and a markdown
 artifact (log-perplexity histogram). Shards run one at a time by default (``max_workers=1``: on
-a CPU machine parallel shards only compete for cores); ``single_edit_sweep.with_options(
-task_runner=…)`` runs them elsewhere.
+a CPU machine parallel shards only compete for cores); the ``task_runner`` parameter (or
+``single_edit_sweep.with_options(task_runner=…)``) runs them elsewhere, e.g. on Dask.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from typing import Any
 
 from prefect import flow, unmapped
@@ -20,6 +21,7 @@ from prefect.artifacts import update_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from editcollapse.flows.runners import LOCAL, make_task_runner
 from editcollapse.sweep.plan import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS, SweepSpec, resolve_ppl_corpus
 from editcollapse.sweep.summary import log_ppl_histogram
 from editcollapse.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
@@ -37,12 +39,15 @@ def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset
                       limit: int | None = None, shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS,
                       run_id: str | None = None, warehouse: str | None = None,
                       threshold: float = COLLAPSE_THRESHOLD, seed: int = 0, device: str | None = None,
-                      progress_bar: bool = True) -> dict[str, Any]:
+                      progress_bar: bool = True, task_runner: str = LOCAL) -> dict[str, Any]:
     """Edit the original ``model`` with each case of ``dataset`` (one at a time), measure the edit
-    and ME-PPL perplexity, and keep every row in the warehouse; return the run summary."""
+    and ME-PPL perplexity, and keep every row in the warehouse; return the run summary.
+    ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
+    ``threads:N``: see :mod:`editcollapse.flows.runners`)."""
     spec = SweepSpec(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
                      ppl_corpus=resolve_ppl_corpus(ppl_corpus), threshold=threshold, seed=seed,
                      device=device, run_id=run_id or "")
+    runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
     store = Warehouse(warehouse)
     root = str(store.root)
     plan = prepare_sweep_task(spec, root)
@@ -53,10 +58,12 @@ def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset
         progress=100.0 * done / len(plan.shards), key=artifact_key("sweep-progress", spec.run_id),
         description=f"shards of {spec.run_id} in the warehouse")
     pending_cases = sum(len(plan.shards[i]) for i in plan.pending)
-    with _ProgressBar(pending_cases, spec.run_id, enabled=progress_bar) as bar:
-        futures = edit_shard_task.map(spec=unmapped(spec), shard=plan.pending,
-                                      cases=[plan.shards[i] for i in plan.pending],
-                                      warehouse_root=unmapped(root), on_case=unmapped(bar.advance))
+    with _ProgressBar(pending_cases, spec.run_id, enabled=progress_bar and runner is None) as bar, \
+            runner or nullcontext():
+        parameters = dict(spec=unmapped(spec), shard=plan.pending, cases=[plan.shards[i] for i in plan.pending],
+                          warehouse_root=unmapped(root),  # a local bar cannot travel to other processes
+                          on_case=unmapped(bar.advance if runner is None else None))
+        futures = edit_shard_task.map(**parameters) if runner is None else runner.map(edit_shard_task, parameters)
         try:
             for future in as_completed(futures):
                 future.result()

@@ -44,6 +44,7 @@ class ShardResult:
     n_collapsed: int
     ppl_means: list[float]
     skipped: bool = False  # already in the warehouse: nothing was computed
+    claimed_elsewhere: bool = False  # another worker holds the shard's claim and computes it
 
 
 @dataclass
@@ -89,12 +90,26 @@ def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse:
               on_case: Callable[[str], None] | None = None) -> ShardResult:
     """Edit, measure and restore for every case of one shard; write its parts; report counts.
 
-    A shard already in the warehouse is not recomputed (its stored counts are returned).
+    A shard already in the warehouse is not recomputed (its stored counts are returned). Several
+    workers may run the same run id: a shard is computed only by the worker holding its claim
+    (:meth:`Warehouse.claim`); the others skip it (``claimed_elsewhere``).
     ``on_case(case_id)`` is called after each case (progress bars).
     """
     if shard_done(warehouse, spec, shard):
         return _stored_result(warehouse, spec, shard)
-    resources = resources or load_resources(spec)
+    if not warehouse.claim(spec.model, spec.method, spec.run_id, shard):
+        return ShardResult(shard=shard, n_cases=0, n_errors=0, n_collapsed=0, ppl_means=[], skipped=True,
+                           claimed_elsewhere=True)
+    try:
+        if shard_done(warehouse, spec, shard):  # finished by the claim's previous holder meanwhile
+            return _stored_result(warehouse, spec, shard)
+        return _compute_shard(spec, shard, cases, warehouse, resources or load_resources(spec), on_case)
+    finally:
+        warehouse.release(spec.model, spec.method, spec.run_id, shard)
+
+
+def _compute_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse: Warehouse,
+                   resources: SweepResources, on_case: Callable[[str], None] | None) -> ShardResult:
     model, tokenizer = resources.loaded.model, resources.loaded.tokenizer
     pre, references = _pre_edit(model, tokenizer, cases)
     rows: dict[str, list[dict[str, Any]]] = {"cases": [], "edit_metrics": [], "ppl": [], "edits": []}
@@ -108,6 +123,7 @@ def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse:
         rows["edit_metrics"].extend({**base, "phase": "post", "metric": k, "value": v} for k, v in metrics.items())
         if ppl_row is not None:
             rows["ppl"].append({**base, **ppl_row})
+        warehouse.touch_claim(spec.model, spec.method, spec.run_id, shard)
         if on_case is not None:
             on_case(case.case_id)
     for table in ("cases", "edit_metrics", "ppl", "edits"):  # edits last: the completion mark

@@ -98,12 +98,15 @@ def _invalid_rows(spec: SweepSpec, errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> dict[str, Any]:
-    """Write the run's final ``runs`` row (counts from the warehouse, so resumed shards count)
-    and refresh the DuckDB catalog file; return the run summary."""
+    """Write the run's final ``runs`` row (counts from the warehouse, so resumed shards count;
+    status ``running`` while other workers still hold shards) and refresh the DuckDB catalog
+    file; return the run summary."""
     from editcollapse.sweep.summary import run_summary
     from editcollapse.warehouse.catalog import build_catalog
 
     spec = plan.spec
+    if status == "completed" and not all(shard_done(warehouse, spec, i) for i in range(len(plan.shards))):
+        status = "running"  # shards claimed by other workers: the last of them to finish completes the run
     summary = run_summary(warehouse, spec.model, spec.method, spec.run_id)
     finish_run(warehouse, spec.model, spec.method, plan.run_row, status=status, n_cases=summary["n_cases"],
                n_errors=summary["n_errors"], n_collapsed=summary["n_collapsed"])

@@ -14,8 +14,10 @@ view over a glob that matches nothing) and contributes no rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -30,6 +32,8 @@ from editcollapse.warehouse.schemas import PARTITION_COLUMNS, schema_for
 
 ANCHOR = "_schema"
 TEMP_SUFFIX = ".parquet.tmp"
+CLAIMS = "_claims"  # <root>/_claims/model=…/method=…/run=…/shard-00007.claim: who computes a shard
+STALE_CLAIM_S = 1800.0  # a claim not refreshed for this long belongs to a dead worker
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -126,6 +130,56 @@ class Warehouse:
         for table in SCHEMAS:
             self.ensure_anchor(table)
 
+    # --- claiming shards (several workers on one run) -------------------------------------------
+
+    def claim_path(self, model: str, method: str, run_id: str, shard: int) -> Path:
+        values = (partition_value(model), partition_value(method), partition_value(run_id))
+        folder = self.root.joinpath(CLAIMS, *(f"{k}={v}" for k, v in zip(PARTITION_COLUMNS, values)))
+        return folder / f"shard-{shard:05d}.claim"
+
+    def claim(self, model: str, method: str, run_id: str, shard: int, *,
+              stale_after_s: float = STALE_CLAIM_S) -> bool:
+        """Take the claim on one shard (True), or find it held by a live worker (False).
+
+        The claim file (``host pid time``) is created with ``O_CREAT | O_EXCL``, so of several
+        workers exactly one wins. A claim older than ``stale_after_s``, or held by a process of
+        this host that no longer exists (killed), is broken by renaming it to a unique name (one
+        breaker wins the rename) and claimed afresh. The holder refreshes it
+        with :meth:`touch_claim` and removes it with :meth:`release`.
+        """
+        path = self.claim_path(model, method, run_id, shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    if time.time() - path.stat().st_mtime < stale_after_s and not _holder_dead(path):
+                        return False
+                    broken = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:12]}")
+                    os.rename(path, broken)
+                    if time.time() - broken.stat().st_mtime < stale_after_s and not _holder_dead(broken):
+                        # a live claim, taken meanwhile by another worker: put it back
+                        with contextlib.suppress(FileExistsError):
+                            os.link(broken, path)
+                        broken.unlink()
+                        return False
+                    broken.unlink()
+                except FileNotFoundError:
+                    pass  # released or broken by another worker meanwhile: try again
+                continue
+            with os.fdopen(handle, "w") as claim:
+                claim.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+            return True
+        return False
+
+    def touch_claim(self, model: str, method: str, run_id: str, shard: int) -> None:
+        """Show the claim's holder is alive (its age is what makes a claim stale)."""
+        self.claim_path(model, method, run_id, shard).touch()
+
+    def release(self, model: str, method: str, run_id: str, shard: int) -> None:
+        self.claim_path(model, method, run_id, shard).unlink(missing_ok=True)
+
     # --- finding and reading --------------------------------------------------------------------
 
     def has_part(self, table: str, model: str, method: str, run_id: str, shard: int | str) -> bool:
@@ -172,6 +226,20 @@ class Warehouse:
                     temp.unlink(missing_ok=True)
                     removed += 1
         return removed
+
+
+def _holder_dead(claim: Path) -> bool:
+    """Whether ``claim`` names a process of this host that is gone (a killed worker)."""
+    try:
+        host, pid, _ = claim.read_text().split()
+        if host != socket.gethostname():
+            return False  # another machine's worker: only its age tells
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False  # unreadable, half-written or not ours to signal: treat as alive
+    return False
 
 
 def _atomic_write(data: pa.Table, path: Path) -> None:
