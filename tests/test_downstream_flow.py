@@ -113,3 +113,18 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
     again = run_downstream(**params)  # same parameters: same run id, nothing re-evaluated
     assert again["run_id"] == summary["run_id"] and again["rows"] == summary["rows"]
     assert {p: p.stat().st_mtime_ns for p in Warehouse(setup / "wh-flow").parts("downstream")} == stamps
+
+
+def test_cli_without_prefect(setup) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    result = CliRunner().invoke(app, ["downstream", "--model", str(setup / "model"), "--edits", "none",
+                                      "--tasks", TASK, "--limit", "3", "--include-path", str(setup / "tasks"),
+                                      "--ppl-corpus", str(setup / "ppl.json"), "-w", str(setup / "wh-cli"),
+                                      "--no-prefect"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "baseline" in result.output and "perplexity" in result.output and "figure:" in result.output
+    rows = Warehouse(setup / "wh-cli").read("downstream").to_pylist()
+    assert {(row["metric"], row["n"]) for row in rows} == {("acc", 3), ("perplexity", 3)}

@@ -21,7 +21,8 @@ def downstream(
     method: str = typer.Option("rome", help="editing method of the edits (and of their re-run)"),
     k: int = typer.Option(2, help="with --edits extremes: how many most and least damaging edits"),
     max_edits: int = typer.Option(10, help="with hardcf / hardedit / sequential: at most this many"),
-    source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from (default: the largest)"),
+    source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from "
+                                              "(default: the largest)"),
     ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
     include_path: Path = typer.Option(None, help="a folder of your own lm-eval task YAMLs"),
     mmlu_file: Path = typer.Option(None, help="MMLU JSON for ec_mmlu_sub (default $EDITCOLLAPSE_MMLU or "
@@ -30,7 +31,8 @@ def downstream(
     batch_size: int = typer.Option(8, help="lm-eval batch size"),
     bootstrap_iters: int = typer.Option(1000, help="bootstrap resamples for perplexity-type stderrs"),
     seed: int = typer.Option(0, help="seed of the offline suites' sampling and of re-run edits"),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
+    warehouse: Path = typer.Option(None, "--warehouse", "-w",
+                                   help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
     run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
@@ -64,9 +66,9 @@ def downstream(
     stats = Table(title="perplexity vs score across models (Pearson on log10 ppl)")
     for column in ("task", "metric", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"):
         stats.add_column(column)
+    numbers = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")
     for line in result["correlations"]:
-        stats.add_row(line["task"], line["metric"], str(line["n"]), *(_cell(line[c]) for c in
-                                                                      ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")))
+        stats.add_row(line["task"], line["metric"], str(line["n"]), *(_cell(line[c]) for c in numbers))
     console.print(stats)
     for name, why in {**result["failed"], **result["unreachable"]}.items():
         console.print(f"[yellow]skipped {name}: {why}")

@@ -125,7 +125,9 @@ def _evaluate_all(refs: list[EditRef], context: Any, store: Warehouse, model: st
             print(f"{ref.ref}: failed ({failed[ref.ref]})")
             continue
         store.write_part(TABLE, rows, model=model, method=method, run_id=context.run_id, shard=ref.ref)
-        print(f"{ref.ref}: ppl {rows[0]['ppl_mean']:.4g} (recorded {ref.recorded_ppl:.4g}); "
+        recorded = ("" if math.isnan(ref.recorded_ppl)
+                    else f" (recorded by {ref.source_table}: {ref.recorded_ppl:.4g})")
+        print(f"{ref.ref}: ppl {rows[0]['ppl_mean']:.4g}{recorded}; "
               + ", ".join(f"{r['task']} {r['metric']} {r['value']:.4g}" for r in rows))
     return failed
 

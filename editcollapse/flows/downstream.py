@@ -50,7 +50,8 @@ def _publish(summary: dict[str, Any], run_id: str) -> None:
 
 
 def _markdown(summary: dict[str, Any]) -> str:
-    lines = ["| task | metric | n | Pearson r (log10 ppl) | p | Spearman ρ | p |", "|---|---|---|---|---|---|---|"]
+    lines = ["| task | metric | n | Pearson r (log10 ppl) | p | Spearman ρ | p |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {c['task']} | {c['metric']} | {c['n']} | {c['pearson_r']:.3f} | {c['pearson_p']:.3g} | "
               f"{c['spearman_rho']:.3f} | {c['spearman_p']:.3g} |" for c in summary["correlations"]]
     for label, entries in (("failed edits", summary["failed"]), ("tasks not reachable", summary["unreachable"])):
