@@ -32,6 +32,7 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
                   "shard_size": 2, "warehouse": str(root), "run_id": run_id, "progress_bar": False}
     with PrefectServer(tmp_path / "prefect-home") as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
+        server.cli("concurrency-limit", "create", "gpu", "1")
         server.cli("--no-prompt", "deploy", "--all", cwd=ROOT)
         server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(parameters))
         worker_log = tmp_path / "worker.log"
@@ -55,6 +56,8 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
             assert sorted(t.name for t in tasks if t.name.startswith("shard-")) == ["shard-00000", "shard-00001"]
             assert all(t.state.is_completed() for t in tasks)
+            assert all("gpu" in t.tags for t in tasks if t.name.startswith("shard-"))  # under the gpu limit
+            assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 1
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
             keys = {a.key: a for a in artifacts}
