@@ -6,6 +6,8 @@ flow run's final state, task runs and artifacts are read back through the API.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from editcollapse.ops.server import PrefectServer, stop_process
@@ -32,7 +34,10 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
                   "shard_size": 2, "warehouse": str(root), "run_id": run_id, "progress_bar": False}
     with PrefectServer(tmp_path / "prefect-home") as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
-        server.cli("concurrency-limit", "create", "gpu", "1")
+        server.cli("concurrency-limit", "create", "gpu", "2")
+        setup = subprocess.run([sys.executable, "-m", "editcollapse", "setup-prefect", "--pool", "spare"],
+                               env=server.env, capture_output=True, text=True, timeout=300)  # limit 2 -> 1
+        assert setup.returncode == 0 and "'spare' created" in setup.stdout, setup.stdout + setup.stderr
         server.cli("--no-prompt", "deploy", "--all", cwd=ROOT)
         server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(parameters))
         worker_log = tmp_path / "worker.log"
@@ -58,6 +63,7 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
             assert all(t.state.is_completed() for t in tasks)
             assert all("gpu" in t.tags for t in tasks if t.name.startswith("shard-"))  # under the gpu limit
             assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 1
+            assert client.read_work_pool("spare").type == "process"
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
             keys = {a.key: a for a in artifacts}

@@ -8,6 +8,7 @@ from editcollapse.cli import data as data_cli
 from editcollapse.cli import downstream as downstream_cli
 from editcollapse.cli import hardedit as hardedit_cli
 from editcollapse.cli import models as models_cli
+from editcollapse.cli import ops as ops_cli
 from editcollapse.cli import sequential as sequential_cli
 from editcollapse.cli import sweep as sweep_cli
 from editcollapse.cli import warehouse as warehouse_cli
@@ -32,6 +33,7 @@ warehouse_cli.register(app)
 sweep_cli.register(app)
 hardedit_cli.register(app)
 downstream_cli.register(app)
+ops_cli.register(app)
 
 
 def main() -> None:
