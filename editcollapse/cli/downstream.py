@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli.formatting import cell
+
 
 def downstream(
     model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
@@ -60,28 +62,20 @@ def downstream(
     for column in ("edit", "ME-PPL", "task", "metric", "value", "stderr", "n"):
         scores.add_column(column)
     for row in sorted(result["rows"], key=lambda r: (r["edit_ref"] != "baseline", -r["ppl_mean"], r["task"])):
-        scores.add_row(row["edit_ref"], _cell(row["ppl_mean"]), row["task"], row["metric"],
-                       _cell(row["value"]), _cell(row["stderr"]), str(row["n"]))
+        scores.add_row(row["edit_ref"], cell(row["ppl_mean"]), row["task"], row["metric"],
+                       cell(row["value"]), cell(row["stderr"]), str(row["n"]))
     console.print(scores)
     stats = Table(title="perplexity vs score across models (Pearson on log10 ppl)")
     for column in ("task", "metric", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"):
         stats.add_column(column)
     numbers = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")
     for line in result["correlations"]:
-        stats.add_row(line["task"], line["metric"], str(line["n"]), *(_cell(line[c]) for c in numbers))
+        stats.add_row(line["task"], line["metric"], str(line["n"]), *(cell(line[c]) for c in numbers))
     console.print(stats)
     for name, why in {**result["failed"], **result["unreachable"]}.items():
         console.print(f"[yellow]skipped {name}: {why}")
     if result["plot"]:
         console.print(f"figure: {result['plot']}")
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli.formatting import cell
+
 
 def sequential(
     model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
@@ -46,19 +48,11 @@ def sequential(
     for column in columns:
         table.add_column(column)
     for line in result["summary"]:
-        table.add_row(*(_cell(line[column]) for column in columns))
+        table.add_row(*(cell(line[column]) for column in columns))
     console = Console()
     console.print(table)
     for figure in result["figures"]:
         console.print(f"figure: {figure}")
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def register(app: typer.Typer) -> None:

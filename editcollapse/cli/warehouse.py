@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli.formatting import cell
+
 WAREHOUSE_HELP = "warehouse root (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
 
 
@@ -69,21 +71,13 @@ def _print_table(cursor, max_rows: int) -> None:
         table.add_column(column[0], overflow="fold", max_width=60)
     rows = cursor.fetchmany(max_rows + 1)
     for row in rows[:max_rows]:
-        table.add_row(*(_cell(value) for value in row))
+        table.add_row(*(cell(value, null="NULL", digits=6) for value in row))
     console = Console()
     if not console.is_terminal:  # piped: do not squeeze columns into 80 characters
         console = Console(width=240)
     console.print(table)
     if len(rows) > max_rows:
         console.print(f"(first {max_rows} rows shown; --max-rows N for more, or --format csv)")
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def register(app: typer.Typer) -> None:
