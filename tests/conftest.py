@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +22,24 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HOME", str(home / "hf"))
     for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[variable] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_on_open_streams():
+    """Point log handlers whose stream was closed back at stderr before each test.
+
+    A handler created while a test's stream was swapped in (typer's CliRunner, capsys) keeps that
+    stream after it is closed; Prefect's handler then fails, reports the failure with ``print``,
+    which a ``log_prints`` flow routes back into logging, and recurses.
+    """
+    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream(): it flushes the closed stream
+    yield
 
 
 def smollm2_installed() -> bool:
