@@ -150,27 +150,22 @@ class Warehouse:
         path = self.claim_path(model, method, run_id, shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
+            if _create_claim(path):
+                return True
             try:
-                handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    if time.time() - path.stat().st_mtime < stale_after_s and not _holder_dead(path):
-                        return False
-                    broken = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:12]}")
-                    os.rename(path, broken)
-                    if time.time() - broken.stat().st_mtime < stale_after_s and not _holder_dead(broken):
-                        # a live claim, taken meanwhile by another worker: put it back
-                        with contextlib.suppress(FileExistsError):
-                            os.link(broken, path)
-                        broken.unlink()
-                        return False
+                if time.time() - path.stat().st_mtime < stale_after_s and not _holder_dead(path):
+                    return False
+                broken = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:12]}")
+                os.rename(path, broken)
+                if time.time() - broken.stat().st_mtime < stale_after_s and not _holder_dead(broken):
+                    # a live claim, taken meanwhile by another worker: put it back
+                    with contextlib.suppress(FileExistsError):
+                        os.link(broken, path)
                     broken.unlink()
-                except FileNotFoundError:
-                    pass  # released or broken by another worker meanwhile: try again
-                continue
-            with os.fdopen(handle, "w") as claim:
-                claim.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
-            return True
+                    return False
+                broken.unlink()
+            except FileNotFoundError:
+                pass  # released or broken by another worker meanwhile: try again
         return False
 
     def touch_claim(self, model: str, method: str, run_id: str, shard: int) -> None:
@@ -226,6 +221,20 @@ class Warehouse:
                     temp.unlink(missing_ok=True)
                     removed += 1
         return removed
+
+
+def _create_claim(path: Path) -> bool:
+    """Create the claim file with its content in one step (a hard link fails if it exists), so a
+    worker killed at any moment never leaves an empty claim that no one can judge."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temp.write_text(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+    try:
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink()
 
 
 def _holder_dead(claim: Path) -> bool:
