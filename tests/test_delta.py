@@ -104,3 +104,29 @@ def test_load_rejects_foreign_file(tmp_path) -> None:
     save_file({"x": torch.zeros(1)}, str(path))
     with pytest.raises(ValueError, match="not an editcollapse delta"):
         Delta.load(path)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (4, 3, 2, 2)])
+def test_norms_of_dense_changes_of_any_shape(shape) -> None:
+    dense = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float32)
+    norms = ParamDelta(dense=dense).norms()
+    matrix = dense.double().reshape(shape[0] if shape else 1, -1)
+    assert norms["fro"] == pytest.approx(dense.double().norm().item(), rel=1e-12)
+    assert norms["spectral"] == pytest.approx(torch.linalg.matrix_norm(matrix, 2).item(), rel=1e-9)
+    if len(shape) <= 1:  # a vector's (or scalar's) only singular value is its Euclidean norm
+        assert norms["spectral"] == pytest.approx(norms["fro"], rel=1e-12)
+
+
+def test_bias_delta_applies_exactly_and_reports_norms(tmp_path) -> None:
+    gpt2 = load_model("tiny-gpt2", device="cpu", seed=0)
+    name = "transformer.h.1.mlp.c_proj.bias"
+    bias = gpt2.model.get_parameter(name)
+    saved = bias.detach().clone()
+    change = torch.linspace(-1, 1, bias.numel())
+    delta = Delta(method="test", params={name: ParamDelta(dense=change)})
+    assert delta.norms()[name]["fro"] == pytest.approx(change.double().norm().item(), rel=1e-12)
+    with delta.applied(gpt2.model):
+        assert torch.equal(gpt2.model.get_parameter(name), saved + change)
+    assert torch.equal(gpt2.model.get_parameter(name), saved)
+    delta.save(tmp_path / "bias.safetensors")
+    assert torch.equal(Delta.load(tmp_path / "bias.safetensors").params[name].dense, change)

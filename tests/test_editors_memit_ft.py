@@ -79,6 +79,26 @@ def test_ft_l_inf_keeps_every_weight_within_the_bound(tiny):
             assert moved.max() >= 0.5 * radius, f"{name}: FT-L∞ did not move (max {moved.max()})"
 
 
+def test_ft_trains_a_bias_and_reports_its_norms():
+    """FT on a 1-D parameter (GPT-2's MLP output bias, named directly by ``rewrite_module_tmp``)."""
+    gpt2 = load_model("tiny-gpt2", device="cpu")
+    hparams = dict(load_hparams("ft", gpt2.name), rewrite_module_tmp="transformer.h.{}.mlp.c_proj.bias")
+    saved = snapshot(gpt2.model)
+    before = target_logprob(gpt2, TINY_CASES)
+    delta = get_editor("ft").edit(gpt2.model, gpt2.tokenizer, gpt2.arch, TINY_CASES, hparams)
+    assert_bit_identical(gpt2.model, saved)
+    assert set(delta.params) == {f"transformer.h.{layer}.mlp.c_proj.bias" for layer in (1, 2)}
+    for name, change in delta.params.items():
+        assert change.dense.ndim == 1
+        norms = delta.norms()[name]
+        assert norms["fro"] == pytest.approx(change.dense.double().norm().item(), rel=1e-12) and norms["fro"] > 0
+        assert norms["spectral"] == pytest.approx(norms["fro"], rel=1e-12)
+    with delta.applied(gpt2.model):
+        after = target_logprob(gpt2, TINY_CASES)
+    assert_bit_identical(gpt2.model, saved)
+    assert all(post > pre for pre, post in zip(before, after, strict=True)), (before, after)
+
+
 def test_ft_exception_mid_edit_leaves_model_unchanged(tiny, monkeypatch):
     saved = snapshot(tiny.model)
     calls = {"n": 0}

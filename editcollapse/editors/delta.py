@@ -20,6 +20,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
+def as_matrix(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as a 2-D matrix for matrix norms: 0-D → 1 × 1, 1-D → a column, n-D → (shape[0], −1)."""
+    if tensor.ndim == 0:
+        return tensor.reshape(1, 1)
+    if tensor.ndim == 1:
+        return tensor.unsqueeze(1)
+    return tensor if tensor.ndim == 2 else tensor.reshape(tensor.shape[0], -1)
+
+
 @dataclass
 class ParamDelta:
     """The change of one parameter: low-rank ``U @ V.T`` or a dense tensor, in the parameter's layout."""
@@ -55,9 +64,14 @@ class ParamDelta:
         return ParamDelta(dense=base + other.materialize(base.dtype, base.device))
 
     def norms(self) -> dict[str, float]:
-        """Frobenius and spectral (largest singular value) norms of ΔW, computed in float64."""
+        """Frobenius and spectral (largest singular value) norms of ΔW, computed in float64.
+
+        A dense change of any shape is read as a matrix: a vector (a bias, a norm's scale) as one
+        column, so both norms are its Euclidean norm; a scalar as 1 × 1; more than two dimensions
+        (a convolution kernel) as (first dimension, the rest).
+        """
         if self.dense is not None:
-            matrix = self.dense.double()
+            matrix = as_matrix(self.dense.double())
             fro = torch.linalg.matrix_norm(matrix, ord="fro")
             spectral = torch.linalg.matrix_norm(matrix, ord=2)
         else:
