@@ -11,7 +11,7 @@ import typer
 
 from editcollapse.cli.formatting import cell
 
-WAREHOUSE_HELP = "warehouse root (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
+WAREHOUSE_HELP = "warehouse root: a directory or an fsspec URL such as s3://bucket/wh (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
 
 
 class OutputFormat(str, Enum):
@@ -28,7 +28,7 @@ _COPY_OPTIONS = {OutputFormat.csv: "FORMAT csv, HEADER true", OutputFormat.json:
 def sql(
     query: str = typer.Argument(..., help="SQL over the views runs, cases, edits, edit_metrics, ppl, "
                                 "hardcf, sequential, hardedit_candidates, hardedit, downstream"),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
                                                help="table (print), csv, json (one object a line) or parquet"),
     output: Path = typer.Option(None, "--output", "-o", help="file to write (csv/json default to stdout)"),

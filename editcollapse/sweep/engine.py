@@ -246,11 +246,9 @@ def _error_row(error: BaseException) -> dict[str, Any]:
 
 
 def _stored_result(warehouse: Warehouse, spec: SweepSpec, shard: int) -> ShardResult:
-    import pyarrow.parquet as pq
-
-    edits = pq.read_table(warehouse.part_path("edits", spec.model, spec.method, spec.run_id, shard),
-                          columns=["status"]).column("status").to_pylist()
-    ppl = pq.read_table(warehouse.part_path("ppl", spec.model, spec.method, spec.run_id, shard),
-                        columns=["ppl_mean", "collapsed"]).to_pydict()
+    edits = warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard,
+                                columns=["status"]).column("status").to_pylist()
+    ppl = warehouse.read_part("ppl", spec.model, spec.method, spec.run_id, shard,
+                              columns=["ppl_mean", "collapsed"]).to_pydict()
     return ShardResult(shard=shard, n_cases=len(edits), n_errors=sum(s != "ok" for s in edits),
                        n_collapsed=sum(ppl["collapsed"]), ppl_means=ppl["ppl_mean"], skipped=True)

@@ -136,7 +136,7 @@ def run_selection(warehouse: Warehouse, *, threshold: float = COLLAPSE_THRESHOLD
     selected = select_hardcf_rows(rows, threshold)
     store_hardcf(warehouse, selected, run_id)
     records = export_records(selected)
-    path = write_json(records, output or warehouse.root / "exports" / f"{run_id}.json")
+    path = write_json(records, output or warehouse.local_dir / "exports" / f"{run_id}.json")
     per_model: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = per_model.setdefault(row["source_model"], {"swept": 0, "collapsed": 0})

@@ -5,6 +5,12 @@ union_by_name=true, hive_types=…)``: DuckDB expands the glob every time a quer
 session sees parts written after it started, and the ``*.parquet`` glob never matches a writer's
 ``*.parquet.tmp``. Partition columns are typed VARCHAR explicitly (a run id such as ``20261123``
 must not turn into an integer). Paths are absolute, so a catalog file works from any directory.
+
+A URL root (``s3://…``, ``memory://…``): the session registers the root's fsspec filesystem with
+DuckDB (``register_filesystem``), so the same views read the object store through fsspec; polars
+scans it through a pyarrow dataset on the same filesystem. A catalog *file* of a URL root lives
+in the root's local folder and needs that registration (or DuckDB's own ``httpfs`` for ``s3://``)
+when opened elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from editcollapse.warehouse.schemas import PARTITION_COLUMNS, SCHEMAS
 from editcollapse.warehouse.store import Warehouse
@@ -35,8 +42,17 @@ def view_sql(warehouse: Warehouse, table: str) -> str:
 def create_views(connection: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> None:
     """Define a view for every warehouse table on ``connection``."""
     warehouse.ensure_anchors()
+    if warehouse.fs is not None:
+        register_filesystem(connection, warehouse)
     for table in SCHEMAS:
         connection.execute(view_sql(warehouse, table))
+
+
+def register_filesystem(connection: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> None:
+    """Let ``connection`` read the URL root's files through its fsspec filesystem (once)."""
+    protocols = warehouse.fs.protocol if isinstance(warehouse.fs.protocol, tuple) else (warehouse.fs.protocol,)
+    if not set(protocols) & set(connection.list_filesystems()):
+        connection.register_filesystem(warehouse.fs)
 
 
 def connect(warehouse: Warehouse | str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
@@ -53,7 +69,7 @@ def build_catalog(warehouse: Warehouse | str | os.PathLike[str] | None = None,
     for analysts who open it with the ``duckdb`` CLI or any DuckDB client. Built in a temp file
     and renamed, so a reader never finds a half-written catalog."""
     store = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
-    target = Path(path) if path is not None else store.root / CATALOG_FILE
+    target = Path(path) if path is not None else store.local_dir / CATALOG_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
@@ -76,5 +92,18 @@ def scan(table: str, warehouse: Warehouse | str | os.PathLike[str] | None = None
 
     store = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     store.ensure_anchor(table)
-    return pl.scan_parquet(store.glob(table), hive_partitioning=True,
-                           hive_schema={column: pl.String for column in PARTITION_COLUMNS})
+    if store.fs is None:
+        return pl.scan_parquet(store.glob(table), hive_partitioning=True,
+                               hive_schema={column: pl.String for column in PARTITION_COLUMNS})
+    import pyarrow.dataset as ds
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    from editcollapse.warehouse.schemas import schema_for
+
+    partitioning = ds.partitioning(pa.schema([(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive")
+    files = [*store.parts(table), str(store.ensure_anchor(table))]
+    dataset = ds.dataset(files, schema=schema_for(table).append(pa.field("model", pa.string()))
+                         .append(pa.field("method", pa.string())).append(pa.field("run", pa.string())),
+                         format="parquet", filesystem=PyFileSystem(FSSpecHandler(store.fs)),
+                         partitioning=partitioning, partition_base_dir=str(store.table_dir(table)))
+    return pl.scan_pyarrow_dataset(dataset)

@@ -15,9 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from editcollapse.warehouse.schemas import RUNS
 from editcollapse.warehouse.store import Warehouse
 
 RUN_PART = "run"
@@ -55,14 +52,13 @@ def now() -> datetime:
 
 def read_run(warehouse: Warehouse, model: str, method: str, run_id: str) -> dict[str, Any] | None:
     """The stored ``runs`` row of a run, or None."""
-    path = warehouse.part_path("runs", model, method, run_id, RUN_PART)
-    if not path.is_file():
+    if not warehouse.has_part("runs", model, method, run_id, RUN_PART):
         return None
-    rows = pq.read_table(path, schema=RUNS).to_pylist()
+    rows = warehouse.read_part("runs", model, method, run_id, RUN_PART).to_pylist()
     return rows[0] if rows else None
 
 
-def write_run(warehouse: Warehouse, model: str, method: str, row: dict[str, Any]) -> Path:
+def write_run(warehouse: Warehouse, model: str, method: str, row: dict[str, Any]) -> Path | str:
     """(Re)write a run's single row."""
     return warehouse.write_part("runs", [row], model=model, method=method, run_id=row["run_id"],
                                 shard=RUN_PART)
