@@ -155,7 +155,7 @@ def _in_subprocess(folder: Path, out: Path, kill_at: int = 0) -> subprocess.Comp
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "edit_seconds", "eval_seconds")} for row in rows]
 
 
 def test_resume_after_sigkill_gives_the_same_rows(tmp_path: Path) -> None:
@@ -254,3 +254,68 @@ def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path)
         ("collapsed", 1504.0), ("collapsed", 1503.0), ("top_ppl", 57.0), ("top_ppl", 52.0)]
     hard_keys = {content_key(m.case) for m in groups.hard}
     assert len(groups.normal) == 4 and not hard_keys & {content_key(m.case) for m in groups.normal}
+
+
+def test_a_second_corpus_every_k_edits_and_at_the_end(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+    from editcollapse.sequential.measure import BaselineOnce
+
+    loaded = load_model("tiny-llama", device="cpu")
+    name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
+    shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
+
+    def edit(_loaded, case) -> Delta:
+        from editcollapse.editors.delta import ParamDelta
+
+        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
+                     case_ids=(case.case_id,))
+
+    members = [Member(c, "random") for c in pool(5)]
+    main, second = ScriptedPerplexity([10.0] * 6), ScriptedPerplexity([100.0, 200.0, 300.0])
+    rows = run_trajectory(loaded, edit, members, main, StepStore(tmp_path / "x"), TrajectorySettings(extra_every=3),
+                          {"run_id": "r", "group": "normal", "trial": 0, "extra_corpus": "big"}, extra=second)
+    assert second.calls == [0, 3, 5]  # step 0, every 3rd edit, the last step
+    assert [r["extra_ppl_mean"] for r in rows] == [100.0, None, None, 200.0, None, 300.0]
+    assert all(r["extra_corpus"] == "big" for r in rows)
+    # a collapse (judged on the main corpus only) ends the trajectory with a second-corpus value too
+    main, second = ScriptedPerplexity([10.0, 10.0, math.inf]), ScriptedPerplexity([1.0, 2.0])
+    rows = run_trajectory(loaded, edit, members, main, StepStore(tmp_path / "y"), TrajectorySettings(extra_every=3),
+                          {"run_id": "r"}, extra=second)
+    assert [r["step"] for r in rows] == [0, 1, 2] and rows[2]["collapsed"] is True
+    assert [r["extra_ppl_mean"] for r in rows] == [1.0, None, 2.0]
+
+    # the unedited model is measured once per model, edited ones every time
+    counted = ScriptedPerplexity([1.0, 2.0, 3.0])
+    once = BaselineOnce(counted)
+    assert once(loaded, []).ppl == 1.0 and once(loaded, []).ppl == 1.0
+    assert once(loaded, pool(1)).ppl == 2.0 and once(loaded, pool(1)).ppl == 3.0
+    assert counted.calls == [0, 1, 1]
+
+
+def test_the_hard_group_can_come_from_one_sweep_run(tmp_path: Path) -> None:
+    from editcollapse.sequential.sources import build_groups
+    from editcollapse.warehouse import Warehouse
+
+    cases = [EditCase(case_id=f"counterfact:{i}", dataset="counterfact", prompt="{} is in", subject=f"S{i}",
+                      target_new=f"T{i}", target_true=f"U{i}") for i in range(30)]
+    warehouse = Warehouse(tmp_path / "wh")
+    for run, values in (("old", {1: 9000.0, 2: 80.0}), ("new", {3: 70.0, 4: 60.0, 5: 50.0})):
+        warehouse.write_part("ppl", [{"run_id": run, "case_id": f"counterfact:{i}", "ppl_mean": v,
+                                      "collapsed": v > 1000} for i, v in values.items()],
+                             model="m", method="rome", run_id=run, shard=0)
+    warehouse.write_part("hardcf", [{"run_id": "h", "case_id": "counterfact:1", "ppl_mean": 9000.0,
+                                     "collapsed": True, "source_run_id": "old"}],
+                         model="any", method="select", run_id="h", shard=0)
+    every = build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome")
+    assert [(m.case.case_id, m.role, m.single_ppl) for m in every.hard] == [
+        ("counterfact:1", "collapsed", 9000.0), ("counterfact:2", "top_ppl", 80.0)]
+    new = build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="new")
+    assert [(m.case.case_id, m.role, m.single_ppl) for m in new.hard] == [
+        ("counterfact:3", "top_ppl", 70.0), ("counterfact:4", "top_ppl", 60.0)]
+    # a normal case the sweep measured carries its single-edit perplexity, the others None
+    small = build_groups("hardcf", [cases[i] for i in (0, 3, 4, 5)], 2, 0, warehouse=warehouse, model="m",
+                         method="rome", sweep_run="new")
+    assert sorted((m.case.case_id, m.single_ppl) for m in small.normal) == [
+        ("counterfact:0", None), ("counterfact:5", 50.0)]
+    with pytest.raises(ValueError, match="no rows of sweep run 'gone'"):
+        build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="gone")

@@ -42,8 +42,9 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from editcollapse.flows.sequential import sequential_editing
     from editcollapse.warehouse import Warehouse, connect
 
+    # the second corpus is the first one again, every 2 edits: where both were measured they agree
     params = dict(model="tiny-gpt2", method="rome", hard_source="hardcf", n_edits=3, trials=1, seed=0,
-                  ppl_every=2, **inputs)
+                  ppl_every=2, extra_corpus=inputs["ppl_corpus"], extra_every=2, **inputs)
     with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
         result = sequential_editing(**params)
     warehouse = Warehouse(inputs["warehouse"])
@@ -57,6 +58,22 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     assert len(normal_ids) == 3 and not normal_ids & {"counterfact:3", "counterfact:4", "counterfact:5"}
     assert [r["ppl_mean"] is not None for r in hard] == [True, False, True, True]  # steps 0, 2 and the last
     assert all(json.loads(r["norms"]) for r in hard[1:])
+    # the single-edit perplexity each hard case was chosen by (hardcf's 4000 for the collapsed one)
+    assert {r["case_id"]: r["single_ppl"] for r in hard[1:]} == {
+        "counterfact:4": 4000.0, "counterfact:5": 105.0, "counterfact:3": 103.0}
+    # success of every edit so far where evaluated; the editor's diagnostics as typed columns and JSON
+    assert [None if r["successes"] is None else len(r["successes"]) for r in hard] == [0, None, 2, 3]
+    assert all(r["newest_success"] == r["successes"][-1] for r in hard if r["successes"])
+    for r in hard[1:]:
+        diagnostics = json.loads(r["diagnostics"])
+        assert r["denominator"] == diagnostics["denominator"] != 0
+        assert r["target_nll"] == diagnostics["target_nll"] and r["layer"] == diagnostics["layer"]
+        assert r["edit_seconds"] > 0 and r["seconds"] >= r["edit_seconds"]
+    assert hard[0]["diagnostics"] is None and hard[0]["denominator"] is None
+    assert [r["extra_ppl_mean"] is not None for r in hard] == [True, False, True, True]
+    assert all(r["extra_ppl_mean"] == r["ppl_mean"] and r["extra_corpus"] == inputs["ppl_corpus"]
+               for r in hard if r["extra_ppl_mean"] is not None)
+    assert len(result["figures"]) == 3
     assert all(Path(figure).stat().st_size > 1000 for figure in result["figures"])
     run = warehouse.read("runs", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()[0]
     assert run["status"] == "completed" and run["stage"] == "sequential" and run["n_cases"] == 6
@@ -78,7 +95,8 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
 
     result = CliRunner().invoke(app, ["sequential", "--model", "tiny-gpt2", "--method", "rome", "--n-edits", "2",
                                       "--trials", "1", "--dataset", inputs["dataset"], "--ppl-corpus",
-                                      inputs["ppl_corpus"], "--warehouse", inputs["warehouse"], "--no-prefect"],
+                                      inputs["ppl_corpus"], "--warehouse", inputs["warehouse"], "--no-prefect",
+                                      "--extra-corpus", inputs["ppl_corpus"], "--extra-every", "5"],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "hard" in result.output and "normal" in result.output
@@ -86,4 +104,8 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
 
     parts = Warehouse(inputs["warehouse"]).parts("sequential")
     assert sorted(p.name for p in parts) == ["part-hard-trial000.parquet", "part-normal-trial000.parquet"]
-    assert len(list(parts[0].parent.glob("*.png"))) == 2
+    assert len(list(parts[0].parent.glob("*.png"))) == 3  # perplexity, weight change, second corpus
+    rows = Warehouse(inputs["warehouse"]).read("sequential").to_pylist()
+    # every 5 edits and at the end: steps 0 and 2 of the 2-edit trajectories
+    assert sorted((r["step"], r["extra_ppl_mean"] == r["ppl_mean"]) for r in rows if r["extra_ppl_mean"]) == [
+        (0, True), (0, True), (2, True), (2, True)]

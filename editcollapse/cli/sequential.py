@@ -24,6 +24,10 @@ def sequential(
     warehouse: Path = typer.Option(None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
     run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
     ppl_batch_size: int = typer.Option(16, help="perplexity batch size"),
+    extra_corpus: str = typer.Option(None, help="a second perplexity corpus (e.g. me-ppl-1k), measured every "
+                                     "--extra-every edits, at step 0 and at each trajectory's last step"),
+    extra_every: int = typer.Option(10, help="interval of --extra-corpus in edits"),
+    sweep_run: str = typer.Option(None, help="hard group from this single-edit sweep run's ppl/hardcf rows only"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
 ) -> None:
     """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
@@ -41,10 +45,13 @@ def sequential(
                     seed=seed, ppl_corpus=ppl_corpus, ppl_every=ppl_every, dataset=dataset,
                     threshold=threshold, group_size=group_size,
                     warehouse=None if warehouse is None else str(warehouse), run_id=run_id,
-                    ppl_batch_size=ppl_batch_size)
+                    ppl_batch_size=ppl_batch_size, extra_corpus=extra_corpus, extra_every=extra_every,
+                    sweep_run=sweep_run)
     table = Table(title=f"sequential run {result['run_id']}")
     columns = ("group", "trial", "edits", "baseline_ppl", "final_ppl", "collapsed_at", "final_all_success",
                "cumulative_fro", "cumulative_spectral", "errors")
+    if extra_corpus is not None:
+        columns = (*columns[:5], "baseline_extra_ppl", "final_extra_ppl", *columns[5:])
     for column in columns:
         table.add_column(column)
     for line in result["summary"]:

@@ -64,9 +64,11 @@ def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path:
     return path
 
 
-def plot_perplexity(rows: list[dict[str, Any]], path: str | Path, *, threshold: float, title: str) -> Path:
-    """Perplexity (mean per sentence) vs edits, hard vs normal, log scale, threshold line."""
-    return _draw(rows, "ppl_mean", "perplexity (log)", title, Path(path), threshold=threshold)
+def plot_perplexity(rows: list[dict[str, Any]], path: str | Path, *, threshold: float, title: str,
+                    value: str = "ppl_mean") -> Path:
+    """Perplexity (mean per sentence; ``extra_ppl_mean``: the second corpus) vs edits, hard vs normal,
+    log scale, threshold line."""
+    return _draw(rows, value, "perplexity (log)", title, Path(path), threshold=threshold)
 
 
 def plot_norms(rows: list[dict[str, Any]], path: str | Path, *, title: str,

@@ -43,6 +43,9 @@ class SequentialConfig:
     ppl_every: int = 1
     threshold: float = 1000.0
     group_size: int | None = None  # default: n_edits (each trial orders the whole group)
+    extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
+    extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step
+    sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
 
     def __post_init__(self) -> None:
         if self.n_edits < 1 or self.trials < 1:
@@ -55,7 +58,14 @@ class SequentialConfig:
         return self.group_size or self.n_edits
 
     def parameters(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; the ones added later are left out while unset, so older run ids stay valid."""
+        values = asdict(self)
+        for name in ("extra_corpus", "sweep_run"):
+            if values[name] is None:
+                del values[name]
+        if "extra_corpus" not in values:
+            del values["extra_every"]
+        return values
 
     def default_run_id(self) -> str:
         """``seq-<digest>``: re-running the same command resumes the same run."""
@@ -63,7 +73,7 @@ class SequentialConfig:
         return f"seq-{digest[:12]}"
 
     def settings(self) -> TrajectorySettings:
-        return TrajectorySettings(threshold=self.threshold, ppl_every=self.ppl_every)
+        return TrajectorySettings(threshold=self.threshold, ppl_every=self.ppl_every, extra_every=self.extra_every)
 
 
 @dataclass(frozen=True)
@@ -104,16 +114,19 @@ def make_edit(method: str, hparams: dict[str, Any]) -> EditFn:
 
 def run_one(loaded: LoadedModel, edit: EditFn, evaluate: Evaluator, warehouse: Warehouse,
             config: SequentialConfig, run_id: str, trajectory: Trajectory,
-            on_step: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run (or resume, or just read back) one trajectory and write its part of the table."""
+            on_step: Callable[[dict[str, Any]], None] | None = None,
+            extra: Evaluator | None = None) -> list[dict[str, Any]]:
+    """Run (or resume, or just read back) one trajectory and write its part of the table.
+
+    ``extra``: the evaluator of ``config.extra_corpus`` (None when the run has no second corpus)."""
     folder = run_folder(warehouse, config, run_id)
     store = StepStore(folder / "deltas" / trajectory.shard)
     labels = {"run_id": run_id, "group": trajectory.group, "trial": trajectory.trial,
-              "corpus": config.ppl_corpus}
+              "corpus": config.ppl_corpus, "extra_corpus": config.extra_corpus}
     if warehouse.has_part(TABLE, config.model, config.method, run_id, trajectory.shard):
         return store.stored_rows()  # finished earlier: its stored steps are its rows
     rows = run_trajectory(loaded, edit, trajectory.members, evaluate, store, config.settings(), labels,
-                          on_step=on_step)
+                          on_step=on_step, extra=extra)
     warehouse.write_part(TABLE, table_rows(rows), model=config.model, method=config.method,
                          run_id=run_id, shard=trajectory.shard)
     return rows
@@ -122,9 +135,15 @@ def run_one(loaded: LoadedModel, edit: EditFn, evaluate: Evaluator, warehouse: W
 def write_plots(rows: list[dict[str, Any]], folder: Path, config: SequentialConfig, run_id: str) -> list[Path]:
     """The run's two figures (perplexity and cumulative weight-change norm vs edits) as PNG."""
     title = f"{config.method} on {config.model}: hard vs normal ({config.ppl_corpus}, every {config.ppl_every})"
-    return [plot_perplexity(rows, folder / f"{run_id}-perplexity.png", threshold=config.threshold, title=title),
-            plot_norms(rows, folder / f"{run_id}-weight-change.png",
-                       title=f"{config.method} on {config.model}: cumulative weight change")]
+    paths = [plot_perplexity(rows, folder / f"{run_id}-perplexity.png", threshold=config.threshold, title=title),
+             plot_norms(rows, folder / f"{run_id}-weight-change.png",
+                        title=f"{config.method} on {config.model}: cumulative weight change")]
+    if config.extra_corpus is not None:
+        title = (f"{config.method} on {config.model}: hard vs normal ({config.extra_corpus}, every "
+                 f"{config.extra_every} and at the end)")
+        paths.append(plot_perplexity(rows, folder / f"{run_id}-perplexity-extra.png", threshold=config.threshold,
+                                     title=title, value="extra_ppl_mean"))
+    return paths
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,10 +154,14 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         line = lines.setdefault(key, {"group": row["group"], "trial": row["trial"], "edits": 0,
                                       "baseline_ppl": None, "final_ppl": None, "collapsed_at": None,
                                       "final_all_success": None, "cumulative_fro": None,
-                                      "cumulative_spectral": None, "errors": 0})
+                                      "cumulative_spectral": None, "errors": 0,
+                                      "baseline_extra_ppl": None, "final_extra_ppl": None})
         if row["step"] == 0:
             line["baseline_ppl"] = row["ppl_mean"]
+            line["baseline_extra_ppl"] = row.get("extra_ppl_mean")
             continue
+        if row.get("extra_ppl_mean") is not None:
+            line["final_extra_ppl"] = row["extra_ppl_mean"]
         line["edits"] = row["step"]
         line["errors"] += row.get("error") is not None
         if row.get("ppl_mean") is not None:

@@ -44,13 +44,20 @@ def _max_by_case(rows: list[dict], value: str) -> dict[str, float | None]:
     return best
 
 
-def warehouse_candidates(warehouse: Warehouse, model: str, method: str
+def warehouse_candidates(warehouse: Warehouse, model: str, method: str, sweep_run: str | None = None
                          ) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """(collapsed case ids → single-edit ppl, fill candidates → single-edit ppl) from the tables."""
-    ppl_rows = warehouse.read("ppl", model=model, method=method).to_pylist()
+    """(collapsed case ids → single-edit ppl, fill candidates → single-edit ppl) from the tables.
+
+    ``sweep_run``: only that single-edit sweep's ``ppl`` rows and the ``hardcf`` rows it sourced
+    (default: every sweep of this model × method, and every ``hardcf`` row)."""
+    ppl_rows = warehouse.read("ppl", model=model, method=method, run_id=sweep_run).to_pylist()
+    if sweep_run is not None and not ppl_rows:
+        raise ValueError(f"the ppl table has no rows of sweep run {sweep_run!r} for {model} × {method}")
     ranked = _max_by_case(ppl_rows, "ppl_mean")
     collapsed = {row["case_id"]: ranked.get(row["case_id"]) for row in ppl_rows if row["collapsed"]}
-    for case_id, ppl in _max_by_case(warehouse.read("hardcf").to_pylist(), "ppl_mean").items():
+    hardcf = [row for row in warehouse.read("hardcf").to_pylist()
+              if sweep_run is None or row["source_run_id"] == sweep_run]
+    for case_id, ppl in _max_by_case(hardcf, "ppl_mean").items():
         collapsed.setdefault(case_id, ranked.get(case_id, ppl))
     return collapsed, ranked
 
@@ -63,12 +70,13 @@ def _file_ppl(case: EditCase) -> float | None:
 
 
 def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *,
-                 warehouse: Warehouse, model: str, method: str) -> Groups:
+                 warehouse: Warehouse, model: str, method: str, sweep_run: str | None = None) -> Groups:
     """Both groups of ``size`` cases; ``pool`` is the dataset the hard ids refer to and the normal
-    cases are drawn from."""
+    cases are drawn from. A normal member's ``single_ppl`` is its single-edit perplexity where the
+    sweep measured it (else None)."""
     by_id = {case.case_id: case for case in pool}
     if hard_source == "hardcf":
-        collapsed_ppl, ranked_ppl = warehouse_candidates(warehouse, model, method)
+        collapsed_ppl, ranked_ppl = warehouse_candidates(warehouse, model, method, sweep_run)
         missing = sorted(set(collapsed_ppl) - set(by_id))
         if missing:
             raise ValueError(f"hardcf/ppl tables name case(s) {missing[:5]} that the dataset does not "
@@ -83,8 +91,9 @@ def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *
 
         loaded = load_cases(str(path), strict=True)
         collapsed = [Scored(case, _file_ppl(case)) for case in loaded.cases]
-        _, ranked_ppl = warehouse_candidates(warehouse, model, method)
+        _, ranked_ppl = warehouse_candidates(warehouse, model, method, sweep_run)
         ranked = [Scored(by_id[i], p) for i, p in ranked_ppl.items() if i in by_id]
     hard = select_hard(collapsed, ranked, size)
-    normal = sample_normal(pool, [member.case for member in hard], size, seed)
+    normal = [Member(m.case, m.role, ranked_ppl.get(m.case.case_id))
+              for m in sample_normal(pool, [member.case for member in hard], size, seed)]
     return Groups(hard=hard, normal=normal)

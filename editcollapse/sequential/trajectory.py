@@ -50,10 +50,11 @@ class TrajectorySettings:
 
     threshold: float = 1000.0
     ppl_every: int = 1
+    extra_every: int = 10  # the extra evaluator (a second corpus), when given: every k edits
 
     def __post_init__(self) -> None:
-        if self.ppl_every < 1:
-            raise ValueError(f"ppl_every must be ≥ 1, got {self.ppl_every}")
+        if self.ppl_every < 1 or self.extra_every < 1:
+            raise ValueError(f"ppl_every and extra_every must be ≥ 1, got {self.ppl_every}, {self.extra_every}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be > 0, got {self.threshold}")
 
@@ -123,12 +124,18 @@ class _Restorer:
 
 def run_trajectory(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], evaluate: Evaluator,
                    store: StepStore, settings: TrajectorySettings, labels: dict[str, Any],
-                   on_step: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                   on_step: Callable[[dict[str, Any]], None] | None = None,
+                   extra: Evaluator | None = None) -> list[dict[str, Any]]:
     """Edit ``members`` one after another on ``loaded``; return one row per step (step 0 = unedited).
 
     ``labels`` (run id, model, method, group, trial, corpus …) are copied into every row. The model
     is restored bit for bit when this returns or raises. Stops after the first evaluated step whose
     perplexity collapsed, or after the last member.
+
+    ``extra`` (optional) measures the perplexity on a second corpus (``extra_ppl_mean``,
+    ``extra_ppl_corpus``) at step 0, every ``settings.extra_every`` edits and at the trajectory's
+    last step (its end or its collapse): e.g. ME-PPL-1k at a coarser interval beside ME-PPL-50
+    after every edit. Only ``evaluate``'s perplexity decides collapse.
     """
     store.check_plan([member.case.case_id for member in members])
     stored = store.stored_rows()
@@ -148,7 +155,7 @@ def run_trajectory(loaded: LoadedModel, edit: EditFn, members: Sequence[Member],
                     restorer.apply(loaded, delta)
                     cumulative = delta if cumulative is None else cumulative + delta
             else:
-                row, delta = _compute_step(loaded, edit, members, step, evaluate, settings, restorer)
+                row, delta = _compute_step(loaded, edit, members, step, evaluate, settings, restorer, extra)
                 if delta is not None:
                     cumulative = delta if cumulative is None else cumulative + delta
                 records = norm_records(delta, cumulative)
@@ -185,8 +192,8 @@ def _check_replay(loaded: LoadedModel, edit: EditFn, first: Member, store: StepS
 
 
 def _compute_step(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], step: int,
-                  evaluate: Evaluator, settings: TrajectorySettings,
-                  restorer: _Restorer) -> tuple[dict[str, Any], Delta | None]:
+                  evaluate: Evaluator, settings: TrajectorySettings, restorer: _Restorer,
+                  extra: Evaluator | None = None) -> tuple[dict[str, Any], Delta | None]:
     """Edit with member ``step`` (none at step 0), apply the edit, measure; the row and the Delta."""
     member = members[step - 1] if step else None
     row: dict[str, Any] = {
@@ -204,9 +211,18 @@ def _compute_step(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], 
         if delta is not None:
             restorer.apply(loaded, delta)
             row["diagnostics"] = delta.diagnostics or None
+    edited = time.perf_counter()
     measurement = None
     if step == 0 or step % settings.ppl_every == 0 or step == len(members):
         measurement = evaluate(loaded, [m.case for m in members[:step]])
     row.update(_measured_fields(measurement, settings.threshold))
-    row["seconds"] = time.perf_counter() - started
+    row["extra_ppl_mean"] = row["extra_ppl_corpus"] = None
+    if extra is not None and (step == 0 or step % settings.extra_every == 0 or step == len(members)
+                              or row["collapsed"]):
+        second = extra(loaded, [m.case for m in members[:step]])  # its successes are not stored
+        row["extra_ppl_mean"], row["extra_ppl_corpus"] = second.ppl, second.ppl_corpus_level
+    finished = time.perf_counter()
+    row["edit_seconds"] = edited - started if member is not None else None
+    row["eval_seconds"] = finished - edited
+    row["seconds"] = finished - started
     return row, delta

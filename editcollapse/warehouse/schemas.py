@@ -161,6 +161,16 @@ SEQUENTIAL = pa.schema([
     ("norms", pa.string()),              # JSON: per-matrix norms of the step and cumulative change
     ("error", pa.string()),
     ("seconds", pa.float64()),
+    # added for issue 8 (additive): what the step files kept beyond the columns above
+    ("single_ppl", pa.float64()),         # the case's single-edit ME-PPL (ppl table / HardCF file); NULL unknown
+    ("successes", pa.list_(pa.float64())),  # success of every edit so far, in edit order (newest last)
+    ("extra_corpus", pa.string()),        # a second perplexity corpus, evaluated every extra_every edits
+    ("extra_ppl_mean", pa.float64()),
+    ("extra_ppl_corpus", pa.float64()),
+    *[(name, dtype) for name, dtype in DIAGNOSTIC_COLUMNS.items()],  # this step's edit (ROME's k·u …)
+    ("diagnostics", pa.string()),        # JSON: the editor's full diagnostics of this step's edit
+    ("edit_seconds", pa.float64()),       # wall clock: computing the Delta
+    ("eval_seconds", pa.float64()),       # wall clock: perplexity(-ies) and edit successes
 ])
 
 HARDEDIT_CANDIDATES = pa.schema([
