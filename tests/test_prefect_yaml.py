@@ -38,3 +38,44 @@ def test_deployment_resolves(deployment: dict) -> None:
     assert deployment["work_pool"]["name"] == "editcollapse"
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+
+
+def test_every_flow_of_the_study_has_a_deployment() -> None:
+    """Every Prefect flow defined under editcollapse/flows/ is some deployment's entrypoint."""
+    import importlib
+
+    flows = set()
+    for path in sorted((ROOT / "editcollapse" / "flows").glob("*.py")):
+        module = importlib.import_module(f"editcollapse.flows.{path.stem}")
+        flows |= {f"editcollapse/flows/{path.name}:{name}" for name, value in vars(module).items()
+                  if isinstance(value, Flow) and value.__module__ == module.__name__}
+    deployed = {d["entrypoint"] for d in DEPLOYMENTS}
+    assert flows - deployed == set(), "flows without a deployment"
+    assert {"editcollapse/flows/study.py:editcollapse_study", "editcollapse/flows/analysis.py:analyse_study"} <= deployed
+
+
+def test_recurring_deployments_have_schedules_and_model_stages_the_gpu_tag() -> None:
+    scheduled = {d["name"] for d in DEPLOYMENTS if d.get("schedules")}
+    assert {"sweep-nightly", "hardcf-nightly", "hardedit-generate-weekly", "hardedit-filter-weekly",
+            "analysis-nightly", "study-weekly"} <= scheduled
+    for deployment in DEPLOYMENTS:
+        if any(stage in deployment["entrypoint"] for stage in ("sweep.py", "sequential.py", "hardedit.py",
+                                                                 "downstream.py", "study.py")):
+            assert "gpu" in deployment["tags"], deployment["name"]
+
+
+def test_task_runner_specs() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from editcollapse.flows.runners import make_task_runner
+
+    assert isinstance(make_task_runner("local"), ThreadPoolTaskRunner)
+    assert make_task_runner("dask:2:4GiB").cluster_kwargs == {
+        "threads_per_worker": 1, "processes": True, "memory_limit": "4GiB", "n_workers": 2}
+    assert make_task_runner("dask").cluster_kwargs["memory_limit"] == "auto"  # an equal share per worker
+    remote = make_task_runner("dask:tcp://10.0.0.5:8786")
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
+    for bad in ("dask:0", "dask:2:lots", "threads:0", "ray"):
+        with pytest.raises(ValueError, match="task runner"):
+            make_task_runner(bad)

@@ -22,6 +22,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from editcollapse.ops.concurrency import gpu_slot
+
 GENERATE_METHOD = "generate"
 GENERATION_STAGE = "hardedit_generation"
 FILTER_STAGE = "hardedit_filter"
@@ -116,13 +118,14 @@ def generate_hardedit_candidates(
                                   n_points=n_points, seed=seed)
     outcomes = []
     try:
-        for outcome in generate(chat, repository=repository, seeds=seeds, template=template, settings=settings,
-                                previous_subjects=previous, skip=done):
-            store.write_part("hardedit_candidates", outcome_rows(outcome, run_id), model=label,
-                             method=GENERATE_METHOD, run_id=run_id, shard=outcome.call_index)
-            outcomes.append(outcome)
-            log.info("call %d: %d records, %d valid%s", outcome.call_index, len(outcome.verdicts),
-                     sum(v.valid for v in outcome.verdicts), f" ({outcome.failure})" if outcome.failure else "")
+        with gpu_slot(enabled=backend == "local"):  # a local generator occupies the GPU
+            for outcome in generate(chat, repository=repository, seeds=seeds, template=template,
+                                    settings=settings, previous_subjects=previous, skip=done):
+                store.write_part("hardedit_candidates", outcome_rows(outcome, run_id), model=label,
+                                 method=GENERATE_METHOD, run_id=run_id, shard=outcome.call_index)
+                outcomes.append(outcome)
+                log.info("call %d: %d records, %d valid%s", outcome.call_index, len(outcome.verdicts),
+                         sum(v.valid for v in outcome.verdicts), f" ({outcome.failure})" if outcome.failure else "")
     except BaseException:
         finish_run(store, label, GENERATE_METHOD, row, status="failed")
         raise
@@ -221,7 +224,8 @@ def filter_hardedit(
             spec = SweepSpec(model=name, method=method, dataset=f"hardedit-candidates@{candidate_set}",
                              shard_size=shard_size, ppl_corpus=corpus, threshold=threshold, seed=seed,
                              device=device)
-            sweep = run_sweep(spec, store, cases=cases)
+            with gpu_slot():  # one model-editing job per GPU (the `gpu` tag limit)
+                sweep = run_sweep(spec, store, cases=cases)
             rows = filter_rows(candidates, store.read("ppl", model=name, method=method, run_id=spec.run_id).to_pylist(),
                                store.read("edits", model=name, method=method, run_id=spec.run_id).to_pylist(),
                                run_id=run_id, reference_model=name, threshold=threshold)
@@ -238,7 +242,7 @@ def filter_hardedit(
         "kept": len(records), "errors": sum(r["error"] is not None for r in all_rows),
         "kept_per_model": {m: sum(r["kept"] for r in all_rows if r["reference_model"] == m) for m in models},
     }
-    summary["export"] = str(write_export(export or store.root / "exports" / f"{run_id}.json", records))
+    summary["export"] = str(write_export(export or store.local_dir / "exports" / f"{run_id}.json", records))
     finish_run(store, label, method, row, status="completed", n_collapsed=len(records),
                n_errors=summary["errors"])
     build_catalog(store)

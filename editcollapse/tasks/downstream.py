@@ -13,9 +13,11 @@ from prefect.cache_policies import NO_CACHE
 
 from editcollapse.downstream.evaluate import DownstreamContext, evaluate_ref
 from editcollapse.downstream.selection import EditRef
+from editcollapse.ops.setup import GPU_TAG
 
 
-@task(name="downstream-evaluate", task_run_name="evaluate-{ref.ref}", cache_policy=NO_CACHE)
+@task(name="downstream-evaluate", task_run_name="evaluate-{ref.ref}", cache_policy=NO_CACHE,
+      tags=[GPU_TAG])  # one model-editing task per GPU at a time (editcollapse.ops.concurrency)
 def evaluate_ref_task(ref: EditRef, context: DownstreamContext) -> list[dict[str, Any]]:
     """Rebuild and apply one edit, measure perplexity and every task, restore; the rows."""
     return evaluate_ref(ref, context)

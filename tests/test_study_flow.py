@@ -1,0 +1,119 @@
+"""The end-to-end study flow on a tiny model: every stage a subflow of one flow run, with artifacts,
+all tables in one warehouse (an fsspec ``memory://`` URL), the analysis at the end; and the
+``gpu`` slot flow code takes is the tag limit tasks use."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.sweep_cases import write_files
+
+SUBFLOWS = {"single-edit-sweep", "select-hardcf", "sequential-editing", "hardedit-generate",
+            "hardedit-filter", "downstream-eval", "analyse-study"}
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
+        yield
+
+
+def _candidates() -> str:
+    return json.dumps([{"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon",
+                        "ground_truth": "Kyoto"},
+                       {"prompt": "Sony's headquarters are in", "subject": "Sony", "target_new": "Lagos",
+                        "ground_truth": "Tokyo"}])
+
+
+def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from editcollapse.downstream.catalog import LASTWORD
+    from editcollapse.flows.study import editcollapse_study
+    from editcollapse.warehouse import Warehouse, connect
+    from tests.test_hardedit_generate import FakeOpenAI
+
+    cases_file, corpus = write_files(tmp_path, 6)
+    root = f"memory://study-{uuid.uuid4().hex[:8]}"
+    with FakeOpenAI([("ok", _candidates())]) as llm:
+        state = editcollapse_study(
+            model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=3, ppl_corpus=str(corpus),
+            threshold=1000.0, warehouse=root, sequential_edits=2, sequential_trials=1,
+            hardedit_backend="openai", hardedit_calls=1, hardedit_model="fake-gpt", hardedit_base_url=llm.base_url,
+            downstream_tasks=[LASTWORD], downstream_limit=3, downstream_k=1, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert [line["stage"] for line in result["stages"]] == [
+        "sweep", "hardcf", "sequential", "hardedit-generate", "hardedit-filter", "downstream", "analysis"]
+    assert all(line["state"] == "completed" for line in result["stages"]), result["stages"]
+
+    # one tree: every stage is a child flow run of the study's run, with its own artifacts
+    with get_client(sync_client=True) as client:
+        study_run = client.read_flow_run(state.state_details.flow_run_id)
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[study_run.id])))
+        names = {client.read_flow(run.flow_id).name for run in children}
+        assert names == SUBFLOWS and all(run.state.is_completed() for run in children)
+        keys = {artifact.key for artifact in client.read_artifacts() if artifact.key}
+    for key in ("study-stages-", "study-progress-", "sweep-summary-", "hardcf-", "sequential-summary-",
+                "downstream-scores-", "analysis-single-edit", "analysis-sequential-figures"):
+        assert any(k.startswith(key) for k in keys), (key, sorted(keys))
+
+    # every stage wrote to the one warehouse URL
+    store = Warehouse(root)
+    session = connect(store)
+    counts = dict(session.execute(
+        "SELECT 'ppl', count(*) FROM ppl UNION ALL SELECT 'hardcf', count(*) FROM hardcf "
+        "UNION ALL SELECT 'sequential', count(*) FROM sequential "
+        "UNION ALL SELECT 'candidates', count(*) FROM hardedit_candidates "
+        "UNION ALL SELECT 'hardedit', count(*) FROM hardedit "
+        "UNION ALL SELECT 'downstream', count(DISTINCT edit_ref) FROM downstream").fetchall())
+    assert counts["ppl"] == 6 + 2  # the sweep's six cases and the two HardEdit candidates
+    assert counts["sequential"] == 2 * 3  # hard and normal, steps 0..2
+    assert counts["candidates"] == 2 and counts["hardedit"] == 2
+    assert counts["downstream"] == 3  # baseline, most and least damaging edit
+    stages = dict(session.execute("SELECT stage, count(*) FROM runs GROUP BY stage").fetchall())
+    assert {"single_edit_sweep", "sequential", "hardedit_generation", "hardedit_filter"} <= set(stages)
+    analysis = result["results"]["analysis"]
+    assert len(analysis["tables"]["single_edit"]) == 2  # the sweep and the HardEdit filter's sweep
+    assert all(f.endswith(".png") for section in analysis["figures"].values() for f in section)
+
+
+def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from editcollapse.ops.concurrency import GPU_LIMIT, gpu_slot
+    from editcollapse.ops.setup import setup_server
+
+    setup_server(pool="gpu-test", gpu_limit=1)
+
+    def active() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name(GPU_LIMIT).active_slots
+
+    @flow
+    def holds_the_gpu() -> tuple[int, int]:
+        with gpu_slot():
+            inside = active()
+        with gpu_slot(enabled=False):
+            disabled = active()
+        return inside, disabled
+
+    assert holds_the_gpu() == (1, 0) and active() == 0
+
+
+def test_every_model_task_carries_the_gpu_tag() -> None:
+    from editcollapse.flows.sequential import trajectory_task
+    from editcollapse.ops.setup import GPU_TAG
+    from editcollapse.tasks.downstream import evaluate_ref_task
+    from editcollapse.tasks.sweep import edit_shard_task
+
+    for task in (edit_shard_task, trajectory_task, evaluate_ref_task):
+        assert GPU_TAG in task.tags, task.name
