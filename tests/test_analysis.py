@@ -71,3 +71,15 @@ def test_analysis_of_an_empty_warehouse_says_so(tmp_path) -> None:
     assert "_no rows yet_" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="unknown analysis section"):
         analyse(tmp_path / "empty", tmp_path / "out", sections=["nope"])
+
+
+def test_analyse_command(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    _fill(Warehouse(tmp_path / "wh"))
+    result = CliRunner().invoke(app, ["analyse", "-w", str(tmp_path / "wh"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "single_edit: 2 row(s), 1 figure(s)" in result.output and "sequential: 2 row(s), 2 figure(s)" in result.output
+    assert (tmp_path / "out" / "downstream-correlation.csv").is_file()

@@ -1,8 +1,13 @@
-"""`editcollapse setup-prefect`: the work pool and the GPU concurrency limit on a Prefect server."""
+"""`editcollapse setup-prefect` (work pool + GPU limit), `editcollapse study` (the whole study as
+one flow run) and `editcollapse analyse` (figures and tables of the warehouse)."""
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+from editcollapse.cli.warehouse import WAREHOUSE_HELP
 
 
 def setup_prefect(
@@ -18,6 +23,65 @@ def setup_prefect(
                f"tag {done['tag']!r} limited to {done['limit']} concurrent task run(s)")
 
 
+def study(
+    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    method: str = typer.Option("rome", help="editing method"),
+    dataset: str = typer.Option("geofacts", help="case source (geofacts, counterfact …) or file"),
+    limit: int = typer.Option(None, help="first N valid cases of the sweep (default: all)"),
+    shard_size: int = typer.Option(10),
+    ppl_corpus: str = typer.Option("me-ppl-50"),
+    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    task_runner: str = typer.Option("local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"),
+    sequential_edits: int = typer.Option(20),
+    sequential_trials: int = typer.Option(3),
+    hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
+    hardedit_calls: int = typer.Option(5),
+    downstream_limit: int = typer.Option(50, help="documents per downstream task"),
+    stage: list[str] = typer.Option(None, help="run only these stages (repeat): sweep, hardcf, sequential, "
+                                    "hardedit, downstream, analysis"),
+) -> None:
+    """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from editcollapse.flows.study import editcollapse_study
+
+    result = editcollapse_study(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
+                                ppl_corpus=ppl_corpus, threshold=threshold, warehouse=warehouse,
+                                task_runner=task_runner, sequential_edits=sequential_edits,
+                                sequential_trials=sequential_trials, hardedit_backend=hardedit_backend,
+                                hardedit_calls=hardedit_calls, downstream_limit=downstream_limit,
+                                stages=stage or None)
+    for line in result["stages"]:
+        typer.echo(f"{line['stage']:18} {line['state']:10} {line['result']}")
+
+
+def analyse(
+    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    output: str = typer.Option(None, "--output", "-o", help="folder for PNG/CSV/report.md "
+                               "(default <warehouse>/analysis; a URL warehouse: its local folder)"),
+    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    prefect: bool = typer.Option(False, help="run as the Prefect flow analyse-study (artifacts in the UI)"),
+) -> None:
+    """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
+    hard cases, sequential curves, downstream-vs-perplexity correlations."""
+    if prefect:
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        from editcollapse.flows.analysis import analyse_study
+
+        result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
+    else:
+        from editcollapse.flows.analysis import analyse as run_analysis
+
+        result = run_analysis(warehouse, output, threshold=threshold)
+    for section, rows in result["tables"].items():
+        typer.echo(f"{section}: {len(rows)} row(s), {len(result['figures'].get(section, []))} figure(s)")
+    typer.echo(f"report: {result['report']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("setup-prefect")(setup_prefect)
+    app.command("study")(study)
+    app.command("analyse")(analyse)

@@ -37,6 +37,8 @@ from editcollapse.sweep.plan import COLLAPSE_THRESHOLD
 from editcollapse.warehouse.store import Warehouse
 
 SECTIONS = ("single_edit", "hard_cases", "sequential", "downstream")
+CSV_NAMES = {"single_edit": "single-edit-ppl", "hard_cases": "hard-cases", "sequential": "sequential",
+             "downstream": "downstream-correlation"}
 
 
 def _slug(text: str) -> str:
@@ -254,7 +256,7 @@ def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None 
             str(scatter_plot(rows, out / f"downstream-{_slug(run)}.png", threshold=threshold,
                              title=f"{method} edits of {model}: perplexity vs downstream ({run})"))
             for (model, method, run), rows in runs.items()]
-    files = {name: str(_write_csv(rows, out / f"{name.replace('_', '-')}.csv")) for name, rows in tables.items()}
+    files = {name: str(_write_csv(rows, out / f"{CSV_NAMES[name]}.csv")) for name, rows in tables.items()}
     report = out / "report.md"
     report.write_text(_report(tables, figures, out, store))
     return {"output": str(out), "report": str(report), "tables": tables, "files": files, "figures": figures}
