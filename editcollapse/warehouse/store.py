@@ -131,6 +131,7 @@ class Warehouse:
         text = normalise_root(root)
         self.fs: Any = None
         self._base = ""
+        self._anchored: set[str] = set()
         if is_url(text):
             import fsspec
 
@@ -229,14 +230,22 @@ class Warehouse:
         """Write ``table``'s zero-row schema part unless an identical one exists."""
         schema = schema_for(table)
         path = self._part(table, ANCHOR, ANCHOR, ANCHOR, "schema")
+        if table in self._anchored:  # a URL root: checked once per handle (each check is a round trip)
+            return path
         if self._exists(path):
             try:
                 if self._read_schema(path).equals(schema, check_metadata=False):
+                    self._remember_anchor(table)
                     return path
             except (OSError, pa.ArrowInvalid):
                 pass  # unreadable anchor: rewrite it below
         self._atomic_write(schema.empty_table(), path)
+        self._remember_anchor(table)
         return path
+
+    def _remember_anchor(self, table: str) -> None:
+        if self.fs is not None:
+            self._anchored.add(table)
 
     def ensure_anchors(self) -> None:
         """Anchor every known table (so every catalog view binds, even before any data)."""
