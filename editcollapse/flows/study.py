@@ -42,13 +42,15 @@ NEEDS = {"hardcf": "sweep", "sequential": "sweep", "downstream": "sweep"}  # sta
 def _headline(stage: str, result: dict[str, Any]) -> str:
     """The numbers of a stage's result worth a glance in the study table."""
     if stage == "sweep":
+        median = result.get("ppl_median")
         return (f"{result['n_cases']} cases, {result['n_collapsed']} collapsed, {result['n_errors']} errors; "
-                f"median ppl {result['ppl_median']}")
+                f"median ppl {'—' if median is None else f'{median:.4g}'}")
     if stage == "hardcf":
         return f"{result['n_hard_cases']} hard cases → {result['json']}"
     if stage == "sequential":
-        return "; ".join(f"{line['group']} trial {line['trial']}: {line['edits']} edits, collapsed at "
-                         f"{line['collapsed_at']}" for line in result["summary"])
+        return "; ".join(f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
+                         + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
+                         for line in result["summary"])
     if stage == "hardedit-generate":
         return f"{result.get('unique_valid')} valid candidates of {result.get('records_parsed')} parsed"
     if stage == "hardedit-filter":
@@ -95,7 +97,8 @@ def editcollapse_study(
             lines.append({"stage": stage, "state": "skipped", "result": f"{needed} failed"})
             print(f"{stage}: skipped ({needed} failed)")
             return None
-        state = subflow(**parameters, return_state=True)
+        named = subflow.with_options(flow_run_name=f"{stage} · {model} · {method}")  # readable in the run tree
+        state = named(**parameters, return_state=True)
         if state.is_completed():
             result = state.result()
             results[stage] = result

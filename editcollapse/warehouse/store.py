@@ -53,10 +53,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _MANGLED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # pathlib made "memory://x" "memory:/x"
 LOCAL_PROTOCOLS = ("file", "local")
-# Filesystems whose ``pipe_file(..., mode="create")`` is a conditional write that fails when the
-# object exists (S3 If-None-Match, GCS ifGenerationMatch=0, the in-process memory filesystem);
-# any other filesystem checks then writes, and a claim is read back to see who won.
-CONDITIONAL_CREATE = ("memory", "s3", "s3a", "gs", "gcs")
 
 
 def partition_value(value: str) -> str:
@@ -267,12 +263,13 @@ class Warehouse:
 
         * local / shared filesystem: a temp file with the content is hard-linked to the claim's
           name (``link`` fails if it exists: exactly one winner, never an empty claim);
-        * object stores with conditional writes (S3 ``If-None-Match``, GCS, ``memory://``):
-          ``pipe_file(mode="create")`` — exactly one winner;
-        * any other URL: check then write, then read back; the last writer's content wins, so a
-          worker that reads back someone else's claim steps back — two workers racing within the
-          same instant may both compute a shard (at worst wasted work: its parts have the same
-          names and rows, so the tables never hold it twice).
+        * a URL: fsspec's write-if-absent, ``pipe_file(mode="create")``, then the claim is read
+          back. Where the filesystem makes that a conditional write (GCS ``ifGenerationMatch=0``,
+          S3 ``If-None-Match`` in s3fs versions that implement it, ``memory://``) exactly one
+          worker wins. Elsewhere fsspec checks then writes: the last writer's content wins the
+          read-back and the others step back, but two workers racing within the same instant
+          may both compute a shard — wasted work only: its parts have the same names and rows,
+          so the tables never hold it twice.
 
         A claim older than ``stale_after_s`` (its holder stopped refreshing it), or held by a
         process of this host that no longer exists (killed), is broken and claimed afresh. The
@@ -315,9 +312,9 @@ class Warehouse:
             except FileExistsError:
                 pass
             else:
-                if self.protocol in CONDITIONAL_CREATE or self._read_claim(path) == content:
-                    return True
-                return False
+                # read back: exact where the create was conditional; where a backend ignored the
+                # condition, the last writer's content wins and the others step back
+                return self._read_claim(path) == content
             held = self._read_claim(path)
             if held is None:
                 continue  # released meanwhile: try again
