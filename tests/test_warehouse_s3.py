@@ -33,6 +33,7 @@ def s3_endpoint():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    os.environ["FSSPEC_S3_ENDPOINT_URL"] = endpoint  # for processes started from here (Dask workers)
     previous = fsspec.config.conf.get("s3")
     fsspec.config.conf["s3"] = {"endpoint_url": endpoint}
     s3fs.S3FileSystem.clear_instance_cache()
@@ -42,6 +43,7 @@ def s3_endpoint():
         fsspec.config.conf.pop("s3", None)
     else:
         fsspec.config.conf["s3"] = previous
+    os.environ.pop("FSSPEC_S3_ENDPOINT_URL", None)
     s3fs.S3FileSystem.clear_instance_cache()
     server.stop()
 
@@ -98,3 +100,23 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
     query = ("SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits "
              "USING (case_id, shard) ORDER BY case_id")
     assert connect(remote).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
+
+
+def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch) -> None:
+    """A sweep on a 2-worker Dask local cluster whose worker processes write to s3:// — the
+    setting of workers on several machines sharing one object-store warehouse."""
+    from editcollapse.flows.sweep import single_edit_sweep
+    from editcollapse.warehouse import Warehouse, connect
+    from tests.sweep_cases import write_files
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    cases_file, corpus = write_files(tmp_path, 4)
+    root = f"s3://bucket/dask-{uuid.uuid4().hex[:8]}"
+    summary = single_edit_sweep(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
+                                ppl_corpus=str(corpus), run_id="dask-s3", warehouse=root, progress_bar=False,
+                                task_runner="dask:2")
+    assert summary["n_cases"] == 4 and summary["status"] == "completed"
+    store = Warehouse(root)
+    assert [p.rsplit("/", 1)[1] for p in store.parts("ppl")] == ["part-00000.parquet", "part-00001.parquet"]
+    assert connect(store).execute("SELECT count(DISTINCT case_id), count(*) FROM ppl").fetchone() == (4, 4)
+    assert store.claims() == []
