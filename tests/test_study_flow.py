@@ -117,3 +117,21 @@ def test_every_model_task_carries_the_gpu_tag() -> None:
 
     for task in (edit_shard_task, trajectory_task, evaluate_ref_task):
         assert GPU_TAG in task.tags, task.name
+
+
+def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_path) -> None:
+    from editcollapse.flows.study import editcollapse_study
+
+    state = editcollapse_study(model="tiny-gpt2", dataset=str(tmp_path / "missing.json"),
+                               warehouse=str(tmp_path / "wh"), stages=["sweep", "hardcf", "analysis"],
+                               return_state=True)
+    assert state.is_failed() and "sweep" in state.message
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = [a for a in client.read_artifacts() if a.key and a.key.startswith("study-stages-")
+                     and a.flow_run_id == state.state_details.flow_run_id]
+    (table,) = artifacts
+    lines = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [(line["stage"], line["state"]) for line in lines] == [
+        ("sweep", "Failed"), ("hardcf", "skipped"), ("analysis", "completed")]
