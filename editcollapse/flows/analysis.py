@@ -132,6 +132,7 @@ def plot_single_edit(session: Any, path: Path, threshold: float) -> Path | None:
     axes.set_xlabel("log10 ME-PPL after one edit")
     axes.set_ylabel("edits")
     axes.set_yscale("log")
+    axes.set_ylim(bottom=0.5)  # a bin of one edit stays visible on the log axis
     axes.set_title("Single-edit perplexity per model and method")
     axes.legend(fontsize=8)
     axes.grid(True, alpha=0.3)
