@@ -7,6 +7,7 @@ import typer
 from editcollapse.cli import data as data_cli
 from editcollapse.cli import downstream as downstream_cli
 from editcollapse.cli import hardedit as hardedit_cli
+from editcollapse.cli import mend as mend_cli
 from editcollapse.cli import models as models_cli
 from editcollapse.cli import ops as ops_cli
 from editcollapse.cli import sequential as sequential_cli
@@ -34,6 +35,7 @@ sweep_cli.register(app)
 hardedit_cli.register(app)
 downstream_cli.register(app)
 ops_cli.register(app)
+mend_cli.register(app)
 
 
 def main() -> None:

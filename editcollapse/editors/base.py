@@ -1,6 +1,7 @@
 """What every editing method shares: the `Editor` protocol, the method registry and hyperparameters.
 
-Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"ft"``, ``"ft-l-inf"``).
+Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"ft"``, ``"ft-l-inf"``,
+``"mend"``).
 Each method's module ``editcollapse.editors.<module>`` exposes ``editor(method) -> Editor``; the
 registry below only names the module, so importing this file stays cheap.
 
@@ -35,6 +36,7 @@ METHOD_MODULES: dict[str, str] = {
     "memit": "memit",
     "ft": "ft",
     "ft-l-inf": "ft",
+    "mend": "mend",  # a package: editcollapse.editors.mend (needs a trained network: `editcollapse mend train`)
 }
 
 # methods that read another method's hyperparameter files

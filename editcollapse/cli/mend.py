@@ -1,0 +1,65 @@
+"""`editcollapse mend`: train MEND's editor network for a model, and list the trained ones."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from editcollapse.cli.formatting import cell
+
+mend_app = typer.Typer(help="MEND: train the editor network a model's MEND edits use.", no_args_is_help=True)
+
+
+@mend_app.command("train")
+def train(
+    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    dataset: str = typer.Option(None, help="training cases: geofacts (default: the hparams' train_data, the "
+                                           "embedded split), a named source (zsre-train-1k …) or a file"),
+    val_dataset: str = typer.Option(None, help="held-out cases (default: a seeded split of --dataset by subject)"),
+    max_iters: int = typer.Option(None, help="iterations (default: the hparams'; changes the network's identity)"),
+    device: str = typer.Option(None, help="cpu, cuda, … (default: cuda when present)"),
+    resume: bool = typer.Option(True, help="continue from the last checkpoint (--no-resume: start over)"),
+    heldout: int = typer.Option(0, help="after training, edit and measure this many held-out cases"),
+    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
+) -> None:
+    """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it."""
+    if prefect:
+        from editcollapse.flows.mend import train_mend
+
+        summary = train_mend(model=model, dataset=dataset, val_dataset=val_dataset, max_iters=max_iters,
+                             device=device, resume=resume, heldout=heldout)
+    else:  # the same training without Prefect (no server, no artifacts): the bar only
+        from editcollapse.editors.mend.run import train_named_model
+        from editcollapse.editors.mend.progress import ProgressBar
+
+        with ProgressBar(f"MEND {model}", enabled=True) as bar:
+            summary = train_named_model(model, dataset=dataset, val_dataset=val_dataset, device=device,
+                                        overrides={} if max_iters is None else {"max_iters": max_iters},
+                                        resume=resume, heldout=heldout, on_iteration=bar.update)
+    shown = {k: v for k, v in summary.items() if k not in ("hparams",)}
+    typer.echo(json.dumps(shown, indent=1, default=str))
+
+
+@mend_app.command("list")
+def list_networks(model: str = typer.Option(None, help="only this model's networks")) -> None:
+    """The trained MEND networks in the cache: model, revision, data, hparams hash, iterations, time."""
+    from editcollapse.editors.mend.store import NETWORK_FILE, read_meta
+    from editcollapse.paths import cache_dir
+
+    columns = ("model", "model_revision", "data_id", "hparams_hash", "iterations", "train_time_s", "folder")
+    found = 0
+    for path in sorted((cache_dir() / "mend").glob(f"*/*/*/*/{NETWORK_FILE}")):
+        meta = read_meta(path.parent) or {"folder": str(path.parent)}
+        if model is None or meta.get("model") == model:
+            if not found:
+                typer.echo("\t".join(columns))
+            typer.echo("\t".join(cell(meta.get(column)) for column in columns))
+            found += 1
+    if not found:
+        typer.echo(f"no trained MEND networks in {cache_dir() / 'mend'}; train one: editcollapse mend train --model M")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.add_typer(mend_app, name="mend")

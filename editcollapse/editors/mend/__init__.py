@@ -1,0 +1,75 @@
+"""MEND (Mitchell et al. 2022): a trained editor network maps a fine-tuning gradient to a low-rank edit.
+
+* :mod:`~editcollapse.editors.mend.network` — the network (normalised, low-rank, identity-initialised
+  MLP shared per weight shape, per-matrix scale/shift and edit learning rates);
+* :mod:`~editcollapse.editors.mend.core` — gradient factors, the edited forward, the `Delta`;
+* :mod:`~editcollapse.editors.mend.train` / :mod:`~editcollapse.editors.mend.run` — training,
+  checkpoints, storage (:mod:`~editcollapse.editors.mend.store`), held-out evaluation;
+* :class:`MENDEditor` — the :class:`~editcollapse.editors.base.Editor` of ``"mend"``: it loads the
+  stored network for the model (``editcollapse mend train`` makes it) and returns the edit as a
+  low-rank :class:`~editcollapse.editors.delta.Delta` (rank ≤ the edit sequence's token count per
+  matrix). Several cases in one call give the sum of their independent edits, each computed on
+  the unedited model (MEND's batched edit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from editcollapse.datasets.case import EditCase
+from editcollapse.editors.base import hparams_hash
+from editcollapse.editors.delta import Delta
+from editcollapse.editors.mend.core import capture_factors, encode_rows, factors_to_delta, resolve_targets
+from editcollapse.editors.mend.core import transform_factors
+from editcollapse.editors.mend.settings import MENDSettings
+from editcollapse.editors.mend.store import MENDNotTrained, cached_network, read_meta, resolve_network_dir
+from editcollapse.models.archmap import ArchMap
+
+__all__ = ["MENDEditor", "MENDNotTrained", "editor"]
+
+
+@dataclass(frozen=True)
+class MENDEditor:
+    """The :class:`~editcollapse.editors.base.Editor` of ``"mend"``."""
+
+    method: str = "mend"
+
+    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
+             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+        """The stored network's edit for ``cases`` (raises :class:`MENDNotTrained` naming the train command)."""
+        if not cases:
+            raise ValueError("MEND needs at least one case")
+        settings = MENDSettings.from_hparams(hparams)
+        folder = resolve_network_dir(hparams)
+        device = next(model.parameters()).device
+        network = cached_network(folder, device)
+        targets = resolve_targets(model, settings.params_for(arch.family))
+        if [t.param for t in targets] != network.names:
+            raise ValueError(f"the MEND network at {folder} edits {network.names}, the hparams name "
+                             f"{[t.param for t in targets]}")
+        batch = encode_rows(tokenizer, [(case.filled_prompt, case.target_new) for case in cases], device)
+        factors, _ = capture_factors(model, targets, batch, list(range(len(cases))))
+        with torch.no_grad():
+            transformed = transform_factors(network, factors)
+        params = factors_to_delta(targets, network, transformed)
+        meta = read_meta(folder)
+        diagnostics = {
+            "network": str(folder), "network_data_id": meta.get("data_id"),
+            "network_iterations": meta.get("iterations"),
+            "edit_lrs": {t.param: float(network.edit_lr(t.param).detach()) for t in targets},
+            "tokens": {t.param: int(params[t.param].rank) for t in targets},
+        }
+        return Delta(method=self.method, params=params, hparams_hash=hparams_hash(hparams),
+                     case_ids=tuple(case.case_id for case in cases), diagnostics=diagnostics)
+
+
+def editor(method: str) -> MENDEditor:
+    """The MEND editor, as :func:`~editcollapse.editors.base.get_editor` asks."""
+    if method != "mend":
+        raise ValueError(f"editcollapse.editors.mend implements 'mend', not {method!r}")
+    return MENDEditor()
