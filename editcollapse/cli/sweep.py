@@ -32,13 +32,15 @@ def sweep(
     seed: int = typer.Option(0),
     device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+    batch: int = typer.Option(10, help="edits computed together by the batched engine (ROME, r-ROME); "
+                              "1 = the one-at-a-time reference loop; other methods always run one at a time"),
     task_runner: str = typer.Option("local", help="where shards run: local, threads:N, dask (local cluster), "
                                     "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)"),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
     arguments = dict(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
                      ppl_corpus=ppl_corpus, run_id=run_id, warehouse=str(warehouse) if warehouse else None,
-                     threshold=threshold, seed=seed, device=device)
+                     threshold=threshold, seed=seed, device=device, batch=batch)
     if prefect:
         _prefect_defaults()
         from editcollapse.flows.sweep import single_edit_sweep

@@ -78,6 +78,19 @@ def _plan(case: EditCase) -> _Plan:
     return _Plan(pairs, slots)
 
 
+def case_pairs(case: EditCase) -> tuple[list[tuple[str, str]], dict[str, list[int]]]:
+    """The (prompt, target) pairs a case's metrics need, and which of them fill each slot
+    (``rewrite_new``, ``neighbour_expected`` …) — for scorers other than :func:`score_targets`."""
+    plan = _plan(case)
+    return plan.pairs, plan.slots
+
+
+def metrics_from_scores(got: dict[str, list[TargetScore]],
+                        reference: LocalityReference | None = None) -> dict[str, float]:
+    """A case's metrics from its slots' scores (what :func:`measure_cases` returns for it)."""
+    return _metrics(got, reference)
+
+
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 

@@ -54,13 +54,25 @@ def _check_lengths(model: PreTrainedModel, encoded: Sequence[Sequence[int]]) -> 
             raise ValueError(f"text {index} has {len(ids)} tokens, more than the model's {limit} positions")
 
 
-def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
-               batch_size: int = 8) -> PerplexityResult:
-    """Per-text and corpus perplexity of ``model`` on ``texts`` (see the module doc)."""
+def encode_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text as :func:`perplexity` scores it (no special tokens), length-checked."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string")
     encoded = [list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
     _check_lengths(model, encoded)
+    return encoded
+
+
+def summarise(nll_sums: list[float], counts: list[int]) -> PerplexityResult:
+    """The :class:`PerplexityResult` of per-text NLL sums and scored-token counts."""
+    return _summarise(nll_sums, counts)
+
+
+def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
+               batch_size: int = 8) -> PerplexityResult:
+    """Per-text and corpus perplexity of ``model`` on ``texts`` (see the module doc)."""
+    encoded = encode_texts(model, tokenizer, texts)
     nll_sums = [0.0] * len(encoded)
     device = next(model.parameters()).device
     scorable = [i for i, ids in enumerate(encoded) if len(ids) >= 2]

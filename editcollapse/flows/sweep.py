@@ -22,7 +22,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editcollapse.flows.runners import LOCAL, make_task_runner
-from editcollapse.sweep.plan import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS, SweepSpec, resolve_ppl_corpus
+from editcollapse.sweep.plan import (COLLAPSE_THRESHOLD, DEFAULT_BATCH, DEFAULT_PPL_CORPUS, SweepSpec,
+                                    resolve_ppl_corpus)
 from editcollapse.sweep.summary import log_ppl_histogram
 from editcollapse.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
 from editcollapse.warehouse.store import Warehouse
@@ -39,14 +40,15 @@ def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset
                       limit: int | None = None, shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS,
                       run_id: str | None = None, warehouse: str | None = None,
                       threshold: float = COLLAPSE_THRESHOLD, seed: int = 0, device: str | None = None,
-                      progress_bar: bool = True, task_runner: str = LOCAL) -> dict[str, Any]:
-    """Edit the original ``model`` with each case of ``dataset`` (one at a time), measure the edit
+                      progress_bar: bool = True, task_runner: str = LOCAL, batch: int = DEFAULT_BATCH) -> dict[str, Any]:
+    """Edit the original ``model`` with each case of ``dataset`` (independently), measure the edit
     and ME-PPL perplexity, and keep every row in the warehouse; return the run summary.
     ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
-    ``threads:N``: see :mod:`editcollapse.flows.runners`)."""
+    ``threads:N``: see :mod:`editcollapse.flows.runners`). ``batch``: edits computed together by the
+    batched engine (ROME/r-ROME; :mod:`editcollapse.sweep.batched`); 1 is the one-at-a-time loop."""
     spec = SweepSpec(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
                      ppl_corpus=resolve_ppl_corpus(ppl_corpus), threshold=threshold, seed=seed,
-                     device=device, run_id=run_id or "")
+                     device=device, run_id=run_id or "", batch=batch)
     runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
     store = Warehouse(warehouse)
     root = str(store.root)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PPL_CORPUS = "me-ppl-50"
 FALLBACK_PPL_CORPUS = "embedded-50"  # built from packaged English text: works offline
 COLLAPSE_THRESHOLD = 1000.0  # the paper's: a model whose ME-PPL exceeds it has collapsed
+DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.sweep.batched); 1: one at a time
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,26 @@ class SweepSpec:
     ppl_batch_size: int = 16
     device: str | None = None
     run_id: str = field(default="")
+    batch: int = DEFAULT_BATCH  # edits computed together (ROME/r-ROME); 1 = the one-at-a-time reference loop
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {self.shard_size}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1 (or None for all cases), got {self.limit}")
         if not self.run_id:
             object.__setattr__(self, "run_id", default_run_id(self.parameters()))
 
     def parameters(self) -> dict[str, Any]:
-        """The parameters recorded in the ``runs`` row (the run id and device excluded: they do
-        not change the numbers)."""
+        """The parameters recorded in the ``runs`` row (the run id, device and batch excluded: they
+        do not change the numbers — the batched engine equals the one-at-a-time loop up to float
+        rounding; each ``edits`` row's diagnostics record its ``batch_size``)."""
         params = asdict(self)
         params.pop("run_id")
         params.pop("device")
+        params.pop("batch")
         return params
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.datasets.case import EditCase
-from editcollapse.sweep.engine import SweepResources, load_resources, run_shard, shard_done
+from editcollapse.sweep.engine import SweepResources, load_resources, run_shard, shard_done, worker_resources
 from editcollapse.sweep.plan import SweepSpec, check_unique_ids, shard_cases
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
 from editcollapse.warehouse.store import Warehouse
@@ -73,7 +73,7 @@ def prepare_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase
         warehouse.write_part("edits", _invalid_rows(spec, errors), model=spec.model,
                              method=spec.method, run_id=spec.run_id, shard=INVALID_PART)
     if row.get("baseline_ppl_mean") is None:
-        row.update(_baseline(spec, resources or load_resources(spec)))
+        row.update(_baseline(spec, resources or worker_resources(spec)))
         write_run(warehouse, spec.model, spec.method, row)
     pending = [index for index in range(len(shards)) if not shard_done(warehouse, spec, index)]
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
