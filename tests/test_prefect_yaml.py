@@ -60,7 +60,7 @@ def test_recurring_deployments_have_schedules_and_model_stages_the_gpu_tag() -> 
             "analysis-nightly", "study-weekly"} <= scheduled
     for deployment in DEPLOYMENTS:
         if any(stage in deployment["entrypoint"] for stage in ("sweep.py", "sequential.py", "hardedit.py",
-                                                                 "downstream.py", "study.py")):
+                                                                 "downstream.py", "study.py", "mend.py")):
             assert "gpu" in deployment["tags"], deployment["name"]
 
 
