@@ -284,7 +284,7 @@ def test_prefect_flow_trains_with_a_progress_artifact() -> None:
 
 # --- SmolLM2 --------------------------------------------------------------------------------------------
 
-SMOLLM2_TEST_SCHEDULE = {"max_iters": 10, "batch_size": 6, "val_interval": 100, "val_steps": 6,
+SMOLLM2_TEST_SCHEDULE = {"max_iters": 12, "batch_size": 6, "val_interval": 100, "val_steps": 6,
                          "model_save_pt": 100, "lr_lr": 1e-3}
 
 
@@ -292,15 +292,15 @@ SMOLLM2_TEST_SCHEDULE = {"max_iters": 10, "batch_size": 6, "val_interval": 100, 
 @pytest.mark.smollm2
 @pytest.mark.slow
 def test_smollm2_mend_trained_here_lifts_held_out_efficacy(smollm2) -> None:
-    """A short schedule (10 iterations of 6 edits) of the packaged SmolLM2 hparams on the embedded
-    default's training split, then single edits of 12 held-out cases (subjects never trained on)."""
+    """A short schedule (12 iterations of 6 edits) of the packaged SmolLM2 hparams on the embedded
+    default's training split, then single edits of 16 held-out cases (subjects never trained on)."""
     hparams = mend_hparams(smollm2, SMOLLM2_TEST_SCHEDULE)
     summary = train_for_model(smollm2, hparams)
     assert summary["finished"]
     data = load_mend_data(MENDSettings.from_hparams(hparams))
     cases = list(data.val)
     random.Random(1).shuffle(cases)
-    result = evaluate_heldout(smollm2, hparams, cases[:12])
+    result = evaluate_heldout(smollm2, hparams, cases[:16])
     pre, post = result["pre"]["efficacy_success"], result["post"]["efficacy_success"]
     print(json.dumps({k: result[k] for k in ("pre", "post", "seconds_per_edit")}),
           summary["train_time_s"], "s training")
