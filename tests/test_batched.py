@@ -48,7 +48,7 @@ def _assert_same_updates(loaded, hparams, cases, method="rome", right_rtol=RIGHT
     engine = BatchedROME(loaded.model, loaded.tokenizer, loaded.arch, hparams, method=method)
     updates = engine.updates(cases)
     one = editor(method)
-    for case, update in zip(cases, updates, strict=True):
+    for index, (case, update) in enumerate(zip(cases, updates, strict=True)):
         reference = compute_rome_update(loaded.model, loaded.tokenizer, loaded.arch, case, hparams,
                                         consistent_keys=method == "r-rome")
         assert update.target.steps == reference.target.steps, case.case_id
@@ -58,6 +58,8 @@ def _assert_same_updates(loaded, hparams, cases, method="rome", right_rtol=RIGHT
                                                                                    1e-3 * scale), case.case_id
         assert float((update.u - reference.u).abs().max()) < LEFT_ATOL, case.case_id
         assert math.isclose(update.target.nll, reference.target.nll, rel_tol=1e-4, abs_tol=1e-6)
+        if index > 0:  # the editor's Delta is compute_rome_update's; compare it once
+            continue
         delta = engine.delta(case, update)
         expected = one.edit(loaded.model, loaded.tokenizer, loaded.arch, [case], hparams)
         assert delta.method == expected.method and delta.case_ids == expected.case_ids
@@ -136,9 +138,10 @@ def _batched_evaluation(loaded, cases, updates, texts):
     return pre, references, post, corpus.perplexities(edits), corpus.perplexities([None])[0]
 
 
-def _assert_same_evaluation(loaded, cases, hparams, texts, ppl_rtol=PPL_RTOL, metric_atol=METRIC_ATOL):
+def _assert_same_evaluation(loaded, cases, hparams, texts, ppl_rtol=PPL_RTOL, metric_atol=METRIC_ATOL,
+                            updates=None):
     engine = BatchedROME(loaded.model, loaded.tokenizer, loaded.arch, hparams)
-    updates = engine.updates(cases)
+    updates = updates or engine.updates(cases)
     pre, references, post, ppls, unedited = _batched_evaluation(loaded, cases, updates, texts)
     model, tokenizer = loaded.model, loaded.tokenizer
     assert math.isclose(unedited.mean_per_text, perplexity(model, tokenizer, texts).mean_per_text, rel_tol=ppl_rtol)
@@ -217,6 +220,6 @@ def test_batched_engine_on_smollm2(smollm2) -> None:
 
     cases = list(load_cases("geofacts", limit=2, seed=0).cases)
     hparams = hparams_for(smollm2, "rome")
-    hparams.update(v_num_grad_steps=6)  # a short optimisation: the comparison, not the edit, is tested
-    _assert_same_updates(smollm2, hparams, cases)
-    _assert_same_evaluation(smollm2, cases, hparams, SENTENCES, ppl_rtol=1e-4, metric_atol=1e-4)
+    hparams.update(v_num_grad_steps=4)  # a short optimisation: the comparison, not the edit, is tested
+    updates = _assert_same_updates(smollm2, hparams, cases)
+    _assert_same_evaluation(smollm2, cases, hparams, SENTENCES, ppl_rtol=1e-4, metric_atol=1e-4, updates=updates)
