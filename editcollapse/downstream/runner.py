@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,12 @@ def evaluate_model(model: Any, tokenizer: Any, tasks: LoadedTasks, *, limit: int
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
+    # lm-eval bootstraps stderr in a fork()ed multiprocessing pool unless DISABLE_MULTIPROC is set.
+    # Inside a Prefect run the forked workers inherit Prefect's SIGTERM handler: a worker that gets
+    # the pool's terminate() while still in its at-fork hooks swallows it and the pool's join()
+    # waits forever (seen in the study flow on SmolLM2). The single-process path draws the same
+    # replicates (random.Random(i) per chunk) and forks no copy of a process holding the model.
+    os.environ.setdefault("DISABLE_MULTIPROC", "1")
     if not tasks.tasks:
         raise ValueError(f"no task to evaluate (unreachable: {tasks.unreachable or 'none requested'})")
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
