@@ -221,25 +221,48 @@ def test_split_batch_matches_a_full_forward_pass(tiny):
                 assert torch.allclose(split[row, columns], full[row, start:len(sequence)], atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def smollm2_rome_20(smollm2):
-    """Pre/post metrics of 20 geofacts cases spread over all relations, each edited alone on the original model."""
-    from editcollapse.datasets import load_cases
+def _rome_single_edits(loaded, cases) -> dict[str, tuple[float, float]]:
+    """Mean (pre, post) metrics of ROME single edits, each case edited alone on the original model."""
     from editcollapse.evaluation.edit_metrics import measure_cases
 
-    every = load_cases("geofacts").cases
-    cases = every[::len(every) // 20][:20]
-    hparams = hparams_for(smollm2, "rome")
-    state = {name: tensor.clone() for name, tensor in smollm2.model.state_dict().items()}
-    pre = measure_cases(smollm2.model, smollm2.tokenizer, cases)
+    hparams = hparams_for(loaded, "rome")
+    state = {name: tensor.clone() for name, tensor in loaded.model.state_dict().items()}
+    pre = measure_cases(loaded.model, loaded.tokenizer, cases)
     post = []
     for case in cases:
-        delta = get_editor("rome").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, [case], hparams)
-        with delta.applied(smollm2.model):
-            post.extend(measure_cases(smollm2.model, smollm2.tokenizer, [case]))
-    assert all(torch.equal(state[name], tensor) for name, tensor in smollm2.model.state_dict().items())
-    return {key: (sum(row[key] for row in pre) / len(pre), sum(row[key] for row in post) / len(post))
-            for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")}
+        delta = get_editor("rome").edit(loaded.model, loaded.tokenizer, loaded.arch, [case], hparams)
+        with delta.applied(loaded.model):
+            post.extend(measure_cases(loaded.model, loaded.tokenizer, [case]))
+    assert all(torch.equal(state[name], tensor) for name, tensor in loaded.model.state_dict().items())
+    summary = {key: (sum(row[key] for row in pre) / len(pre), sum(row[key] for row in post) / len(post))
+               for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")}
+    print(f"ROME on {len(cases)} SmolLM2 cases, (pre, post): {summary}")
+    return summary
+
+
+@pytest.fixture(scope="module")
+def smollm2_rome_20(smollm2):
+    """20 geofacts cases spread over the whole list (all relations, every template kind)."""
+    from editcollapse.datasets import load_cases
+
+    every = load_cases("geofacts").cases
+    return _rome_single_edits(smollm2, every[::len(every) // 20][:20])
+
+
+@pytest.fixture(scope="module")
+def smollm2_rome_20_prefixed(smollm2):
+    """20 geofacts cases spread over those whose prompt does not open with the subject.
+
+    Chosen by the template alone (before any edit): prompts that start with "{}" put the subject's
+    first token at position 0, with no BOS token in front on SmolLM2. There reference ROME's bare key
+    is far from k* and the update is large: the single-edit collapse class this study measures
+    (docs/readme/5-editors.md: on the spread cases above, those 12 lose neighborhood 0.95 → 0.75
+    while the other 8 keep 0.85 → 0.85). Locality is asserted where ROME's own assumptions hold.
+    """
+    from editcollapse.datasets import load_cases
+
+    prefixed = [case for case in load_cases("geofacts").cases if not case.prompt.startswith("{}")]
+    return _rome_single_edits(smollm2, prefixed[::len(prefixed) // 20][:20])
 
 
 @pytest.mark.slow
@@ -252,9 +275,8 @@ def test_rome_single_edits_on_smollm2(smollm2_rome_20):
 
 @pytest.mark.slow
 @pytest.mark.smollm2
-@pytest.mark.xfail(strict=True, reason="measured on 12 of these cases: neighborhood 0.87 → 0.55; the drop comes "
-                   "from subject-first prompts whose bare key is far from k* (cos ≤ 0.16, k·u ≤ 1.02), the "
-                   "reference ROME behaviour r-ROME removes (docs/readme/editors-rome.md)")
-def test_rome_neighborhood_on_smollm2(smollm2_rome_20):
-    summary = smollm2_rome_20
+def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_20_prefixed):
+    summary = smollm2_rome_20_prefixed
+    assert summary["efficacy_success"][1] >= 0.9, summary
+    assert summary["paraphrase_success"][1] >= summary["paraphrase_success"][0] + 0.3, summary
     assert abs(summary["neighborhood_success"][1] - summary["neighborhood_success"][0]) <= 0.1, summary
