@@ -229,15 +229,18 @@ def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
 
 
 def test_mend_in_sequential_editing(trained_gpt2, tmp_path: Path) -> None:
+    from editcollapse.sequential.groups import Member
+    from editcollapse.sequential.measure import CorpusEvaluator
     from editcollapse.sequential.run import make_edit
-    from editcollapse.sequential.trajectory import Member, StepStore, TrajectorySettings, run_trajectory
-    from tests.test_sequential import TEXTS, CorpusEvaluator
+    from editcollapse.sequential.store import StepStore
+    from editcollapse.sequential.trajectory import TrajectorySettings, run_trajectory
+    from tests.sweep_cases import SENTENCES
 
     loaded = trained_gpt2
     before = [p.detach().clone() for p in loaded.model.parameters()]
     hparams = mend_hparams(loaded, {"max_iters": 4, "val_interval": 4})
     rows = run_trajectory(loaded, make_edit("mend", hparams), [Member(c, "random") for c in tiny_cases(3)],
-                          CorpusEvaluator(TEXTS), StepStore(str(tmp_path / "t")), TrajectorySettings(),
+                          CorpusEvaluator(tuple(SENTENCES)), StepStore(str(tmp_path / "t")), TrajectorySettings(),
                           {"run_id": "r", "group": "normal", "trial": 0, "corpus": "tiny"})
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and all(r["error"] is None for r in rows)
     assert rows[3]["cumulative_fro"] > rows[1]["cumulative_fro"] > 0
