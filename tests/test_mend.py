@@ -132,6 +132,43 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     assert not torch.equal(first.edit_lrs, torch.full_like(first.edit_lrs, settings.edit_lr))
 
 
+KILLED_RUN = """
+import os, signal, sys, torch
+torch.set_num_threads(1)
+from editcollapse.editors.mend.data import load_mend_data
+from editcollapse.editors.mend.settings import MENDSettings
+from editcollapse.editors.mend.train import train_network
+from editcollapse.editors.mend.run import mend_hparams
+from editcollapse.models import load_model
+loaded = load_model("tiny-llama", device="cpu")
+settings = MENDSettings.from_hparams(mend_hparams(loaded, {overrides!r}))
+def kill(iteration, total, info):
+    if iteration == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+train_network(loaded.model, loaded.tokenizer, settings, load_mend_data(settings), sys.argv[1], on_iteration=kill)
+"""
+
+
+def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    overrides = {"max_iters": 6, "val_interval": 3, "val_steps": 8, "model_save_pt": 2, "batch_size": 4}
+    script = KILLED_RUN.format(overrides=overrides)
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 4
+    loaded = tiny()
+    settings = MENDSettings.from_hparams(short(loaded))
+    data = load_mend_data(settings)
+    resumed, state = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "run")
+    whole, _ = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "whole")
+    assert state.iteration == 6
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-7, msg=key)
+
+
 # --- the editor -----------------------------------------------------------------------------------------
 
 @pytest.fixture

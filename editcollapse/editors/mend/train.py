@@ -188,13 +188,14 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings: MENDSettings,
-                  data: MENDData, run_dir: Path, *, resume: bool = True, stop_after: int | None = None,
+                  data: MENDData, run_dir: Path | str, *, resume: bool = True, stop_after: int | None = None,
                   on_iteration: ProgressFn | None = None) -> tuple[MENDNetwork, TrainState]:
     """Train (or resume training) a network in ``run_dir``; the best network lands in ``network.safetensors``.
 
     ``stop_after`` ends this call after that many iterations (the run stays resumable: a test's
     stand-in for a kill). ``on_iteration(iteration, max_iters, info)`` reports progress.
     """
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     network, targets = build_network(model, settings)
     optimizers = [torch.optim.Adam(network.network_parameters(), lr=settings.lr),
