@@ -4,18 +4,20 @@
 #      with EDITCOLLAPSE_DATA pointing at a data folder (shared/data layout), CounterFact too;
 #   2. HardCF: the cases whose single edit collapsed the model (ME-PPL > 1000);
 #   3. a DuckDB query over the warehouse: the most damaging edits and what ROME says about them.
-# Environment: EDITCOLLAPSE_DEMO_CASES (default 50), EDITCOLLAPSE_WAREHOUSE (default ./warehouse).
+# Environment: EDITCOLLAPSE_DEMO_CASES (default 50), EDITCOLLAPSE_DEMO_BATCH (edits per batch of the
+# batched engine, default 10; 1 = the one-at-a-time reference loop), EDITCOLLAPSE_WAREHOUSE (default ./warehouse).
 # Re-running resumes: finished shards are not recomputed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 ec="${EDITCOLLAPSE_VENV:-.venv}/bin/editcollapse"
 cases="${EDITCOLLAPSE_DEMO_CASES:-50}"
+batch="${EDITCOLLAPSE_DEMO_BATCH:-10}"
 export EDITCOLLAPSE_WAREHOUSE="${EDITCOLLAPSE_WAREHOUSE:-warehouse}"
 
-"$ec" sweep --model smollm2-135m --method rome --dataset geofacts --limit "$cases"
+"$ec" sweep --model smollm2-135m --method rome --dataset geofacts --limit "$cases" --batch "$batch"
 if [ -n "${EDITCOLLAPSE_DATA:-}" ]; then
-    "$ec" sweep --model smollm2-135m --method rome --dataset counterfact --limit "$cases"
+    "$ec" sweep --model smollm2-135m --method rome --dataset counterfact --limit "$cases" --batch "$batch"
 fi
 "$ec" hardcf --method rome
 "$ec" sql "
