@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -108,7 +107,8 @@ class Child:
         return {"path": self.path, "n": len(rows), "wall": sum(c["wall"] for c in self.chunks),
                 "cpu": sum(c["cpu"] for c in self.chunks), "setup_wall": self.setup["setup_wall"],
                 "setup_cpu": self.setup["setup_cpu"], "peak_rss_mib": max(c["peak_rss_mib"] for c in self.chunks),
-                "setup": self.setup, "rows": rows, "chunks": [{k: v for k, v in c.items() if k != "rows"} for c in self.chunks]}
+                "setup": self.setup, "rows": rows,
+                "chunks": [{k: v for k, v in c.items() if k != "rows"} for c in self.chunks]}
 
 
 def report(totals: dict) -> str:

@@ -190,7 +190,8 @@ def test_sweep_with_batches_writes_the_rows_of_the_one_at_a_time_sweep(tmp_path)
         assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (6, 1, 5)
         stores[batch] = store
     one, batched = stores[1], stores[3]
-    assert _table(one, "SELECT run, count(*) FROM edits GROUP BY 1") == _table(batched, "SELECT run, count(*) FROM edits GROUP BY 1")
+    runs = "SELECT run, count(*) FROM edits GROUP BY 1"
+    assert _table(one, runs) == _table(batched, runs)
     query = "SELECT case_id, status, error_type, delta_fro, denominator FROM edits"
     expected, got = _table(one, query), _table(batched, query)
     assert sorted(expected) == sorted(got)

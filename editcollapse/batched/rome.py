@@ -192,7 +192,8 @@ class _RowBatch:
             rows = torch.tensor(group, device=prefix_ids.device)
             length = lengths[group[0]]
             ids = prefix_ids[rows, :length]
-            layers = self.base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values.layers
+            output = self.base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+            layers = output.past_key_values.layers
             if not cache:
                 cache = [(layer.keys.new_zeros((len(lengths), *layer.keys.shape[1:2], self.prefix_width,
                                                 layer.keys.shape[-1])),

@@ -40,7 +40,8 @@ def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset
                       limit: int | None = None, shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS,
                       run_id: str | None = None, warehouse: str | None = None,
                       threshold: float = COLLAPSE_THRESHOLD, seed: int = 0, device: str | None = None,
-                      progress_bar: bool = True, task_runner: str = LOCAL, batch: int = DEFAULT_BATCH) -> dict[str, Any]:
+                      progress_bar: bool = True, task_runner: str = LOCAL,
+                      batch: int = DEFAULT_BATCH) -> dict[str, Any]:
     """Edit the original ``model`` with each case of ``dataset`` (independently), measure the edit
     and ME-PPL perplexity, and keep every row in the warehouse; return the run summary.
     ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
