@@ -46,17 +46,31 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="*", default=[], help="MEMIT mom2_update_weight values")
     parser.add_argument("--samples", type=int, default=None, help="MEMIT mom2_n_samples override")
     parser.add_argument("--eps", type=float, nargs="*", default=[], help="FT-L∞ norm_constraint values")
+    parser.add_argument("--spread", action="store_true",
+                        help="CASES cases spread over all geofacts (cases[::len // CASES]) instead of the first CASES")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lm = load_model("smollm2-135m", device="cpu")
-    cases = load_cases("geofacts", limit=args.cases).cases
+    if args.spread:
+        every = load_cases("geofacts").cases
+        cases = every[::len(every) // args.cases][:args.cases]
+    else:
+        cases = load_cases("geofacts", limit=args.cases).cases
     print("pre", summary(measure_cases(lm.model, lm.tokenizer, cases)), flush=True)
     base = dict(load_hparams(args.method, "smollm2-135m"), model_revision=lm.revision)
     if args.method == "memit":
         memoise_z()
         if args.samples:
             base["mom2_n_samples"] = args.samples
+        if base.get("mom2_adjustment", True):  # key statistics first, so the batch time below excludes them
+            from editcollapse.editors.covariance import hparams_covariance
+
+            for layer in base["layers"]:
+                start = time.perf_counter()
+                hparams_covariance(lm.model, lm.tokenizer, base["rewrite_module_tmp"].format(layer), base)
+                print(f"covariance layer {layer} ({base['mom2_n_samples']} texts): "
+                      f"{time.perf_counter() - start:.1f} s", flush=True)
         for weight in args.weights or [base["mom2_update_weight"]]:
             hparams = dict(base, mom2_update_weight=weight)
             start = time.perf_counter()
