@@ -224,3 +224,24 @@ def test_batched_engine_on_smollm2(smollm2) -> None:
     hparams.update(v_num_grad_steps=4)  # a short optimisation: the comparison, not the edit, is tested
     updates = _assert_same_updates(smollm2, hparams, cases)
     _assert_same_evaluation(smollm2, cases, hparams, SENTENCES, ppl_rtol=1e-4, metric_atol=1e-4, updates=updates)
+
+
+def test_a_group_that_fails_as_a_whole_is_redone_case_by_case(tmp_path, monkeypatch) -> None:
+    """An unforeseen error of one case inside the batched optimisation fails its group; the group is
+    redone one case per group, so only that case is an error row."""
+    _, corpus = write_files(tmp_path, 1)
+    original = batched_rome.optimize_target_vectors
+
+    def failing(model, arch, layer, module, items, settings, pad):
+        if any(item.case.subject == "Louvre" for item in items):
+            raise RuntimeError("the optimisation broke on Louvre")
+        return original(model, arch, layer, module, items, settings, pad)
+
+    monkeypatch.setattr(batched_rome, "optimize_target_vectors", failing)
+    store = Warehouse(tmp_path / "wh")
+    spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=4)
+    summary = run_sweep(spec, store, cases=tiny_cases(4))
+    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (4, 1, 3)
+    status = _table(store, "SELECT case_id, status, error FROM edits")
+    assert status["test:1"][0] == "error" and "broke on Louvre" in status["test:1"][1]
+    assert all(status[f"test:{i}"][0] == "ok" for i in (0, 2, 3))
