@@ -1,8 +1,7 @@
 """The warehouse on ``s3://`` against a local S3 API server (moto): one-PUT parts, DuckDB and
 polars over s3fs, and shard claims by S3 conditional writes (If-None-Match) raced by processes.
 
-Needs the optional packages ``s3fs`` and ``moto[server]`` (``pip install 'editcollapse[s3]'
-'moto[server]'``); skipped without them. The endpoint reaches s3fs the way a user configures a
+Needs ``s3fs`` and ``moto[s3]`` with flask (the ``dev`` extra installs them); skipped without them. The endpoint reaches s3fs the way a user configures a
 MinIO or other S3-compatible store: ``FSSPEC_S3_ENDPOINT_URL`` / fsspec's config.
 """
 
