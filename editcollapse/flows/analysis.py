@@ -34,6 +34,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.sweep.plan import COLLAPSE_THRESHOLD
+from editcollapse.sweep.summary import quantile
 from editcollapse.warehouse.store import Warehouse
 
 SECTIONS = ("single_edit", "hard_cases", "sequential", "downstream")
@@ -47,14 +48,6 @@ def _slug(text: str) -> str:
 
 def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _quantile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -98,8 +91,8 @@ def single_edit_table(session: Any, threshold: float) -> list[dict[str, Any]]:
                       "cases": len(values), "collapsed": collapsed,
                       "collapsed_pct": round(100.0 * collapsed / len(values), 3) if values else None,
                       "nonfinite": len(values) - len(finite), "unedited_ppl": baseline,
-                      "median": _quantile(finite, 0.5), "p90": _quantile(finite, 0.9),
-                      "p99": _quantile(finite, 0.99), "max": finite[-1] if finite else None})
+                      "median": quantile(finite, 0.5), "p90": quantile(finite, 0.9),
+                      "p99": quantile(finite, 0.99), "max": finite[-1] if finite else None})
     return table
 
 
@@ -160,8 +153,9 @@ def hard_cases_table(session: Any) -> list[dict[str, Any]]:
 
 # --- sequential ---------------------------------------------------------------------------------
 
-def sequential_runs(session: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    cursor = session.execute("SELECT * FROM sequential ORDER BY model, method, run, \"group\", trial, step")
+def rows_by_run(session: Any, table: str, order: str) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """A table's rows as dicts, grouped by (model, method, run) in ``order``."""
+    cursor = session.execute(f"SELECT * FROM {table} ORDER BY model, method, run, {order}")
     names = [column[0] for column in cursor.description]
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for values in cursor.fetchall():
@@ -185,22 +179,12 @@ def sequential_table(runs: dict[tuple[str, str, str], list[dict[str, Any]]]) -> 
             table.append({"model": model, "method": method, "run": run, "group": group,
                           "trajectories": len(mine), "edits": max((r["step"] for t in mine for r in t), default=0),
                           "collapsed": len(at), "first_collapse_step": at[0] if at else None,
-                          "median_collapse_step": _quantile([float(s) for s in at], 0.5),
-                          "median_final_ppl": _quantile(sorted(f for f in finals if f is not None), 0.5)})
+                          "median_collapse_step": quantile([float(s) for s in at], 0.5),
+                          "median_final_ppl": quantile(sorted(f for f in finals if f is not None), 0.5)})
     return table
 
 
 # --- downstream ---------------------------------------------------------------------------------
-
-def downstream_runs(session: Any) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    cursor = session.execute("SELECT * FROM downstream ORDER BY model, method, run, task, metric, edit_ref")
-    names = [column[0] for column in cursor.description]
-    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for values in cursor.fetchall():
-        row = dict(zip(names, values))
-        runs.setdefault((row["model"], row["method"], row["run"]), []).append(row)
-    return runs
-
 
 def downstream_table(runs: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     from editcollapse.downstream.correlation import correlations
@@ -239,7 +223,7 @@ def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None 
         tables["hard_cases"] = hard_cases_table(session)
         figures["hard_cases"] = []
     if "sequential" in sections:
-        runs = sequential_runs(session)
+        runs = rows_by_run(session, "sequential", '"group", trial, step')
         tables["sequential"] = sequential_table(runs)
         figures["sequential"] = []
         for (model, method, run), rows in runs.items():
@@ -251,7 +235,7 @@ def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None 
                 str(plot_norms(rows, f"{stem}-weight-change.png",
                                title=f"{method} on {model}: cumulative weight change ({run})"))]
     if "downstream" in sections:
-        runs = downstream_runs(session)
+        runs = rows_by_run(session, "downstream", "task, metric, edit_ref")
         tables["downstream"] = downstream_table(runs)
         figures["downstream"] = [
             str(scatter_plot(rows, out / f"downstream-{_slug(run)}.png", threshold=threshold,

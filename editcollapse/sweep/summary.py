@@ -38,7 +38,7 @@ def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top:
         "n_invalid": n_invalid, "n_measured": len(ppl),
         "n_collapsed": sum(not math.isfinite(v) or v > threshold for v in ppl) if ppl else 0,
         "n_nonfinite": len(ppl) - len(finite), "threshold": threshold,
-        "ppl_median": _quantile(finite, 0.5), "ppl_p90": _quantile(finite, 0.9),
+        "ppl_median": quantile(finite, 0.5), "ppl_p90": quantile(finite, 0.9),
         "ppl_max": finite[-1] if finite else None,
         "most_damaging": [dict(zip(("case_id", "ppl_mean", "subject", "target_new", "prompt"), row))
                           for row in worst],
@@ -46,7 +46,8 @@ def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top:
     }
 
 
-def _quantile(ordered: list[float], q: float) -> float | None:
+def quantile(ordered: list[float], q: float) -> float | None:
+    """Linear-interpolated quantile of an already sorted list (None when empty)."""
     if not ordered:
         return None
     position = q * (len(ordered) - 1)
