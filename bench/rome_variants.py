@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import time
 
 import torch
 
-from editcollapse.datasets import english_texts, load_cases
+from editcollapse.datasets import english_texts
 from editcollapse.editors.base import hparams_for, hparams_hash
 from editcollapse.editors.context_templates import context_templates
 from editcollapse.editors.covariance import hparams_covariance
@@ -31,19 +29,7 @@ from editcollapse.editors.target_vector import TargetSettings, optimize_target_v
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-
-METRICS = ("efficacy_success", "paraphrase_success", "neighborhood_success")
-
-
-def spread_cases(source: str, n: int) -> list:
-    """``n`` cases spread evenly over the source: the cases the SmolLM2 ROME test uses for n = 20."""
-    cases = load_cases(source).cases
-    return cases[::max(1, len(cases) // n)][:n]
-
-
-def mean_of(rows: list[dict], key: str) -> float:
-    values = [row[key] for row in rows if key in row and not math.isnan(row[key])]
-    return statistics.fmean(values) if values else float("nan")
+from rome_bench_common import METRICS, mean_of, spread_cases
 
 
 def main() -> None:
