@@ -18,7 +18,7 @@ from editcollapse.editors.delta import Delta
 from editcollapse.sequential.groups import Member, Scored, content_key, sample_normal, select_hard, trial_order
 from editcollapse.sequential.measure import CorpusEvaluator
 from editcollapse.sequential.store import StepStore
-from editcollapse.sequential.trajectory import Measurement, TrajectorySettings, run_trajectory
+from editcollapse.sequential.trajectory import EditFn, Measurement, TrajectorySettings, run_trajectory
 
 METHOD = "rome"
 TINY = "tiny-gpt2"
@@ -188,20 +188,26 @@ class ScriptedPerplexity:
         return Measurement(ppl=self.values.pop(0), ppl_corpus_level=0.0, successes=[1.0] * len(cases))
 
 
+def ones_edit(loaded) -> tuple[EditFn, torch.Size]:
+    """An edit function that adds the rank-one 𝟙𝟙ᵀ to layer 1's rewrite matrix, and that matrix's shape."""
+    from editcollapse.editors.delta import ParamDelta
+
+    name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
+    shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
+
+    def edit(_loaded, case) -> Delta:
+        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
+                     case_ids=(case.case_id,))
+
+    return edit, shape
+
+
 def test_stops_at_collapse_and_evaluates_every_k(tmp_path: Path) -> None:
     from editcollapse.models import load_model
 
     loaded = load_model("tiny-llama", device="cpu")
     before = loaded.arch.rewrite_weight(loaded.model, 1).detach().clone()
-    name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
-    shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
-
-    def edit(_loaded, case) -> Delta:
-        from editcollapse.editors.delta import ParamDelta
-
-        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
-                     case_ids=(case.case_id,))
-
+    edit, shape = ones_edit(loaded)
     members = [Member(c, "random") for c in pool(9)]
     evaluate = ScriptedPerplexity([10.0, 20.0, math.nan])
     rows = run_trajectory(loaded, edit, members, evaluate, StepStore(tmp_path / "k"),
@@ -261,15 +267,7 @@ def test_a_second_corpus_every_k_edits_and_at_the_end(tmp_path: Path) -> None:
     from editcollapse.sequential.measure import BaselineOnce
 
     loaded = load_model("tiny-llama", device="cpu")
-    name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
-    shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
-
-    def edit(_loaded, case) -> Delta:
-        from editcollapse.editors.delta import ParamDelta
-
-        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
-                     case_ids=(case.case_id,))
-
+    edit, _ = ones_edit(loaded)
     members = [Member(c, "random") for c in pool(5)]
     main, second = ScriptedPerplexity([10.0] * 6), ScriptedPerplexity([100.0, 200.0, 300.0])
     rows = run_trajectory(loaded, edit, members, main, StepStore(tmp_path / "x"), TrajectorySettings(extra_every=3),
