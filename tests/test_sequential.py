@@ -317,3 +317,12 @@ def test_the_hard_group_can_come_from_one_sweep_run(tmp_path: Path) -> None:
         ("counterfact:0", None), ("counterfact:5", 50.0)]
     with pytest.raises(ValueError, match="no rows of sweep run 'gone'"):
         build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="gone")
+
+
+def test_legend_names_each_trial_while_a_group_has_few() -> None:
+    from editcollapse.sequential.plots import LINESTYLES, legend_labels
+
+    few = legend_labels([("normal", 0), ("hard", 1), ("hard", 0)])
+    assert few == {("hard", 0): "hard, trial 0", ("hard", 1): "hard, trial 1", ("normal", 0): "normal"}
+    many = legend_labels([("hard", k) for k in range(len(LINESTYLES) + 1)])
+    assert list(many.values()) == ["hard"] + [None] * len(LINESTYLES)

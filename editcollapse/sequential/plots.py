@@ -1,8 +1,9 @@
 """Figures of a sequential run: perplexity and weight-change norm against the number of edits.
 
-One line per trajectory, hard in red and normal in blue (as the paper's Figure 5 contrasts them);
-perplexity on a log scale with the collapse threshold drawn; a trajectory that collapsed ends with
-a cross. Matplotlib's Agg backend only, so this works headless.
+One line per trajectory, hard in red and normal in blue (as the paper's Figure 5 contrasts them),
+each trial of a group in its own line style (labelled while a group has few trials, so a reader can
+follow one ordering); perplexity on a log scale with the collapse threshold drawn; a trajectory that
+collapsed ends with a cross. Matplotlib's Agg backend only, so this works headless.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 COLORS = {"hard": "tab:red", "normal": "tab:blue"}
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _trajectories(rows: Iterable[dict[str, Any]], value: str) -> dict[tuple[str, int], list[tuple[int, float]]]:
@@ -33,19 +35,39 @@ def _figure():
     return plt, *plt.subplots(figsize=(7, 4.5), dpi=110)
 
 
+def legend_labels(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
+    """Each trajectory's legend label: "hard, trial 1" while its group has at most as many trials
+    as there are line styles, else the group name on its first line only (None = no entry)."""
+    keys = sorted(keys)
+    trials: dict[str, int] = {}
+    for group, _ in keys:
+        trials[group] = trials.get(group, 0) + 1
+    labels: dict[tuple[str, int], str | None] = {}
+    seen: set[str] = set()
+    for group, trial in keys:
+        if trials[group] <= len(LINESTYLES):
+            labels[(group, trial)] = f"{group}, trial {trial}" if trials[group] > 1 else group
+        else:
+            labels[(group, trial)] = None if group in seen else group
+        seen.add(group)
+    return labels
+
+
 def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path: Path,
           threshold: float | None = None) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     plt, figure, axes = _figure()
-    labelled: set[str] = set()
     collapsed = {(r["group"], r["trial"]) for r in rows if r.get("collapsed")}
-    for (group, trial), points in _trajectories(rows, value).items():
+    lines = _trajectories(rows, value)
+    labels = legend_labels(lines)
+    for (group, trial), points in lines.items():
         steps = [s for s, _ in points]
         # a non-finite perplexity is collapse: draw it at the top of the axis instead of dropping it
         values = [v if math.isfinite(v) else math.nan for _, v in points]
         color = COLORS.get(group, "tab:gray")
-        axes.plot(steps, values, marker=".", color=color, alpha=0.8,
-                  label=group if group not in labelled else None)
-        labelled.add(group)
+        axes.plot(steps, values, marker=".", color=color, alpha=0.8, label=labels[(group, trial)],
+                  linestyle=LINESTYLES[trial % len(LINESTYLES)])
         if (group, trial) in collapsed and threshold is not None:
             axes.plot(steps[-1], values[-1] if math.isfinite(values[-1]) else threshold, marker="x",
                       color=color, markersize=10)
@@ -53,9 +75,10 @@ def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path:
     if threshold is not None:
         axes.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"collapse ({threshold:g})")
     axes.set_xlabel("number of edits")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ylabel)
     axes.set_title(title)
-    axes.legend()
+    axes.legend(fontsize="small")
     axes.grid(True, which="major", alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
