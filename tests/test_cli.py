@@ -18,3 +18,24 @@ def test_models_lists_known_models() -> None:
     assert result.exit_code == 0, result.output
     for name in ("smollm2-135m", "gpt2-xl", "gpt-j-6b", "llama-2-7b", "tiny-llama"):
         assert name in result.output
+
+
+def test_piped_output_keeps_wide_tables_whole(monkeypatch) -> None:
+    import io
+    import sys
+
+    from rich.table import Table
+
+    from editcollapse.cli.formatting import PIPED_WIDTH, console
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    out = console()
+    assert out.width == PIPED_WIDTH
+    table = Table()
+    for name in ("group", "trial", "baseline_ppl", "final_ppl", "baseline_extra_ppl", "final_extra_ppl",
+                 "collapsed_at", "final_all_success", "cumulative_fro", "cumulative_spectral", "errors"):
+        table.add_column(name)
+    table.add_row("normal", "2", "167.3", "174.7", "189.2", "196.6", "—", "1", "109.4", "48.47", "0")
+    out.print(table)
+    text = sys.stdout.getvalue()
+    assert "cumulative_spectral" in text and "normal" in text and "…" not in text

@@ -6,8 +6,9 @@ import json
 import time
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from editcollapse.cli import formatting
 
 data_app = typer.Typer(help="Edit-case sources and perplexity corpora.", no_args_is_help=True)
 
@@ -34,7 +35,7 @@ def list_sources() -> None:
         table.add_row(source.name, source.dataset, here, source.description)
     for name, size in EMBEDDED_SIZES.items():
         table.add_row(name, "ppl", "packaged", f"{size} English sentences from gensim's packaged text")
-    console = Console()
+    console = formatting.console()
     console.print(table)
     console.print(f"data roots searched: {', '.join(str(r) for r in data_roots())} (add with EDITCOLLAPSE_DATA)")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
 
 
@@ -40,7 +41,6 @@ def downstream(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
 ) -> None:
     """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity."""
-    from rich.console import Console
     from rich.table import Table
 
     from editcollapse.downstream.catalog import PAPER_TASKS
@@ -57,7 +57,7 @@ def downstream(
                     mmlu_file=None if mmlu_file is None else str(mmlu_file), items=items,
                     batch_size=batch_size, bootstrap_iters=bootstrap_iters, seed=seed, run_id=run_id,
                     warehouse=None if warehouse is None else str(warehouse), device=device)
-    console = Console()
+    console = formatting.console()
     scores = Table(title=f"downstream run {result['run_id']}")
     for column in ("edit", "ME-PPL", "task", "metric", "value", "stderr", "n"):
         scores.add_column(column)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import formatting
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 
 hardedit_app = typer.Typer(help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.",
@@ -98,7 +99,6 @@ def filter_(
 @hardedit_app.command("subjects")
 def subjects(path: Path = typer.Option(None, help="a subject repository JSON (default: the packaged one)")) -> None:
     """The subject repository: categories, sizes and where each list comes from."""
-    from rich.console import Console
     from rich.table import Table
 
     from editcollapse.hardedit.subjects import load_subject_repository
@@ -110,7 +110,7 @@ def subjects(path: Path = typer.Option(None, help="a subject repository JSON (de
     for category in repository.categories:
         table.add_row(category.name, str(len(category.subjects)), ", ".join(category.subjects[:5]),
                       category.provenance)
-    Console().print(table)
+    formatting.console().print(table)
 
 
 @hardedit_app.command("prompt")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from editcollapse.cli import formatting
 
 
 def models() -> None:
@@ -18,8 +19,8 @@ def models() -> None:
         source = model.hub_id if model.source == "hub" else model.source
         table.add_row(model.name, model.family, source, "yes" if available_offline(model) else "no",
                       model.note)
-    Console().print(table)
-    Console().print("Any local model folder or HuggingFace hub id (owner/name) is accepted too.")
+    formatting.console().print(table)
+    formatting.console().print("Any local model folder or HuggingFace hub id (owner/name) is accepted too.")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
 
 
@@ -31,7 +32,6 @@ def sequential(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
 ) -> None:
     """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
-    from rich.console import Console
     from rich.table import Table
 
     from editcollapse.flows.sequential import sequential_editing
@@ -56,7 +56,7 @@ def sequential(
         table.add_column(column)
     for line in result["summary"]:
         table.add_row(*(cell(line[column]) for column in columns))
-    console = Console()
+    console = formatting.console()
     console.print(table)
     for figure in result["figures"]:
         console.print(f"figure: {figure}")

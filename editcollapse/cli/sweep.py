@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import formatting
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 
 
@@ -69,10 +70,9 @@ def _plain_sweep(*, ppl_corpus: str, run_id: str | None, warehouse: str | None, 
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = formatting.console()
     console.print(f"run [bold]{summary['run_id']}[/bold] ({summary['model']} / {summary['method']}): "
                   f"{summary['n_cases']} cases, {summary['n_errors']} errors, {summary['n_invalid']} invalid "
                   f"records, {summary['n_collapsed']} collapsed (ME-PPL > {summary['threshold']:g} or NaN/inf); "

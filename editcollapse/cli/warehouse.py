@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
 
 WAREHOUSE_HELP = "warehouse root: a directory or an fsspec URL such as s3://bucket/wh (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
@@ -63,7 +64,6 @@ def sql(
 
 
 def _print_table(cursor, max_rows: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_lines=False)
@@ -72,12 +72,10 @@ def _print_table(cursor, max_rows: int) -> None:
     rows = cursor.fetchmany(max_rows + 1)
     for row in rows[:max_rows]:
         table.add_row(*(cell(value, null="NULL", digits=6) for value in row))
-    console = Console()
-    if not console.is_terminal:  # piped: do not squeeze columns into 80 characters
-        console = Console(width=240)
-    console.print(table)
+    out = formatting.console()
+    out.print(table)
     if len(rows) > max_rows:
-        console.print(f"(first {max_rows} rows shown; --max-rows N for more, or --format csv)")
+        out.print(f"(first {max_rows} rows shown; --max-rows N for more, or --format csv)")
 
 
 def register(app: typer.Typer) -> None:
