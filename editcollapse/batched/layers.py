@@ -21,9 +21,6 @@ from torch import nn
 from editcollapse.editors.keys import StopForward
 from editcollapse.models.archmap import ArchMap
 
-TUPLE_BLOCK_FAMILIES = ("gptj",)  # blocks that return (hidden_states, ...) rather than a tensor
-
-
 def equal_length_groups(lengths: list[int], max_rows: int | None = None) -> list[list[int]]:
     """Indices grouped by exact length (longest first; at most ``max_rows`` per group): batches with
     no padding, so no FLOP is spent on padded positions."""
@@ -47,8 +44,13 @@ def blocks_of(model: nn.Module, arch: ArchMap) -> nn.ModuleList:
     return blocks
 
 
+def _unwrapped(value: torch.Tensor | tuple) -> torch.Tensor:
+    """A block's hidden states whether they came as a tensor or as a pass-through's 1-tuple."""
+    return value[0] if isinstance(value, tuple) else value
+
+
 def _hidden_argument(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
+    return _unwrapped(args[0] if args else kwargs["hidden_states"])
 
 
 @torch.no_grad()
@@ -74,14 +76,15 @@ def hidden_below(model: nn.Module, arch: ArchMap, layer: int, forward: Callable[
 
 
 class _PassThrough(nn.Module):
-    """Stands in for a skipped block: returns its input in the block's output format."""
+    """Stands in for a skipped block: returns its input as the 1-tuple ``(hidden_states,)``.
 
-    def __init__(self, as_tuple: bool) -> None:
-        super().__init__()
-        self.as_tuple = as_tuple
+    That one format serves both conventions of the models' block loops, which change between
+    transformers releases (GPT-J's blocks returned a tuple up to 5.23, a tensor from 5.24): a loop
+    that takes ``block(...)[0]`` gets the tensor; a loop that hands the output on as it is gives the
+    tuple to the next pass-through or to block ``layer``'s feed hook, and both unwrap it."""
 
-    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
-        return (hidden_states,) if self.as_tuple else hidden_states
+    def forward(self, hidden_states: torch.Tensor | tuple, *args: Any, **kwargs: Any) -> tuple[torch.Tensor]:
+        return (_unwrapped(hidden_states),)
 
 
 @contextmanager
@@ -103,7 +106,7 @@ def skipping_below(model: nn.Module, arch: ArchMap, layer: int, hidden: torch.Te
     handle = blocks[layer].register_forward_pre_hook(feed, with_kwargs=True)
     try:
         for index in range(layer):
-            blocks[index] = _PassThrough(arch.family in TUPLE_BLOCK_FAMILIES)
+            blocks[index] = _PassThrough()
         yield
     finally:
         for index, block in enumerate(originals):
