@@ -24,6 +24,29 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[variable] = "1"
 
 
+def _repoint_stream_handlers(target, only_closed: bool) -> None:
+    """Point console log handlers at ``target``: those whose stream is closed, or (``only_closed``
+    False) every one not already on the process's own stdout/stderr. Prefect's console handler
+    writes through a rich Console with a file of its own, so that file is repointed too."""
+
+    def stale(stream) -> bool:
+        if only_closed:
+            return getattr(stream, "closed", False)
+        return stream not in (sys.__stdout__, sys.__stderr__)
+
+    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+                continue
+            if stale(handler.stream):
+                handler.stream = target  # not setStream(): it flushes the old stream, which may be closed
+            console = getattr(handler, "console", None)
+            if console is not None and stale(console.file):
+                console.file = target
+
+
 @pytest.fixture(autouse=True)
 def _log_handlers_on_open_streams():
     """Point log handlers whose stream was closed back at stderr before each test.
@@ -32,14 +55,15 @@ def _log_handlers_on_open_streams():
     stream after it is closed; Prefect's handler then fails, reports the failure with ``print``,
     which a ``log_prints`` flow routes back into logging, and recurses.
     """
-    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(logger, logging.Logger)]
-    for logger in loggers:
-        for handler in logger.handlers:
-            stream = getattr(handler, "stream", None)
-            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
-                handler.stream = sys.stderr  # not setStream(): it flushes the closed stream
+    _repoint_stream_handlers(sys.stderr, only_closed=True)
     yield
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the session, console log handlers write to the real stderr: Prefect stops its temporary
+    server at interpreter exit and logs that through handlers made on pytest's captured streams,
+    which are closed by then ("--- Logging error --- I/O operation on closed file" in the output)."""
+    _repoint_stream_handlers(sys.__stderr__, only_closed=False)
 
 
 def smollm2_installed() -> bool:
