@@ -19,8 +19,9 @@ def models() -> None:
         source = model.hub_id if model.source == "hub" else model.source
         table.add_row(model.name, model.family, source, "yes" if available_offline(model) else "no",
                       model.note)
-    formatting.console().print(table)
-    formatting.console().print("Any local model folder or HuggingFace hub id (owner/name) is accepted too.")
+    console = formatting.console()
+    console.print(table)
+    console.print("Any local model folder or HuggingFace hub id (owner/name) is accepted too.")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ collapsed ends with a cross. Matplotlib's Agg backend only, so this works headle
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,7 @@ def legend_labels(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str 
     """Each trajectory's legend label: "hard, trial 1" while its group has at most as many trials
     as there are line styles, else the group name on its first line only (None = no entry)."""
     keys = sorted(keys)
-    trials: dict[str, int] = {}
-    for group, _ in keys:
-        trials[group] = trials.get(group, 0) + 1
+    trials = Counter(group for group, _ in keys)
     labels: dict[tuple[str, int], str | None] = {}
     seen: set[str] = set()
     for group, trial in keys:
