@@ -19,12 +19,11 @@ from editcollapse.datasets import load_cases
 from editcollapse.editors.base import get_editor, load_hparams
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.models import load_model
-
-SUCCESS = ("efficacy_success", "paraphrase_success", "neighborhood_success")
+from bench_common import METRICS, spread_cases
 
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: round(sum(row[key] for row in rows) / len(rows), 3) for key in SUCCESS}
+    return {key: round(sum(row[key] for row in rows) / len(rows), 3) for key in METRICS}
 
 
 def memoise_z() -> None:
@@ -53,8 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     lm = load_model("smollm2-135m", device="cpu")
     if args.spread:
-        every = load_cases("geofacts").cases
-        cases = every[::len(every) // args.cases][:args.cases]
+        cases = spread_cases("geofacts", args.cases)
     else:
         cases = load_cases("geofacts", limit=args.cases).cases
     print("pre", summary(measure_cases(lm.model, lm.tokenizer, cases)), flush=True)

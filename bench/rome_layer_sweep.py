@@ -23,7 +23,7 @@ from editcollapse.editors.base import get_editor, hparams_for
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-from rome_bench_common import METRICS, mean_of, spread_cases
+from bench_common import METRICS, mean_of, spread_cases
 
 
 def main() -> None:
