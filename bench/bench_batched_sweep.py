@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_batched_sweep.py --n 64 --batch 10 --threads 1
 
 Each path runs in its own child process (so each peak RSS is its own): the sweep engine's per-case
-work (``editcollapse.sweep.engine._outcomes``: pre-edit metrics, the ROME edit, post-edit metrics,
+work (``editcollapse.stages.sweep.engine._outcomes``: pre-edit metrics, the ROME edit, post-edit metrics,
 ME-PPL perplexity; no warehouse writes) on the first N embedded-default (geofacts) cases with
 SmolLM2-135M. Model loading is not timed; one-time set-up (context templates, and for the batched
 engine the perplexity corpus' hidden states below the edited layer and C⁻¹) is timed separately
@@ -29,10 +29,10 @@ def child_main(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from editcollapse.datasets import load_cases
-    from editcollapse.editors.context_templates import context_templates
-    from editcollapse.sweep.batched import batched_state, uses_batched_engine
-    from editcollapse.sweep.engine import _outcomes, load_resources
-    from editcollapse.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.editors.rome.context_templates import context_templates
+    from editcollapse.stages.sweep.batched import batched_state, uses_batched_engine
+    from editcollapse.stages.sweep.engine import _outcomes, load_resources
+    from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
 
     spec = SweepSpec(model=args.model, method="rome", dataset="geofacts", limit=args.n,
                      ppl_corpus=resolve_ppl_corpus(args.ppl_corpus), batch=args.batch if args.path == "batched" else 1,

@@ -25,14 +25,14 @@ def main() -> None:
     parser.add_argument("--ppl-corpus", default="me-ppl-50")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from editcollapse.batched.evaluate import CaseScores, EditedForward, PerplexityCorpus, locality_references
-    from editcollapse.batched.rome import BatchedROME
     from editcollapse.datasets import load_cases, load_ppl_corpus
-    from editcollapse.editors.base import get_editor, hparams_for
+    from editcollapse.editors.api import get_editor, hparams_for
+    from editcollapse.editors.rome.batched import BatchedROME
+    from editcollapse.evaluation.batched import CaseScores, EditedForward, PerplexityCorpus, locality_references
     from editcollapse.evaluation.edit_metrics import locality_reference, measure_cases
     from editcollapse.evaluation.perplexity import perplexity
     from editcollapse.models import load_model
-    from editcollapse.sweep.plan import resolve_ppl_corpus
+    from editcollapse.stages.sweep.plan import resolve_ppl_corpus
 
     loaded = load_model(args.model, device="cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -40,7 +40,7 @@ def main() -> None:
     cases = list(load_cases("geofacts", limit=args.n, seed=0).cases)
     base = hparams_for(loaded, "rome")
     out: dict[str, float] = {}
-    from editcollapse.editors.context_templates import context_templates
+    from editcollapse.editors.rome.context_templates import context_templates
 
     context_templates(model, tokenizer, base["context_template_length_params"],  # sampled once per run: not counted
                       seed=int(base.get("context_template_seed", 0)))
@@ -54,10 +54,10 @@ def main() -> None:
     for steps in (1, 2):
         hparams = {**base, "v_num_grad_steps": steps}
         editor = get_editor("rome")
-        out[f"naive_edit_{steps}"] = count(lambda: [editor.edit(model, tokenizer, loaded.arch, [c], hparams)
-                                                    for c in cases])
+        out[f"naive_edit_{steps}"] = count(lambda e=editor, h=hparams: [e.edit(model, tokenizer, loaded.arch, [c], h)
+                                                                    for c in cases])
         engine = BatchedROME(model, tokenizer, loaded.arch, hparams)
-        out[f"batched_edit_{steps}"] = count(lambda: engine.updates(cases))
+        out[f"batched_edit_{steps}"] = count(lambda e=engine: e.updates(cases))
     updates = engine.updates(cases)
 
     def naive_eval() -> None:

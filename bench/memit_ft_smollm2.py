@@ -13,13 +13,13 @@ import argparse
 import time
 
 import torch
+from bench_common import METRICS, spread_cases
 
-import editcollapse.editors.memit as memit_module
+import editcollapse.editors.memit.editor as memit_module
 from editcollapse.datasets import load_cases
-from editcollapse.editors.base import get_editor, load_hparams
+from editcollapse.editors.api import get_editor, load_hparams
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.models import load_model
-from bench_common import METRICS, spread_cases
 
 
 def summary(rows: list[dict[str, float]]) -> dict[str, float]:

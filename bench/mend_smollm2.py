@@ -18,9 +18,9 @@ import time
 import torch
 
 from editcollapse.editors.mend.data import load_mend_data
-from editcollapse.editors.mend.run import evaluate_heldout, mend_hparams, train_for_model
 from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.models import load_model
+from editcollapse.stages.mend.run import evaluate_heldout, mend_hparams, train_for_model
 
 
 def main() -> None:

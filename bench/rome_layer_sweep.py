@@ -17,13 +17,13 @@ import statistics
 import time
 
 import torch
+from bench_common import METRICS, mean_of, spread_cases
 
 from editcollapse.datasets import english_texts
-from editcollapse.editors.base import get_editor, hparams_for
+from editcollapse.editors.api import get_editor, hparams_for
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-from bench_common import METRICS, mean_of, spread_cases
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 v* and the keys do not depend on the covariance or on which key the right vector is solved for, so
 each case's v* is optimised once per (layer, target settings) and every variant's Delta is built
-from it (exactly as :func:`editcollapse.editors.rome.compute_rome_update` builds it), applied and
+from it (exactly as :func:`editcollapse.editors.rome.editor.compute_rome_update` builds it), applied and
 measured on the original model: efficacy / paraphrase / neighborhood success (``measure_cases``) and,
 optionally, the perplexity of a few embedded English texts. One JSON line per (case, variant).
 
@@ -17,19 +17,19 @@ import json
 import time
 
 import torch
+from bench_common import METRICS, mean_of, spread_cases
 
+from editcollapse.core.delta import Delta
 from editcollapse.datasets import english_texts
-from editcollapse.editors.base import hparams_for, hparams_hash
-from editcollapse.editors.context_templates import context_templates
+from editcollapse.editors.api import hparams_for, hparams_hash
 from editcollapse.editors.covariance import hparams_covariance
-from editcollapse.editors.delta import Delta
-from editcollapse.editors.keys import keys_at_templates
-from editcollapse.editors.rome import rank_one_param_delta
-from editcollapse.editors.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.editor import rank_one_param_delta
+from editcollapse.editors.rome.keys import keys_at_templates
+from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-from bench_common import METRICS, mean_of, spread_cases
 
 
 def main() -> None:

@@ -20,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SWEEP = ("from editcollapse.flows.sweep import single_edit_sweep; "
+SWEEP = ("from editcollapse.orchestration.flows.sweep import single_edit_sweep; "
          "single_edit_sweep(model='tiny-gpt2', dataset={cases!r}, ppl_corpus={corpus!r}, "
          "shard_size=2, warehouse={warehouse!r}, run_id='ui-demo', progress_bar=False)")
 STUDY = """
 import json
-from editcollapse.downstream.catalog import LASTWORD
-from editcollapse.flows.study import editcollapse_study
+from editcollapse.stages.downstream.catalog import LASTWORD
+from editcollapse.orchestration.flows.study import editcollapse_study
 from tests.test_hardedit_generate import FakeOpenAI
 records = [{{"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon", "ground_truth": "Kyoto"}},
            {{"prompt": "Sony's headquarters are in", "subject": "Sony", "target_new": "Lagos", "ground_truth": "Tokyo"}}]
@@ -40,7 +40,7 @@ with FakeOpenAI([("ok", json.dumps(records))]) as llm:
 
 
 def main(output: Path, study: bool) -> None:
-    from editcollapse.ops.server import PrefectServer
+    from editcollapse.orchestration.ops.server import PrefectServer
     from tests.sweep_cases import write_files
 
     with tempfile.TemporaryDirectory(prefix="prefect-ui-") as tmp, \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt
+from editcollapse.core.case import EditCase, NeighborhoodPrompt
 
 SUBJECTS = ["Eiffel", "Louvre", "Seine", "Lyon", "Nice", "Metz", "Brest", "Arles", "Dijon", "Reims",
             "Tours", "Nancy"]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from editcollapse.flows.analysis import SECTIONS, analyse
+from editcollapse.orchestration.flows.analysis import SECTIONS, analyse
 from editcollapse.warehouse import Warehouse
 
 

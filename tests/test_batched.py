@@ -14,20 +14,20 @@ import math
 import pytest
 import torch
 
-from editcollapse.batched import rome as batched_rome
-from editcollapse.batched.evaluate import CaseScores, EditedForward, PerplexityCorpus, locality_references
-from editcollapse.batched.layers import blocks_of, hidden_below, skipping_below
-from editcollapse.batched.rome import BatchedROME
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors import target_vector
-from editcollapse.editors.base import hparams_for
-from editcollapse.editors.rome import compute_rome_update, editor
+from editcollapse.core.case import EditCase
+from editcollapse.editors.api import hparams_for
+from editcollapse.editors.rome import batched as batched_rome
+from editcollapse.editors.rome import target_vector
+from editcollapse.editors.rome.batched import BatchedROME
+from editcollapse.editors.rome.editor import compute_rome_update, editor
+from editcollapse.evaluation.batched import CaseScores, EditedForward, PerplexityCorpus, locality_references
 from editcollapse.evaluation.edit_metrics import locality_reference, measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-from editcollapse.sweep.batched import groups_of
-from editcollapse.sweep.plan import SweepSpec
-from editcollapse.sweep.run import run_sweep
+from editcollapse.models.layers import blocks_of, hidden_below, skipping_below
+from editcollapse.stages.sweep.batched import groups_of
+from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
 from tests.test_editors_rome import CORPUS, corpus_file  # noqa: F401 — the fixture

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from editcollapse.datasets import (
-    CaseError,
-    DatasetError,
-    EditCase,
-    NeighborhoodPrompt,
-    PortabilityPrompt,
-    load_cases,
-)
+from editcollapse.datasets import CaseError, DatasetError, EditCase, NeighborhoodPrompt, PortabilityPrompt, load_cases
 from editcollapse.datasets.formats import template
 
 DATA = Path(__file__).parent / "data" / "datasets"

@@ -9,16 +9,13 @@ import pytest
 import torch
 import yaml
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.downstream import correlation
-from editcollapse.downstream.catalog import build_local_tasks
-from editcollapse.downstream.runner import (
-    evaluate_model,
-    load_tasks,
-    scores_from_results,
-    task_manager_for,
-)
-from editcollapse.downstream.suites import (
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta, ParamDelta
+from editcollapse.models import load_model
+from editcollapse.stages.downstream import correlation
+from editcollapse.stages.downstream.catalog import build_local_tasks
+from editcollapse.stages.downstream.runner import evaluate_model, load_tasks, scores_from_results, task_manager_for
+from editcollapse.stages.downstream.suites import (
     SuiteDataError,
     geofacts_mc_task,
     lastword_task,
@@ -26,8 +23,6 @@ from editcollapse.downstream.suites import (
     read_mmlu,
     write_suite,
 )
-from editcollapse.editors.delta import Delta, ParamDelta
-from editcollapse.models import load_model
 
 TEXTS = [f"Sentence number {i} tells of the old mill by the river and the {w}." for i, w in
          enumerate(["miller", "water", "stones", "wheel", "flour", "bread", "farmer", "horse",

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from editcollapse.downstream.evaluate import DownstreamContext, evaluate_ref
-from editcollapse.downstream.runner import load_tasks, task_manager_for
-from editcollapse.downstream.selection import EditRef
-from editcollapse.downstream.suites import lastword_task, write_suite
-from editcollapse.editors.delta import Delta, ParamDelta
+from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.models import load_model
+from editcollapse.stages.downstream.evaluate import DownstreamContext, evaluate_ref
+from editcollapse.stages.downstream.runner import load_tasks, task_manager_for
+from editcollapse.stages.downstream.selection import EditRef
+from editcollapse.stages.downstream.suites import lastword_task, write_suite
 from editcollapse.warehouse.store import Warehouse
 
 TASK = "ec_parity_lastword"
@@ -47,7 +46,7 @@ def setup(tmp_path_factory):
 
 
 def test_flow_stores_what_the_lm_eval_command_line_prints(setup) -> None:
-    from editcollapse.downstream.pipeline import run_downstream  # the flow's body, without Prefect
+    from editcollapse.stages.downstream.pipeline import run_downstream  # the flow's body, without Prefect
 
     summary = run_downstream(model=str(setup / "model"), edits="none", tasks=[TASK], limit=None,
                               include_path=str(setup / "tasks"), ppl_corpus=str(setup / "ppl.json"),
@@ -97,7 +96,7 @@ def test_stored_deltas_are_applied_then_restored(setup, tmp_path) -> None:
 def test_prefect_flow_publishes_and_resumes(setup) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
-    from editcollapse.flows.downstream import downstream_eval
+    from editcollapse.orchestration.flows.downstream import downstream_eval
 
     params = dict(model=str(setup / "model"), edits="none", tasks=[TASK], limit=5,
                   include_path=str(setup / "tasks"), ppl_corpus=str(setup / "ppl.json"),
@@ -108,7 +107,7 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
     assert summary["plot"] is not None and summary["plot"].endswith(".png")
     parts = Warehouse(setup / "wh-flow").parts("downstream")
     stamps = {p: p.stat().st_mtime_ns for p in parts}
-    from editcollapse.downstream.pipeline import run_downstream
+    from editcollapse.stages.downstream.pipeline import run_downstream
 
     again = run_downstream(**params)  # same parameters: same run id, nothing re-evaluated
     assert again["run_id"] == summary["run_id"] and again["rows"] == summary["rows"]

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.downstream.selection import (
+from editcollapse.core.case import EditCase
+from editcollapse.stages.downstream.selection import (
     by_case_ids,
     case_from_columns,
     extremes,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors import ft as ft_module
-from editcollapse.editors import memit as memit_module
-from editcollapse.editors.base import get_editor, load_hparams
-from editcollapse.editors.context_templates import context_templates
+from editcollapse.core.case import EditCase
+from editcollapse.editors.api import get_editor, load_hparams
 from editcollapse.editors.covariance import layer_covariance
-from editcollapse.editors.keys import keys_at_templates
+from editcollapse.editors.ft import editor as ft_module
+from editcollapse.editors.memit import editor as memit_module
+from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.keys import keys_at_templates
 from editcollapse.evaluation.scoring import score_targets
 from editcollapse.models import load_model
 

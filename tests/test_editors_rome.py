@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors.base import get_editor, hparams_for, load_hparams, methods
-from editcollapse.editors.context_templates import context_templates
+from editcollapse.core.case import EditCase
+from editcollapse.editors.api import get_editor, hparams_for, load_hparams, methods
 from editcollapse.editors.covariance import layer_covariance
-from editcollapse.editors.keys import locate
-from editcollapse.editors.rome import compute_rome_update
-from editcollapse.editors.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.editor import compute_rome_update
+from editcollapse.editors.rome.keys import locate
+from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
 from editcollapse.models import load_model
 
 CASE = EditCase(case_id="test:1", dataset="test", prompt="{} is located in", subject="Paris",
@@ -66,7 +66,7 @@ def test_edited_module_maps_solved_key_to_v_star(tiny, corpus_file, consistent):
                                  consistent_keys=consistent)
     expected_layout = "Conv1D" if tiny.name == "tiny-gpt2" else "Linear"
     assert type(update.module).__name__ == expected_layout
-    from editcollapse.editors.delta import Delta
+    from editcollapse.core.delta import Delta
 
     delta = Delta(method="rome", params={update.param_name: update.param_delta()})
     before = _module_output(update.module, update.key)
@@ -88,7 +88,7 @@ def test_other_keys_move_as_inverse_covariance_says(tiny, corpus_file):
                                   corpus_id=str(corpus_file), n_samples=len(CORPUS), progress=False).double()
     c_inv_k = torch.linalg.solve(covariance, update.k_star.double())
     assert torch.allclose(update.u.double(), c_inv_k / c_inv_k.norm(), atol=1e-5)
-    from editcollapse.editors.delta import Delta
+    from editcollapse.core.delta import Delta
 
     delta = Delta(method="rome", params={update.param_name: update.param_delta()})
     generator = torch.Generator().manual_seed(0)
@@ -178,8 +178,7 @@ def test_subject_location_and_strategies():
 
 
 def test_context_templates_are_seeded_and_shaped(tiny):
-    from editcollapse.editors import context_templates as module
-
+    from editcollapse.editors.rome import context_templates as module
     first = context_templates(tiny.model, tiny.tokenizer, [[6, 10]], seed=3)
     module._CACHE.clear()
     again = context_templates(tiny.model, tiny.tokenizer, [[6, 10]], seed=3)
@@ -204,8 +203,8 @@ def test_registry_and_hparams():
 
 
 def test_split_batch_matches_a_full_forward_pass(tiny):
-    from editcollapse.evaluation.scoring import pad_right
-    from editcollapse.editors.target_vector import SplitBatch
+    from editcollapse.core.tokens import pad_right
+    from editcollapse.editors.rome.target_vector import SplitBatch
 
     texts = ["Hello there, Paris is nice", "A cat. Rome is a city of", "Go. Yes"]
     sequences = [tiny.tokenizer(text)["input_ids"] for text in texts]

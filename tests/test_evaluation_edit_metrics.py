@@ -6,13 +6,11 @@ import math
 
 import pytest
 import torch
-
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
-from editcollapse.evaluation.edit_metrics import locality_reference, measure_case, measure_cases
-
 from conftest import requires_smollm2
-from evaluation_bigram import (BigramLM, direct_mean_nll, direct_token_accuracy, random_bigram,
-                               tokenizer)
+from evaluation_bigram import BigramLM, direct_mean_nll, direct_token_accuracy, random_bigram, tokenizer
+
+from editcollapse.core.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
+from editcollapse.evaluation.edit_metrics import locality_reference, measure_case, measure_cases
 
 CASE = EditCase(
     case_id="test:1", dataset="counterfact", prompt="The mother tongue of {} is", subject="Kaleri",

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
-from editcollapse.editors.delta import Delta, ParamDelta
-from editcollapse.evaluation.generation import (PROMPT_KINDS, case_prompts, cut_at_stop, generate_cases,
-                                                generate_pre_post, greedy_generate)
-from editcollapse.models import load_model
-
 from conftest import requires_smollm2
+
+from editcollapse.core.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
+from editcollapse.core.delta import Delta, ParamDelta
+from editcollapse.evaluation.generation import (
+    PROMPT_KINDS,
+    case_prompts,
+    cut_at_stop,
+    generate_cases,
+    generate_pre_post,
+    greedy_generate,
+)
+from editcollapse.models import load_model
 
 CASE = EditCase(
     case_id="hw6:1", dataset="counterfact", prompt="{} was the founder of", subject="Steve Jobs",

@@ -8,12 +8,11 @@ import time
 
 import pytest
 import torch
+from conftest import requires_smollm2
+from evaluation_bigram import BigramLM, tokenizer
 
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
-
-from conftest import requires_smollm2
-from evaluation_bigram import BigramLM, tokenizer
 
 TEXTS = ["The cat sat on the mat.", "A much longer sentence, so that batches need padding on the right.",
          "ok", "Short one here", "Numbers 12345 and symbols #@!"]

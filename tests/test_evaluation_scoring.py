@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-
-from editcollapse.evaluation.scoring import encode_pair, score_targets
-from editcollapse.models import load_model
-
 from conftest import requires_smollm2
 from evaluation_bigram import BigramLM, direct_logprobs, random_bigram, tokenizer
+
+from editcollapse.core.tokens import encode_pair
+from editcollapse.evaluation.scoring import score_targets
+from editcollapse.models import load_model
 
 PAIRS = [("The capital of France is", "Paris"), ("Q: who wrote Hamlet? A:", "William Shakespeare"),
          ("x", "y"), ("A much longer prompt that needs padding in a batch, surely", "a long target here")]
@@ -73,7 +73,7 @@ def test_padding_and_batch_size_do_not_change_scores(name: str) -> None:
             assert a.target_ids == b.target_ids and a.predictions == b.predictions
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
     # And equal a direct unpadded forward pass.
-    for (prompt, target), score in zip(PAIRS, one, strict=True):
+    for (_prompt, _target), score in zip(PAIRS, one, strict=True):
         ids = list(score.prompt_ids + score.target_ids)
         with torch.no_grad():
             logits = loaded.model(torch.tensor([ids])).logits[0].double()

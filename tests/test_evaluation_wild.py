@@ -9,15 +9,29 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt
-from editcollapse.evaluation.judge import (OPENAI_BASE_URL, JudgeConfig, JudgeError, LLMJudge, judge_config_from_env,
-                                           judge_from_env, parse_verdict)
-from editcollapse.evaluation.wild import (QA_INSTRUCTION, build_input, exact_match, normalize_answer, token_f1,
-                                          wild_evaluate, wild_locality, wild_summary)
-from editcollapse.models import load_model
-
 from conftest import requires_smollm2
+
+from editcollapse.core.case import EditCase, NeighborhoodPrompt
+from editcollapse.evaluation.judge import (
+    OPENAI_BASE_URL,
+    JudgeConfig,
+    JudgeError,
+    LLMJudge,
+    judge_config_from_env,
+    judge_from_env,
+    parse_verdict,
+)
+from editcollapse.evaluation.wild import (
+    QA_INSTRUCTION,
+    build_input,
+    exact_match,
+    normalize_answer,
+    token_f1,
+    wild_evaluate,
+    wild_locality,
+    wild_summary,
+)
+from editcollapse.models import load_model
 
 CASE = EditCase(case_id="qa:1", dataset="qaedit", prompt="What is the capital of {}?", subject="France",
                 target_new="Lyon", target_true="Paris", paraphrase_prompts=("Which city is France's capital?",),

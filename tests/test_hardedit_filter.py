@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from editcollapse.flows.hardedit import filter_hardedit, filter_rows, load_candidates
-from editcollapse.hardedit.generate import CallOutcome
-from editcollapse.hardedit.records import candidate_case, export_records, outcome_rows, ppl_key
-from editcollapse.hardedit.validate import validate_records
+from editcollapse.orchestration.flows.hardedit import filter_hardedit, filter_rows, load_candidates
+from editcollapse.stages.hardedit.generate import CallOutcome
+from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, ppl_key
+from editcollapse.stages.hardedit.validate import validate_records
 from editcollapse.warehouse import Warehouse
 
 RECORDS = [

@@ -15,9 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from editcollapse.flows.hardedit import generate_hardedit_candidates
-from editcollapse.hardedit.backends import (Budget, BudgetExhausted, GenerationFailed, OpenAIChatBackend,
-                                            OpenAIConfig)
+from editcollapse.orchestration.flows.hardedit import generate_hardedit_candidates
+from editcollapse.stages.hardedit.backends import (
+    Budget,
+    BudgetExhausted,
+    GenerationFailed,
+    OpenAIChatBackend,
+    OpenAIConfig,
+)
 from editcollapse.warehouse import Warehouse
 
 
@@ -208,8 +213,8 @@ def test_budget_stops_the_run_early(tmp_path):
 
 
 def test_local_backend_needs_a_chat_template():
-    from editcollapse.hardedit.backends import TransformersChatBackend
     from editcollapse.models import load_model
+    from editcollapse.stages.hardedit.backends import TransformersChatBackend
 
     chat = TransformersChatBackend(load_model("tiny-llama", device="cpu"), max_new_tokens=4)
     with pytest.raises(GenerationFailed, match="no chat template"):
@@ -218,7 +223,7 @@ def test_local_backend_needs_a_chat_template():
 
 @pytest.mark.smollm2
 def test_local_backend_answers_with_smollm2_chat_template(smollm2):
-    from editcollapse.hardedit.backends import TransformersChatBackend
+    from editcollapse.stages.hardedit.backends import TransformersChatBackend
 
     chat = TransformersChatBackend(smollm2, budget=Budget(max_requests=2), max_new_tokens=12, temperature=0.0)
     reply = chat.complete(messages("Name one planet."))

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from editcollapse.hardedit.parse import extract_records
-from editcollapse.hardedit.prompt import (SeedExample, build_prompt, load_seed_examples, load_template)
-from editcollapse.hardedit.subjects import is_single_word, load_subject_repository
-from editcollapse.hardedit.validate import noun_problem, validate_records
+from editcollapse.stages.hardedit.parse import extract_records
+from editcollapse.stages.hardedit.prompt import SeedExample, build_prompt, load_seed_examples, load_template
+from editcollapse.stages.hardedit.subjects import is_single_word, load_subject_repository
+from editcollapse.stages.hardedit.validate import noun_problem, validate_records
 
 GOOD = {"prompt": "Einstein's profession is", "subject": "Einstein", "target_new": "chef", "ground_truth": "physicist"}
 

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from editcollapse.core.delta import Delta
 from editcollapse.datasets import load_cases
-from editcollapse.editors.base import get_editor, hparams_for, methods
-from editcollapse.editors.delta import Delta
+from editcollapse.editors.api import get_editor, hparams_for, methods
 from editcollapse.editors.mend import MENDNotTrained
 from editcollapse.editors.mend.core import capture_factors, edited_forward, encode_rows, transform_factors
 from editcollapse.editors.mend.data import load_mend_data, split_by_subject
 from editcollapse.editors.mend.network import MENDNetwork, RunningNorm
-from editcollapse.editors.mend.run import evaluate_heldout, mend_hparams, train_for_model
 from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.store import load_network, network_dir, resolve_network_dir
 from editcollapse.editors.mend.train import train_network
 from editcollapse.models import load_model
+from editcollapse.stages.mend.run import evaluate_heldout, mend_hparams, train_for_model
 from tests.conftest import requires_smollm2
 from tests.sweep_cases import tiny_cases, write_files
 
@@ -138,7 +138,7 @@ torch.set_num_threads(1)
 from editcollapse.editors.mend.data import load_mend_data
 from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.train import train_network
-from editcollapse.editors.mend.run import mend_hparams
+from editcollapse.stages.mend.run import mend_hparams
 from editcollapse.models import load_model
 loaded = load_model("tiny-llama", device="cpu")
 settings = MENDSettings.from_hparams(mend_hparams(loaded, {overrides!r}))
@@ -249,8 +249,8 @@ def test_delta_round_trips_through_safetensors(trained_gpt2, tmp_path: Path) -> 
 
 def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
     """The sweep reads the packaged tiny hparams: the network trained with them is found and used."""
-    from editcollapse.sweep.plan import SweepSpec
-    from editcollapse.sweep.run import run_sweep
+    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse import Warehouse, connect
 
     loaded = tiny("tiny-gpt2")
@@ -266,11 +266,11 @@ def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
 
 
 def test_mend_in_sequential_editing(trained_gpt2, tmp_path: Path) -> None:
-    from editcollapse.sequential.groups import Member
-    from editcollapse.sequential.measure import CorpusEvaluator
-    from editcollapse.sequential.run import make_edit
-    from editcollapse.sequential.store import StepStore
-    from editcollapse.sequential.trajectory import TrajectorySettings, run_trajectory
+    from editcollapse.stages.sequential.groups import Member
+    from editcollapse.stages.sequential.measure import CorpusEvaluator
+    from editcollapse.stages.sequential.run import make_edit
+    from editcollapse.stages.sequential.store import StepStore
+    from editcollapse.stages.sequential.trajectory import TrajectorySettings, run_trajectory
     from tests.sweep_cases import SENTENCES
 
     loaded = trained_gpt2
@@ -306,7 +306,7 @@ def test_prefect_flow_trains_with_a_progress_artifact() -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
-    from editcollapse.flows.mend import train_mend
+    from editcollapse.orchestration.flows.mend import train_mend
 
     # The ephemeral API server gets 20 s to start by default: too little on a busy 2-core machine
     # (an environment variable is too late once prefect is imported).

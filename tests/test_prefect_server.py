@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from editcollapse.ops.server import PrefectServer, stop_process
+from editcollapse.orchestration.ops.server import PrefectServer, stop_process
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import write_files
 
@@ -21,11 +21,17 @@ DEPLOYMENT = "single-edit-sweep/sweep-nightly"
 
 def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, DeploymentFilter
-    from prefect.client.schemas.filters import DeploymentFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from editcollapse.flows.sweep import artifact_key
+    from editcollapse.orchestration.flows.sweep import artifact_key
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = tmp_path / "wh"

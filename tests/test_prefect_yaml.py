@@ -41,17 +41,17 @@ def test_deployment_resolves(deployment: dict) -> None:
 
 
 def test_every_flow_of_the_study_has_a_deployment() -> None:
-    """Every Prefect flow defined under editcollapse/flows/ is some deployment's entrypoint."""
+    """Every Prefect flow defined under editcollapse/orchestration/flows/ is some deployment's entrypoint."""
     import importlib
 
     flows = set()
     for path in sorted((ROOT / "editcollapse" / "flows").glob("*.py")):
-        module = importlib.import_module(f"editcollapse.flows.{path.stem}")
-        flows |= {f"editcollapse/flows/{path.name}:{name}" for name, value in vars(module).items()
+        module = importlib.import_module(f"editcollapse.orchestration.flows.{path.stem}")
+        flows |= {f"editcollapse/orchestration/flows/{path.name}:{name}" for name, value in vars(module).items()
                   if isinstance(value, Flow) and value.__module__ == module.__name__}
     deployed = {d["entrypoint"] for d in DEPLOYMENTS}
     assert flows - deployed == set(), "flows without a deployment"
-    assert {"editcollapse/flows/study.py:editcollapse_study", "editcollapse/flows/analysis.py:analyse_study"} <= deployed
+    assert {"editcollapse/orchestration/flows/study.py:editcollapse_study", "editcollapse/orchestration/flows/analysis.py:analyse_study"} <= deployed
 
 
 def test_recurring_deployments_have_schedules_and_model_stages_the_gpu_tag() -> None:
@@ -68,7 +68,7 @@ def test_task_runner_specs() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
-    from editcollapse.flows.runners import make_task_runner
+    from editcollapse.orchestration.runners import make_task_runner
 
     assert isinstance(make_task_runner("local"), ThreadPoolTaskRunner)
     assert make_task_runner("dask:2:4GiB").cluster_kwargs == {

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors.delta import Delta
-from editcollapse.sequential.groups import Member, Scored, content_key, sample_normal, select_hard, trial_order
-from editcollapse.sequential.measure import CorpusEvaluator
-from editcollapse.sequential.store import StepStore
-from editcollapse.sequential.trajectory import EditFn, Measurement, TrajectorySettings, run_trajectory
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta
+from editcollapse.stages.sequential.groups import Member, Scored, content_key, sample_normal, select_hard, trial_order
+from editcollapse.stages.sequential.measure import CorpusEvaluator
+from editcollapse.stages.sequential.store import StepStore
+from editcollapse.stages.sequential.trajectory import EditFn, Measurement, TrajectorySettings, run_trajectory
 
 METHOD = "rome"
 TINY = "tiny-gpt2"
@@ -89,9 +89,9 @@ def test_trial_order_is_seeded() -> None:
 def run_small(folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, model: str = TINY,
               loaded=None) -> list[dict]:
     """A trajectory of ``n`` real edits on a tiny model; SIGKILLs its own process after step ``kill_at``."""
-    from editcollapse.editors.base import load_hparams
+    from editcollapse.editors.api import load_hparams
     from editcollapse.models import load_model
-    from editcollapse.sequential.run import make_edit
+    from editcollapse.stages.sequential.run import make_edit
 
     torch.set_num_threads(1)
     loaded = loaded or load_model(model, device="cpu")
@@ -190,7 +190,7 @@ class ScriptedPerplexity:
 
 def ones_edit(loaded) -> tuple[EditFn, torch.Size]:
     """An edit function that adds the rank-one 𝟙𝟙ᵀ to layer 1's rewrite matrix, and that matrix's shape."""
-    from editcollapse.editors.delta import ParamDelta
+    from editcollapse.core.delta import ParamDelta
 
     name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
     shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
@@ -244,7 +244,7 @@ def test_resume_refuses_another_plan(tmp_path: Path) -> None:
 
 
 def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path) -> None:
-    from editcollapse.sequential.sources import build_groups
+    from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse import Warehouse
 
     records = [{"case_id": i, "prompt": f"S{i} is in", "subject": f"S{i}", "target_new": f"T{i}",
@@ -264,7 +264,7 @@ def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path)
 
 def test_a_second_corpus_every_k_edits_and_at_the_end(tmp_path: Path) -> None:
     from editcollapse.models import load_model
-    from editcollapse.sequential.measure import BaselineOnce
+    from editcollapse.stages.sequential.measure import BaselineOnce
 
     loaded = load_model("tiny-llama", device="cpu")
     edit, _ = ones_edit(loaded)
@@ -291,7 +291,7 @@ def test_a_second_corpus_every_k_edits_and_at_the_end(tmp_path: Path) -> None:
 
 
 def test_the_hard_group_can_come_from_one_sweep_run(tmp_path: Path) -> None:
-    from editcollapse.sequential.sources import build_groups
+    from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse import Warehouse
 
     cases = [EditCase(case_id=f"counterfact:{i}", dataset="counterfact", prompt="{} is in", subject=f"S{i}",
@@ -320,7 +320,7 @@ def test_the_hard_group_can_come_from_one_sweep_run(tmp_path: Path) -> None:
 
 
 def test_legend_names_each_trial_while_a_group_has_few() -> None:
-    from editcollapse.sequential.plots import LINESTYLES, legend_labels
+    from editcollapse.stages.sequential.plots import LINESTYLES, legend_labels
 
     few = legend_labels([("normal", 0), ("hard", 1), ("hard", 0)])
     assert few == {("hard", 0): "hard, trial 0", ("hard", 1): "hard, trial 1", ("normal", 0): "normal"}

@@ -39,7 +39,7 @@ def inputs(tmp_path: Path) -> dict:
 def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
-    from editcollapse.flows.sequential import sequential_editing
+    from editcollapse.orchestration.flows.sequential import sequential_editing
     from editcollapse.warehouse import Warehouse, connect
 
     # the second corpus is the first one again, every 2 edits: where both were measured they agree

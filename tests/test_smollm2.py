@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 import torch
+from conftest import requires_smollm2
 
 from editcollapse.models.embedded import embedded_cache_dir
 from editcollapse.models.tiny import random_model
-
-from conftest import requires_smollm2
 
 SENTENCES = [
     "The cat sat on the mat and looked out of the window.",

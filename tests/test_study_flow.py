@@ -34,8 +34,8 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-    from editcollapse.downstream.catalog import LASTWORD
-    from editcollapse.flows.study import editcollapse_study
+    from editcollapse.orchestration.flows.study import editcollapse_study
+    from editcollapse.stages.downstream.catalog import LASTWORD
     from editcollapse.warehouse import Warehouse, connect
     from tests.test_hardedit_generate import FakeOpenAI
 
@@ -89,8 +89,8 @@ def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from editcollapse.ops.concurrency import GPU_LIMIT, gpu_slot
-    from editcollapse.ops.setup import setup_server
+    from editcollapse.orchestration.ops.concurrency import GPU_LIMIT, gpu_slot
+    from editcollapse.orchestration.ops.setup import setup_server
 
     setup_server(pool="gpu-test", gpu_limit=1)
 
@@ -110,17 +110,17 @@ def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:
 
 
 def test_every_model_task_carries_the_gpu_tag() -> None:
-    from editcollapse.flows.sequential import trajectory_task
-    from editcollapse.ops.setup import GPU_TAG
-    from editcollapse.tasks.downstream import evaluate_ref_task
-    from editcollapse.tasks.sweep import edit_shard_task
+    from editcollapse.orchestration.flows.sequential import trajectory_task
+    from editcollapse.orchestration.ops.setup import GPU_TAG
+    from editcollapse.orchestration.tasks.downstream import evaluate_ref_task
+    from editcollapse.orchestration.tasks.sweep import edit_shard_task
 
     for task in (edit_shard_task, trajectory_task, evaluate_ref_task):
         assert GPU_TAG in task.tags, task.name
 
 
 def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_path) -> None:
-    from editcollapse.flows.study import editcollapse_study
+    from editcollapse.orchestration.flows.study import editcollapse_study
 
     state = editcollapse_study(model="tiny-gpt2", dataset=str(tmp_path / "missing.json"),
                                warehouse=str(tmp_path / "wh"), stages=["sweep", "hardcf", "analysis"],

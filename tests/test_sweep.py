@@ -16,16 +16,17 @@ import torch
 from typer.testing import CliRunner
 
 from editcollapse.cli import app
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.datasets import load_cases
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors.delta import Delta, ParamDelta
-from editcollapse.sweep.engine import is_collapsed, load_resources, run_shard
-from editcollapse.sweep.hardcf import run_selection
-from editcollapse.sweep.plan import SweepSpec
-from editcollapse.sweep.run import run_sweep
-from editcollapse.sweep.summary import log_ppl_histogram, run_summary
+from editcollapse.stages.hardcf.select import run_selection
+from editcollapse.stages.sweep.engine import is_collapsed, load_resources, run_shard
+from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.run import run_sweep
+from editcollapse.stages.sweep.summary import log_ppl_histogram, run_summary
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
+
 
 def spec_for(corpus: Path, **fields) -> SweepSpec:
     values = {"model": "tiny-gpt2", "method": "rome", "dataset": "test", "shard_size": 2,
@@ -126,8 +127,8 @@ def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from editcollapse.sweep.plan import SweepSpec
-from editcollapse.sweep.run import run_sweep
+from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.warehouse import Warehouse
 cases_file, corpus, root = sys.argv[1:4]
 spec = SweepSpec(model="tiny-gpt2", method="rome", dataset=cases_file, shard_size=1, ppl_corpus=corpus)

@@ -25,9 +25,9 @@ def _patient_ephemeral_server(monkeypatch) -> None:
 
 
 def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
-    from editcollapse.flows.sweep import single_edit_sweep
-    from editcollapse.sweep.plan import SweepSpec
-    from editcollapse.sweep.run import run_sweep
+    from editcollapse.orchestration.flows.sweep import single_edit_sweep
+    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.run import run_sweep
 
     cases_file, corpus = write_files(tmp_path, 4)
     arguments = dict(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
@@ -67,8 +67,8 @@ def test_shard_claim_is_exclusive_and_stale_claims_are_broken(tmp_path) -> None:
 
 
 def test_a_shard_claimed_elsewhere_is_skipped(tmp_path) -> None:
-    from editcollapse.sweep.engine import run_shard
-    from editcollapse.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.engine import run_shard
+    from editcollapse.stages.sweep.plan import SweepSpec
     from tests.sweep_cases import tiny_cases
 
     spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", run_id="claimed")

@@ -21,8 +21,8 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from editcollapse.flows.hardcf import select_hardcf
-    from editcollapse.flows.sweep import artifact_key, single_edit_sweep
+    from editcollapse.orchestration.flows.hardcf import select_hardcf
+    from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = str(tmp_path / "wh")

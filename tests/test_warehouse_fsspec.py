@@ -155,9 +155,9 @@ def test_claims_across_processes_on_a_file_url(tmp_path) -> None:
 def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> None:
     """The real sweep engine (tiny GPT-2, ROME) writes the same rows into memory:// as into a
     directory, resumes from it (a second run computes nothing) and HardCF reads it back."""
-    from editcollapse.sweep.hardcf import run_selection
-    from editcollapse.sweep.plan import SweepSpec
-    from editcollapse.sweep.run import run_sweep
+    from editcollapse.stages.hardcf.select import run_selection
+    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.run import run_sweep
     from tests.sweep_cases import write_files
 
     cases_file, corpus = write_files(tmp_path, 3)

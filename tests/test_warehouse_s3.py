@@ -84,8 +84,8 @@ def test_claims_on_s3_are_exclusive_across_processes(s3_endpoint, tmp_path) -> N
 
 
 def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
-    from editcollapse.sweep.plan import SweepSpec
-    from editcollapse.sweep.run import run_sweep
+    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse import Warehouse, connect
     from tests.sweep_cases import write_files
 
@@ -104,7 +104,7 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
 def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch) -> None:
     """A sweep on a 2-worker Dask local cluster whose worker processes write to s3:// — the
     setting of workers on several machines sharing one object-store warehouse."""
-    from editcollapse.flows.sweep import single_edit_sweep
+    from editcollapse.orchestration.flows.sweep import single_edit_sweep
     from editcollapse.warehouse import Warehouse, connect
     from tests.sweep_cases import write_files
 

@@ -43,9 +43,9 @@ def downstream(
     """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity."""
     from rich.table import Table
 
-    from editcollapse.downstream.catalog import PAPER_TASKS
-    from editcollapse.downstream.pipeline import default_tasks, run_downstream
-    from editcollapse.flows.downstream import downstream_eval
+    from editcollapse.orchestration.flows.downstream import downstream_eval
+    from editcollapse.stages.downstream.catalog import PAPER_TASKS
+    from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
 
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else default_tasks(mmlu_file)
     if paper_tasks:

@@ -58,7 +58,7 @@ def generate(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
 ) -> None:
     """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
-    from editcollapse.flows.hardedit import generate_hardedit_candidates
+    from editcollapse.orchestration.flows.hardedit import generate_hardedit_candidates
 
     arguments = dict(backend=backend, n_calls=calls, local_model=local_model, model=model, base_url=base_url,
                      seed=seed, seeds_source=seeds, n_seeds=n_seeds, subjects_file=str(subjects) if subjects else None,
@@ -87,7 +87,7 @@ def filter_(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
-    from editcollapse.flows.hardedit import filter_hardedit
+    from editcollapse.orchestration.flows.hardedit import filter_hardedit
 
     arguments = dict(reference_models=model or None, method=method, candidate_run_ids=run or None, limit=limit,
                      ppl_corpus=ppl_corpus, threshold=threshold, shard_size=shard_size, seed=seed,
@@ -101,7 +101,7 @@ def subjects(path: Path = typer.Option(None, help="a subject repository JSON (de
     """The subject repository: categories, sizes and where each list comes from."""
     from rich.table import Table
 
-    from editcollapse.hardedit.subjects import load_subject_repository
+    from editcollapse.stages.hardedit.subjects import load_subject_repository
 
     repository = load_subject_repository(path)
     table = Table(title=f"{len(repository.subjects())} unique single-word subjects")
@@ -123,8 +123,8 @@ def prompt(
     """Print one generation prompt as the generator would send it (to check an edited template)."""
     import random
 
-    from editcollapse.hardedit.prompt import build_prompt, load_seed_examples, load_template
-    from editcollapse.hardedit.subjects import load_subject_repository
+    from editcollapse.stages.hardedit.prompt import build_prompt, load_seed_examples, load_template
+    from editcollapse.stages.hardedit.subjects import load_subject_repository
 
     offered = load_subject_repository().sample(10, random.Random(f"{seed}:0"))
     typer.echo(build_prompt(load_template(template), load_seed_examples(seeds), offered, list(excluded or [])))

@@ -25,13 +25,13 @@ def train(
 ) -> None:
     """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it."""
     if prefect:
-        from editcollapse.flows.mend import train_mend
+        from editcollapse.orchestration.flows.mend import train_mend
 
         summary = train_mend(model=model, dataset=dataset, val_dataset=val_dataset, max_iters=max_iters,
                              device=device, resume=resume, heldout=heldout)
     else:  # the same training without Prefect (no server, no artifacts): the bar only
-        from editcollapse.editors.mend.run import train_named_model
         from editcollapse.editors.mend.progress import ProgressBar
+        from editcollapse.stages.mend.run import train_named_model
 
         with ProgressBar(f"MEND {model}", enabled=True) as bar:
             summary = train_named_model(model, dataset=dataset, val_dataset=val_dataset, device=device,
@@ -44,8 +44,8 @@ def train(
 @mend_app.command("list")
 def list_networks(model: str = typer.Option(None, help="only this model's networks")) -> None:
     """The trained MEND networks in the cache: model, revision, data, hparams hash, iterations, time."""
+    from editcollapse.core.paths import cache_dir
     from editcollapse.editors.mend.store import NETWORK_FILE, read_meta
-    from editcollapse.paths import cache_dir
 
     columns = ("model", "model_revision", "data_id", "hparams_hash", "iterations", "train_time_s", "folder")
     found = 0

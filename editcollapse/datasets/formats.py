@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
+from editcollapse.core.case import EditCase, NeighborhoodPrompt, PortabilityPrompt
 
 
 class FieldError(ValueError):

@@ -24,7 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from editcollapse.datasets.case import EditCase, NeighborhoodPrompt
+from editcollapse.core.case import EditCase, NeighborhoodPrompt
 
 MIN_COUNTRY_POPULATION = 3_000_000
 MIN_CITY_POPULATION = 1_000_000

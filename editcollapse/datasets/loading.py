@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from editcollapse.datasets.case import EditCase
+from editcollapse.core.case import EditCase
 from editcollapse.datasets.formats import FORMATS, FieldError, detect_format
 from editcollapse.datasets.sources import SOURCES, locate
 

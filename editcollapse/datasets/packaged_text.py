@@ -24,7 +24,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from editcollapse.paths import cache_dir
+from editcollapse.core.paths import cache_dir
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILES = ("lee_background.cor", "lee.cor")

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from editcollapse.core.paths import cache_dir
 from editcollapse.datasets.download import ChecksumMismatch, DataUnavailable, fetch
-from editcollapse.paths import cache_dir
 
 _KS = "https://raw.githubusercontent.com/Jometeorie/KnowledgeSpread/d1a8d1ed5367e66010d4d9b081ab388b46c2438c/data"
 _KS_ZSRE = "https://raw.githubusercontent.com/Jometeorie/KnowledgeSpread/51d7402617c2e52bde0dc11b76e400c3725a181a/data"

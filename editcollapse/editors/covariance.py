@@ -25,9 +25,9 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.editors.keys import StopForward, forward_hook, model_device
-from editcollapse.evaluation.scoring import pad_id_of, pad_right
-from editcollapse.paths import cache_dir
+from editcollapse.core.paths import cache_dir
+from editcollapse.core.tokens import pad_id_of, pad_right
+from editcollapse.models.hooks import StopForward, forward_hook, model_device
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
@@ -147,7 +147,7 @@ def hparams_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, mod
                        hparams: dict[str, Any]) -> torch.Tensor:
     """:func:`layer_covariance` as a method's hparams ask for it (EasyEdit's ``mom2_*`` keys).
 
-    ``model_name``/``model_revision`` key the cache (:func:`editcollapse.editors.base.hparams_for`
+    ``model_name``/``model_revision`` key the cache (:func:`editcollapse.editors.api.hparams_for`
     fills both); ``mom2_dataset`` names the corpus (default ``"embedded"``).
     """
     missing = [key for key in ("mom2_n_samples", "model_name") if key not in hparams]

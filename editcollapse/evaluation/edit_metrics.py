@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from editcollapse.datasets.case import EditCase
+from editcollapse.core.case import EditCase
 from editcollapse.evaluation.scoring import TargetScore, score_targets
 
 # A case's locality reference: argmax tokens at each neighborhood prompt's answer positions.

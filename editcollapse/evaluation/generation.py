@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors.delta import Delta
-from editcollapse.evaluation.scoring import eval_mode, length_batches, pad_batch, pad_id_of
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta
+from editcollapse.core.tokens import eval_mode, length_batches, pad_batch, pad_id_of
 
 PROMPT_KINDS = ("original", "paraphrase", "neighborhood", "reversion", "portability")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from editcollapse.evaluation.scoring import eval_mode, length_batches, pad_id_of, pad_right
+from editcollapse.core.tokens import eval_mode, length_batches, pad_id_of, pad_right
 
 
 @dataclass(frozen=True)

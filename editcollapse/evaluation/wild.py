@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from editcollapse.datasets.case import EditCase
+from editcollapse.core.case import EditCase
 from editcollapse.evaluation.generation import greedy_generate
 from editcollapse.evaluation.judge import LLMJudge
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from editcollapse.core.paths import cache_dir
 from editcollapse.models.registry import EMBEDDED_GGUF, embedded_gguf_path
-from editcollapse.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

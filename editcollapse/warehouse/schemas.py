@@ -58,7 +58,7 @@ CASES = pa.schema([
 ])
 
 # ROME-family diagnostics promoted to typed columns (keys of the editor's Delta.diagnostics, see
-# editcollapse.editors.rome); every diagnostic, these included, is also in the JSON column
+# editcollapse.editors.rome.editor); every diagnostic, these included, is also in the JSON column
 # ``diagnostics``. A method that lacks one leaves it NULL.
 DIAGNOSTIC_COLUMNS: dict[str, pa.DataType] = {
     "layer": pa.int32(),

@@ -42,7 +42,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from editcollapse.paths import cache_dir
+from editcollapse.core.paths import cache_dir
 from editcollapse.warehouse.schemas import PARTITION_COLUMNS, schema_for
 
 ANCHOR = "_schema"

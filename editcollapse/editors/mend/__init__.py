@@ -3,11 +3,11 @@
 * :mod:`~editcollapse.editors.mend.network` — the network (normalised, low-rank, identity-initialised
   MLP shared per weight shape, per-matrix scale/shift and edit learning rates);
 * :mod:`~editcollapse.editors.mend.core` — gradient factors, the edited forward, the `Delta`;
-* :mod:`~editcollapse.editors.mend.train` / :mod:`~editcollapse.editors.mend.run` — training,
+* :mod:`~editcollapse.editors.mend.train` / :mod:`~editcollapse.stages.mend.run` — training,
   checkpoints, storage (:mod:`~editcollapse.editors.mend.store`), held-out evaluation;
-* :class:`MENDEditor` — the :class:`~editcollapse.editors.base.Editor` of ``"mend"``: it loads the
+* :class:`MENDEditor` — the :class:`~editcollapse.editors.api.Editor` of ``"mend"``: it loads the
   stored network for the model (``editcollapse mend train`` makes it) and returns the edit as a
-  low-rank :class:`~editcollapse.editors.delta.Delta` (rank ≤ the edit sequence's token count per
+  low-rank :class:`~editcollapse.core.delta.Delta` (rank ≤ the edit sequence's token count per
   matrix). Several cases in one call give the sum of their independent edits, each computed on
   the unedited model (MEND's batched edit).
 """
@@ -21,11 +21,16 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.datasets.case import EditCase
-from editcollapse.editors.base import hparams_hash
-from editcollapse.editors.delta import Delta
-from editcollapse.editors.mend.core import capture_factors, encode_rows, factors_to_delta, resolve_targets
-from editcollapse.editors.mend.core import transform_factors
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta
+from editcollapse.editors.api import hparams_hash
+from editcollapse.editors.mend.core import (
+    capture_factors,
+    encode_rows,
+    factors_to_delta,
+    resolve_targets,
+    transform_factors,
+)
 from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.store import MENDNotTrained, cached_network, read_meta, resolve_network_dir
 from editcollapse.models.archmap import ArchMap
@@ -35,7 +40,7 @@ __all__ = ["MENDEditor", "MENDNotTrained", "editor"]
 
 @dataclass(frozen=True)
 class MENDEditor:
-    """The :class:`~editcollapse.editors.base.Editor` of ``"mend"``."""
+    """The :class:`~editcollapse.editors.api.Editor` of ``"mend"``."""
 
     method: str = "mend"
 
@@ -69,7 +74,7 @@ class MENDEditor:
 
 
 def editor(method: str) -> MENDEditor:
-    """The MEND editor, as :func:`~editcollapse.editors.base.get_editor` asks."""
+    """The MEND editor, as :func:`~editcollapse.editors.api.get_editor` asks."""
     if method != "mend":
         raise ValueError(f"editcollapse.editors.mend implements 'mend', not {method!r}")
     return MENDEditor()

@@ -16,19 +16,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.editors.delta import ParamDelta
+from editcollapse.core.delta import ParamDelta
+from editcollapse.core.tokens import encode_pair, pad_id_of, pad_right
 from editcollapse.editors.mend.network import MENDNetwork
-from editcollapse.evaluation.scoring import encode_pair, pad_id_of, pad_right
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from editcollapse.datasets.case import EditCase
+from editcollapse.core.case import EditCase
 from editcollapse.editors.mend.settings import MENDSettings
 
 

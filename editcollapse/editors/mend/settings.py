@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from editcollapse.editors.base import hparams_hash
+from editcollapse.editors.api import hparams_hash
 
 # keys that say where / for which model a network is used, not how it is trained
 NOT_TRAINING_KEYS = ("model_name", "model_revision", "mend_network", "alg_name", "device")

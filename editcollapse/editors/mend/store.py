@@ -1,7 +1,7 @@
 """Where trained MEND networks live and how an editor finds the one for its model.
 
 ``<cache>/mend/<model>/<revision>/<data id>/<hparams hash>/`` (``<cache>`` is
-:func:`editcollapse.paths.cache_dir`) holds
+:func:`editcollapse.core.paths.cache_dir`) holds
 
 * ``network.safetensors`` — the trained network (best held-out ``loss/total_edit``), with its
   construction arguments in the metadata;
@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from editcollapse.core.paths import cache_dir
 from editcollapse.editors.mend.network import MENDNetwork
 from editcollapse.editors.mend.settings import MENDSettings, training_hash
-from editcollapse.paths import cache_dir
 
 NETWORK_FILE = "network.safetensors"
 META_FILE = "meta.json"

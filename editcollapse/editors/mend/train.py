@@ -1,4 +1,4 @@
-"""Training MEND's editor network (pure functions; :mod:`editcollapse.flows.mend` wraps them in Prefect).
+"""Training MEND's editor network (pure functions; :mod:`editcollapse.orchestration.flows.mend` wraps them in Prefect).
 
 One iteration edits ``batch_size`` training cases at once, each with its own edit (MEND's
 ``edit_step``, reference ``trainer.py`` of eric-mitchell/mend):
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from editcollapse.datasets.case import EditCase
+from editcollapse.core.case import EditCase
 from editcollapse.editors.mend.core import (
     Target,
     capture_factors,

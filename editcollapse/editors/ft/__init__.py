@@ -1,0 +1,1 @@
+"""FT and FT-L∞: fine-tuning baselines as ROME defines them."""

@@ -1,0 +1,207 @@
+"""MEMIT (Meng et al. 2023): a batch of facts written into the MLPs of several layers at once.
+
+Follows ``memit/memit_main.py`` of kmeng01/memit (and EasyEdit's ``memit``):
+
+1. For each case, ``z`` = the target output of the *last* edited layer's block (``layer_module_tmp``)
+   at the subject's lookup token, optimised as ROME's v*
+   (:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector`).
+2. For each edited layer ``l`` in order, with the updates of the layers before it in place:
+   keys ``K_l`` = the rewrite module's input at the lookup token, averaged over the context templates
+   (first within each template group — the bare ``"{}"``, then each generated length — then over the
+   groups, as the reference's ``compute_ks``); residuals ``R_l = (z − h_L) / (number of layers left)``
+   with ``h_L`` the last edited layer's current output on the bare prompts; covariance
+   ``C_l = E[k kᵀ]`` of the rewrite module's inputs;
+   ``ΔW_l = R_l K_lᵀ (λ C_l + K_l K_lᵀ)⁻¹`` with ``λ = mom2_update_weight``, solved in float64.
+3. Each ΔW_l is applied before the next layer's keys are read, as the reference does, and every
+   weight is restored afterwards (also on errors): the model leaves unchanged, the result is a
+   :class:`Delta` of rank ``batch size`` per layer (factors ``R_l`` and ``(λC_l + K_lK_lᵀ)⁻¹K_l``).
+
+``mom2_adjustment: false`` replaces ``C_l`` by the identity (the reference always uses ``C_l``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from editcollapse.core.case import EditCase
+from editcollapse.core.delta import Delta, ParamDelta, WeightBackup
+from editcollapse.core.tokens import pad_id_of as pad_id
+from editcollapse.editors.api import hparams_hash, require_keys
+from editcollapse.editors.covariance import layer_covariance
+from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.keys import Located, fill, locate
+from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.models.archmap import ArchMap
+from editcollapse.models.hooks import module_io_at
+
+MEMIT_KEYS = ("layers", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
+              "kl_factor", "mom2_adjustment", "mom2_update_weight", "context_template_length_params")
+FORWARD_CHUNK = 256  # sequences per forward pass when reading keys
+
+
+def closed_form_update(keys: torch.Tensor, residuals: torch.Tensor, covariance: torch.Tensor | None,
+                       mom2_update_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEMIT's least-squares update ``ΔW = R Kᵀ (λC + K Kᵀ)⁻¹`` as factors, in float64.
+
+    ``keys`` (B, d_in) and ``residuals`` (B, d_out) hold one case per row; ``covariance`` (d_in, d_in)
+    is ``C`` (None: the identity). Returns ``(R, A)`` with ``R`` (d_out, B) and
+    ``A = (λC + K Kᵀ)⁻¹ K`` (d_in, B), so that ``ΔW = R Aᵀ`` in (out, in) layout.
+    """
+    if keys.shape[0] != residuals.shape[0]:
+        raise ValueError(f"{keys.shape[0]} keys but {residuals.shape[0]} residuals")
+    k = keys.double().T
+    r = residuals.double().T
+    c = torch.eye(k.shape[0], dtype=torch.float64, device=k.device) if covariance is None \
+        else covariance.to(dtype=torch.float64, device=k.device)
+    adjusted = torch.linalg.solve(mom2_update_weight * c + k @ k.T, k)
+    return r, adjusted
+
+
+def layer_param_delta(module: nn.Module, r: torch.Tensor, adjusted: torch.Tensor) -> ParamDelta:
+    """``ΔW = R Aᵀ`` in the weight's layout: ``nn.Linear`` (out, in), GPT-2 ``Conv1D`` (in, out)."""
+    if isinstance(module, nn.Linear):
+        return ParamDelta(u=r, v=adjusted)
+    if type(module).__name__ == "Conv1D":
+        return ParamDelta(u=adjusted, v=r)
+    raise TypeError(f"MEMIT rewrites nn.Linear or Conv1D modules, not {type(module).__name__}")
+
+
+def template_groups(length_params: Sequence[Sequence[int]]) -> list[int]:
+    """Sizes of the context-template groups: ``"{}"`` alone, then one group per (length, n_gen)."""
+    sizes = [1] + [5 * (int(n_gen) // 5) for _, n_gen in length_params]
+    return [size for size in sizes if size > 0]
+
+
+def grouped_mean(values: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+    """(B, T, d) → (B, d): the mean within each template group, then the mean over groups."""
+    if sum(groups) != values.shape[1]:
+        raise ValueError(f"template groups {list(groups)} do not add up to {values.shape[1]} templates")
+    means = [chunk.mean(1) for chunk in torch.split(values, list(groups), dim=1)]
+    return torch.stack(means, 0).mean(0)
+
+
+@dataclass
+class _Lookups:
+    """Every case behind every template, tokenised, with the lookup positions."""
+
+    located: list[list[Located]]  # [case][template]
+
+    def flat(self) -> tuple[list[list[int]], list[int]]:
+        items = [item for row in self.located for item in row]
+        return [item.ids for item in items], [item.position for item in items]
+
+    def bare(self) -> tuple[list[list[int]], list[int]]:
+        return [row[0].ids for row in self.located], [row[0].position for row in self.located]
+
+
+def _module_io(model: nn.Module, module: nn.Module, sequences: list[list[int]], positions: list[int],
+               pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`module_io_at` in chunks of :data:`FORWARD_CHUNK` sequences."""
+    parts = [module_io_at(model, module, sequences[start:start + FORWARD_CHUNK],
+                          positions[start:start + FORWARD_CHUNK], pad)
+             for start in range(0, len(sequences), FORWARD_CHUNK)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@dataclass(frozen=True)
+class MEMITEditor:
+    """The :class:`~editcollapse.editors.api.Editor` of ``"memit"``."""
+
+    method: str = "memit"
+
+    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
+             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+        """One MEMIT batch: all ``cases`` at once, a rank-``len(cases)`` update per layer."""
+        if not cases:
+            raise ValueError("MEMIT needs at least one case")
+        require_keys(hparams, MEMIT_KEYS, self.method)
+        layers = [int(layer) for layer in hparams["layers"]]
+        if not layers or layers != sorted(set(layers)):
+            raise ValueError(f"memit hparams: layers must be increasing and distinct, got {layers}")
+        rewrite_tmp = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp)
+        z_name = hparams.get("layer_module_tmp", arch.layer_module_tmp).format(layers[-1])
+        settings = TargetSettings.from_hparams(hparams)
+        length_params = hparams["context_template_length_params"]
+        templates = context_templates(model, tokenizer, length_params,
+                                      seed=int(hparams.get("context_template_seed", 0)))
+        groups = template_groups(length_params)
+        lookups = _Lookups([[locate(tokenizer, fill(template, case.prompt), case.subject, settings.fact_token)
+                             for template in templates] for case in cases])
+        pad = pad_id(tokenizer)
+
+        targets = [optimize_target_vector(model, tokenizer, z_name, case.prompt, case.subject,
+                                          case.target_new, templates, settings) for case in cases]
+        zs = torch.stack([target.target for target in targets])
+        z_module = model.get_submodule(z_name)
+
+        def z_now() -> torch.Tensor:
+            return _module_io(model, z_module, *lookups.bare(), pad)[1]
+
+        weight_names = [f"{rewrite_tmp.format(layer)}.weight" for layer in layers]
+        params: dict[str, ParamDelta] = {}
+        per_layer: list[dict[str, Any]] = []
+        backup = WeightBackup(model, weight_names)
+        try:
+            for index, (layer, weight_name) in enumerate(zip(layers, weight_names, strict=True)):
+                module = model.get_submodule(rewrite_tmp.format(layer))
+                inputs, _ = _module_io(model, module, *lookups.flat(), pad)
+                keys = grouped_mean(inputs.view(len(cases), len(templates), -1), groups)
+                z_error = zs - z_now()
+                residuals = z_error / (len(layers) - index)
+                covariance = self._covariance(model, tokenizer, rewrite_tmp.format(layer), hparams)
+                r, adjusted = closed_form_update(keys, residuals, covariance, float(hparams["mom2_update_weight"]))
+                change = layer_param_delta(module, r, adjusted)
+                weight = backup.parameters[weight_name]
+                with torch.no_grad():
+                    weight.add_(change.materialize(weight.dtype, weight.device))
+                params[weight_name] = change
+                per_layer.append({
+                    "layer": layer,
+                    "z_error_mean": float(z_error.norm(dim=1).mean()),
+                    "residual_norm_mean": float(residuals.norm(dim=1).mean()),
+                    "key_norm_mean": float(keys.norm(dim=1).mean()),
+                    "delta_fro": change.norms()["fro"],
+                    "weight_fro": float(weight.detach().double().norm()),
+                })
+            final_error = (zs - z_now()).norm(dim=1)
+        finally:
+            backup.restore()
+        diagnostics = {
+            "layers": per_layer,
+            "z_layer": layers[-1],
+            "z_error_after_mean": float(final_error.mean()),
+            "z_init_norm_mean": float(torch.stack([t.init.norm() for t in targets]).mean()),
+            "z_delta_norm_mean": float(torch.stack([t.delta.norm() for t in targets]).mean()),
+            "target_prob_mean": sum(t.target_prob for t in targets) / len(targets),
+            "z_steps": [t.steps for t in targets],
+            "n_templates": len(templates),
+            "batch_size": len(cases),
+        }
+        return Delta(method=self.method, params=params, hparams_hash=hparams_hash(hparams),
+                     case_ids=tuple(case.case_id for case in cases), diagnostics=diagnostics)
+
+    @staticmethod
+    def _covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
+                    hparams: dict[str, Any]) -> torch.Tensor | None:
+        """``C_l`` from the shared, disk-cached key statistics (None without ``mom2_adjustment``)."""
+        if not hparams["mom2_adjustment"]:
+            return None
+        require_keys(hparams, ("mom2_n_samples", "model_name"), "memit (mom2_adjustment)")
+        return layer_covariance(
+            model, tokenizer, module_name, model_id=str(hparams["model_name"]),
+            revision=str(hparams.get("model_revision", "unknown-revision")),
+            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
+            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
+
+
+def editor(method: str) -> MEMITEditor:
+    """The MEMIT editor (the registry in :mod:`editcollapse.editors.api` calls this)."""
+    if method != "memit":
+        raise ValueError(f"editcollapse.editors.memit.editor provides 'memit', not {method!r}")
+    return MEMITEditor()

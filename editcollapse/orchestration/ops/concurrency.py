@@ -1,0 +1,34 @@
+"""One GPU, one model-editing job: the ``gpu`` tag limit, for tasks and for flow code.
+
+Every Prefect task that edits or evaluates a model carries the tag ``gpu`` (the sweep's
+``edit-shard``, the sequential ``sequential-trajectory``, the downstream ``downstream-evaluate``);
+with ``prefect concurrency-limit create gpu 1`` (or ``editcollapse setup-prefect``) the server
+lets one such task run at a time across all workers. Prefect 3 keeps a tag limit as the global
+concurrency limit ``tag:gpu``, so flow code that uses the GPU outside a task (the HardEdit flows)
+takes a slot of the same limit with :func:`gpu_slot`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from editcollapse.orchestration.ops.setup import GPU_TAG
+
+GPU_LIMIT = f"tag:{GPU_TAG}"
+
+
+@contextmanager
+def gpu_slot(enabled: bool = True, *, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold one slot of the ``gpu`` tag limit while the block runs (waiting for it first). A no-op
+    outside a flow or task run (``.fn`` calls: no server to ask), when ``enabled`` is false (e.g. a
+    remote LLM backend), or when the server has no ``gpu`` limit."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if not enabled or (FlowRunContext.get() is None and TaskRunContext.get() is None):
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(GPU_LIMIT, occupy=1, timeout_seconds=timeout_s, strict=False):
+        yield

@@ -1,0 +1,39 @@
+"""Prefect tasks of the single-edit sweep: thin wrappers around :mod:`editcollapse.stages.sweep`.
+
+No caching (``NO_CACHE``): resume is the warehouse's job (a shard whose ``edits`` part exists is
+not recomputed), and task inputs (cases, callbacks) are not worth hashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from editcollapse.core.case import EditCase
+from editcollapse.stages.sweep.engine import ShardResult, run_shard
+from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.run import SweepPlan, finish_sweep, prepare_sweep
+from editcollapse.warehouse.store import Warehouse
+
+
+@task(name="prepare-sweep", cache_policy=NO_CACHE)
+def prepare_sweep_task(spec: SweepSpec, warehouse_root: str) -> SweepPlan:
+    """Load and shard the cases, start the run, measure the baseline, list missing shards."""
+    return prepare_sweep(spec, Warehouse(warehouse_root))
+
+
+@task(name="edit-shard", task_run_name="shard-{shard:05d}", cache_policy=NO_CACHE,
+      tags=["gpu"])  # `prefect concurrency-limit create gpu 1`: one editing task per GPU at a time
+def edit_shard_task(spec: SweepSpec, shard: int, cases: list[EditCase], warehouse_root: str,
+                    on_case: Callable[[str], None] | None = None) -> ShardResult:
+    """Load the model once, edit → measure → restore each case of the shard, write its parts."""
+    return run_shard(spec, shard, cases, Warehouse(warehouse_root), on_case=on_case)
+
+
+@task(name="finish-sweep", cache_policy=NO_CACHE)
+def finish_sweep_task(plan: SweepPlan, warehouse_root: str, status: str = "completed") -> dict[str, Any]:
+    """Write the final runs row and the DuckDB catalog; return the summary."""
+    return finish_sweep(plan, Warehouse(warehouse_root), status=status)

@@ -1,0 +1,4 @@
+"""The study's stages as pure functions over the warehouse: sweep, HardCF, sequential, HardEdit, downstream, MEND training.
+
+Nothing here imports Prefect; :mod:`editcollapse.orchestration` wraps these in flows.
+"""

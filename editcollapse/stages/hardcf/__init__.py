@@ -1,0 +1,1 @@
+"""HardCF: the cases whose single edit collapsed at least one model."""

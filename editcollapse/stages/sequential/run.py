@@ -1,0 +1,175 @@
+"""A sequential run: its parameters and id, its trajectories, where it keeps them, its figures.
+
+Pure (no Prefect): ``editcollapse.orchestration.flows.sequential`` wraps these in tasks. A run's folder is its
+partition folder of the ``sequential`` table (``<warehouse>/sequential/model=…/method=…/run=…``):
+the finished trajectories' Parquet parts sit there beside ``deltas/<group>-trial<k>/`` (the
+per-step Deltas and rows that make a run resumable) and the PNG figures. Readers glob
+``*.parquet`` only, so the other files never show up in a query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from editcollapse.models.loading import LoadedModel
+from editcollapse.stages.sequential.groups import Member, trial_order
+from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
+from editcollapse.stages.sequential.rows import table_rows
+from editcollapse.stages.sequential.sources import Groups
+from editcollapse.stages.sequential.store import StepStore
+from editcollapse.stages.sequential.trajectory import EditFn, Evaluator, TrajectorySettings, run_trajectory
+from editcollapse.warehouse import Warehouse
+
+TABLE = "sequential"
+
+
+@dataclass(frozen=True)
+class SequentialConfig:
+    """Every parameter that decides a sequential run's rows (the run id is a digest of them)."""
+
+    model: str = "smollm2-135m"
+    method: str = "rome"
+    hard_source: str = "hardcf"
+    dataset: str = "counterfact"
+    n_edits: int = 20
+    trials: int = 3
+    seed: int = 0
+    ppl_corpus: str = "me-ppl-1k"
+    ppl_every: int = 1
+    threshold: float = 1000.0
+    group_size: int | None = None  # default: n_edits (each trial orders the whole group)
+    extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
+    extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step
+    sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
+
+    def __post_init__(self) -> None:
+        if self.n_edits < 1 or self.trials < 1:
+            raise ValueError(f"n_edits and trials must be ≥ 1, got {self.n_edits} and {self.trials}")
+        if self.group_size is not None and self.group_size < self.n_edits:
+            raise ValueError(f"group_size ({self.group_size}) must be ≥ n_edits ({self.n_edits})")
+
+    @property
+    def size(self) -> int:
+        return self.group_size or self.n_edits
+
+    def parameters(self) -> dict[str, Any]:
+        """Every field; the ones added later are left out while unset, so older run ids stay valid."""
+        values = asdict(self)
+        for name in ("extra_corpus", "sweep_run"):
+            if values[name] is None:
+                del values[name]
+        if "extra_corpus" not in values:
+            del values["extra_every"]
+        return values
+
+    def default_run_id(self) -> str:
+        """``seq-<digest>``: re-running the same command resumes the same run."""
+        digest = hashlib.sha256(json.dumps(self.parameters(), sort_keys=True).encode()).hexdigest()
+        return f"seq-{digest[:12]}"
+
+    def settings(self) -> TrajectorySettings:
+        return TrajectorySettings(threshold=self.threshold, ppl_every=self.ppl_every, extra_every=self.extra_every)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One (group, trial): the members it edits, in order."""
+
+    group: str
+    trial: int
+    members: list[Member]
+
+    @property
+    def shard(self) -> str:
+        return f"{self.group}-trial{self.trial:03d}"
+
+
+def plan_trajectories(groups: Groups, config: SequentialConfig) -> list[Trajectory]:
+    """hard trial 0, normal trial 0, hard trial 1, … (interleaved, so a partial run compares both)."""
+    return [Trajectory(name, trial, trial_order(members, config.n_edits, config.seed, trial))
+            for trial in range(config.trials)
+            for name, members in (("hard", groups.hard), ("normal", groups.normal))]
+
+
+def run_folder(warehouse: Warehouse, config: SequentialConfig, run_id: str) -> Path:
+    return warehouse.partition_dir(TABLE, config.model, config.method, run_id)
+
+
+def make_edit(method: str, hparams: dict[str, Any]) -> EditFn:
+    """The editor of ``method`` as ``(loaded model, case) -> Delta`` (always on the model as it is now)."""
+    from editcollapse.editors.api import get_editor
+
+    editor = get_editor(method)
+
+    def edit(loaded: LoadedModel, case) -> Any:
+        return editor.edit(loaded.model, loaded.tokenizer, loaded.arch, [case], hparams)
+
+    return edit
+
+
+def run_one(loaded: LoadedModel, edit: EditFn, evaluate: Evaluator, warehouse: Warehouse,
+            config: SequentialConfig, run_id: str, trajectory: Trajectory,
+            on_step: Callable[[dict[str, Any]], None] | None = None,
+            extra: Evaluator | None = None) -> list[dict[str, Any]]:
+    """Run (or resume, or just read back) one trajectory and write its part of the table.
+
+    ``extra``: the evaluator of ``config.extra_corpus`` (None when the run has no second corpus)."""
+    folder = run_folder(warehouse, config, run_id)
+    store = StepStore(folder / "deltas" / trajectory.shard)
+    labels = {"run_id": run_id, "group": trajectory.group, "trial": trajectory.trial,
+              "corpus": config.ppl_corpus, "extra_corpus": config.extra_corpus}
+    if warehouse.has_part(TABLE, config.model, config.method, run_id, trajectory.shard):
+        return store.stored_rows()  # finished earlier: its stored steps are its rows
+    rows = run_trajectory(loaded, edit, trajectory.members, evaluate, store, config.settings(), labels,
+                          on_step=on_step, extra=extra)
+    warehouse.write_part(TABLE, table_rows(rows), model=config.model, method=config.method,
+                         run_id=run_id, shard=trajectory.shard)
+    return rows
+
+
+def write_plots(rows: list[dict[str, Any]], folder: Path, config: SequentialConfig, run_id: str) -> list[Path]:
+    """The run's two figures (perplexity and cumulative weight-change norm vs edits) as PNG."""
+    title = f"{config.method} on {config.model}: hard vs normal ({config.ppl_corpus}, every {config.ppl_every})"
+    paths = [plot_perplexity(rows, folder / f"{run_id}-perplexity.png", threshold=config.threshold, title=title),
+             plot_norms(rows, folder / f"{run_id}-weight-change.png",
+                        title=f"{config.method} on {config.model}: cumulative weight change")]
+    if config.extra_corpus is not None:
+        title = (f"{config.method} on {config.model}: hard vs normal ({config.extra_corpus}, every "
+                 f"{config.extra_every} and at the end)")
+        paths.append(plot_perplexity(rows, folder / f"{run_id}-perplexity-extra.png", threshold=config.threshold,
+                                     title=title, value="extra_ppl_mean"))
+    return paths
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per trajectory: edits made, final perplexity, where it collapsed, final norms."""
+    lines: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["group"], row["trial"])
+        line = lines.setdefault(key, {"group": row["group"], "trial": row["trial"], "edits": 0,
+                                      "baseline_ppl": None, "final_ppl": None, "collapsed_at": None,
+                                      "final_all_success": None, "cumulative_fro": None,
+                                      "cumulative_spectral": None, "errors": 0,
+                                      "baseline_extra_ppl": None, "final_extra_ppl": None})
+        if row["step"] == 0:
+            line["baseline_ppl"] = row["ppl_mean"]
+            line["baseline_extra_ppl"] = row.get("extra_ppl_mean")
+            continue
+        if row.get("extra_ppl_mean") is not None:
+            line["final_extra_ppl"] = row["extra_ppl_mean"]
+        line["edits"] = row["step"]
+        line["errors"] += row.get("error") is not None
+        if row.get("ppl_mean") is not None:
+            line["final_ppl"] = row["ppl_mean"]
+            successes = row.get("successes") or []
+            line["final_all_success"] = sum(successes) / len(successes) if successes else None
+        if row.get("collapsed") and line["collapsed_at"] is None:
+            line["collapsed_at"] = row["step"]
+        line["cumulative_fro"] = row.get("cumulative_fro")
+        line["cumulative_spectral"] = row.get("cumulative_spectral")
+    return [lines[key] for key in sorted(lines)]

@@ -1,0 +1,99 @@
+"""What a single-edit sweep is: its parameters, its run id, its cases and their shards.
+
+A sweep is defined by :class:`SweepSpec`. Its cases are loaded in a fixed order and cut into
+fixed-size shards, so shard ``i`` always holds the same cases: a shard is the unit of work, of
+resume and of the warehouse part name. The default run id is a digest of the parameters, so
+running the same command again resumes (and, when finished, recomputes nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from editcollapse.core.case import EditCase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PPL_CORPUS = "me-ppl-50"
+FALLBACK_PPL_CORPUS = "embedded-50"  # built from packaged English text: works offline
+COLLAPSE_THRESHOLD = 1000.0  # the paper's: a model whose ME-PPL exceeds it has collapsed
+DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.stages.sweep.batched); 1: one at a time
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything that defines a sweep's numbers (and so its run id)."""
+
+    model: str
+    method: str
+    dataset: str
+    limit: int | None = None
+    shard_size: int = 10
+    ppl_corpus: str = DEFAULT_PPL_CORPUS
+    threshold: float = COLLAPSE_THRESHOLD
+    seed: int = 0
+    ppl_batch_size: int = 16
+    device: str | None = None
+    run_id: str = field(default="")
+    batch: int = DEFAULT_BATCH  # edits computed together (ROME/r-ROME); 1 = the one-at-a-time reference loop
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, got {self.shard_size}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1 (or None for all cases), got {self.limit}")
+        if not self.run_id:
+            object.__setattr__(self, "run_id", default_run_id(self.parameters()))
+
+    def parameters(self) -> dict[str, Any]:
+        """The parameters recorded in the ``runs`` row (the run id, device and batch excluded: they
+        do not change the numbers — the batched engine equals the one-at-a-time loop up to float
+        rounding; each ``edits`` row's diagnostics record its ``batch_size``)."""
+        params = asdict(self)
+        params.pop("run_id")
+        params.pop("device")
+        params.pop("batch")
+        return params
+
+
+def default_run_id(parameters: dict[str, Any]) -> str:
+    """``sweep-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sweep-{digest[:12]}"
+
+
+def resolve_ppl_corpus(name: str) -> str:
+    """``name``, or the embedded corpus when the released ME-PPL-50 file cannot be found offline
+    (logged: the corpus actually used is what the run and every ``ppl`` row record)."""
+    from editcollapse.datasets import load_ppl_corpus
+    from editcollapse.datasets.download import DataUnavailable
+
+    if name != DEFAULT_PPL_CORPUS:
+        return name
+    try:
+        load_ppl_corpus(name)
+    except DataUnavailable as error:
+        log.warning("ME-PPL-50 is not available here (%s); measuring perplexity on %s instead",
+                    str(error).splitlines()[0], FALLBACK_PPL_CORPUS)
+        return FALLBACK_PPL_CORPUS
+    return name
+
+
+def shard_cases(cases: list[EditCase], shard_size: int) -> list[list[EditCase]]:
+    """Consecutive shards of ``shard_size`` cases (the last may be shorter)."""
+    return [cases[start:start + shard_size] for start in range(0, len(cases), shard_size)]
+
+
+def check_unique_ids(cases: list[EditCase]) -> None:
+    """Case ids key every row; two cases with one id would make rows ambiguous."""
+    seen: set[str] = set()
+    for case in cases:
+        if case.case_id in seen:
+            raise ValueError(f"duplicate case id {case.case_id!r} in the sweep's cases")
+        seen.add(case.case_id)

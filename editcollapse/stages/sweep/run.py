@@ -1,0 +1,131 @@
+"""A whole sweep without Prefect: prepare (cases, runs row, baseline), run missing shards, finish.
+
+The Prefect flow (``editcollapse.orchestration.flows.sweep``) calls :func:`prepare_sweep` and
+:func:`finish_sweep` and fans :func:`~editcollapse.stages.sweep.engine.run_shard` out as tasks;
+:func:`run_sweep` does the same in one process, one shard after another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from editcollapse.core.case import EditCase
+from editcollapse.stages.sweep.engine import SweepResources, load_resources, run_shard, shard_done, worker_resources
+from editcollapse.stages.sweep.plan import SweepSpec, check_unique_ids, shard_cases
+from editcollapse.warehouse.runs import finish_run, start_run, write_run
+from editcollapse.warehouse.store import Warehouse
+
+log = logging.getLogger(__name__)
+
+STAGE = "single_edit_sweep"
+INVALID_PART = "invalid"
+SWEPT_TABLES = ("cases", "edit_metrics", "ppl", "edits")
+
+
+@dataclass
+class SweepPlan:
+    """A prepared sweep: its shards, which of them are still missing, and its ``runs`` row."""
+
+    spec: SweepSpec
+    shards: list[list[EditCase]]
+    pending: list[int]
+    run_row: dict[str, Any]
+    n_invalid: int
+
+    @property
+    def n_cases(self) -> int:
+        return sum(len(shard) for shard in self.shards)
+
+
+def load_sweep_cases(spec: SweepSpec) -> tuple[list[EditCase], list[Any]]:
+    """The sweep's valid cases (in the loader's order) and the loader's error records."""
+    from editcollapse.datasets import load_cases
+
+    loaded = load_cases(spec.dataset, limit=spec.limit, seed=spec.seed)
+    return list(loaded.cases), list(loaded.errors)
+
+
+def prepare_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase] | None = None,
+                  resources: SweepResources | None = None) -> SweepPlan:
+    """Load and shard the cases, (re)start the ``runs`` row, store the loader's rejected records
+    as ``invalid`` rows, measure the unedited model's perplexity once per run, and list the
+    shards not yet in the warehouse. ``cases`` overrides loading ``spec.dataset`` (then
+    ``spec.limit`` still applies)."""
+    errors: list[Any] = []
+    if cases is None:
+        cases, errors = load_sweep_cases(spec)
+    elif spec.limit is not None:
+        cases = cases[:spec.limit]
+    if not cases:
+        raise ValueError(f"no valid cases to sweep in {spec.dataset!r} ({len(errors)} rejected records)")
+    check_unique_ids(cases)
+    shards = shard_cases(cases, spec.shard_size)
+    row = start_run(warehouse, model=spec.model, method=spec.method, run_id=spec.run_id, stage=STAGE,
+                    dataset=spec.dataset, parameters=spec.parameters(), n_shards=len(shards),
+                    ppl_corpus=spec.ppl_corpus, threshold=spec.threshold)
+    for table in SWEPT_TABLES:
+        warehouse.remove_stray_temps(table, spec.model, spec.method, spec.run_id)
+    if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
+        warehouse.write_part("edits", _invalid_rows(spec, errors), model=spec.model,
+                             method=spec.method, run_id=spec.run_id, shard=INVALID_PART)
+    if row.get("baseline_ppl_mean") is None:
+        row.update(_baseline(spec, resources or worker_resources(spec)))
+        write_run(warehouse, spec.model, spec.method, row)
+    pending = [index for index in range(len(shards)) if not shard_done(warehouse, spec, index)]
+    return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
+
+
+def _baseline(spec: SweepSpec, resources: SweepResources) -> dict[str, float]:
+    from editcollapse.evaluation.perplexity import perplexity
+
+    loaded = resources.loaded
+    result = perplexity(loaded.model, loaded.tokenizer, resources.ppl_texts, batch_size=spec.ppl_batch_size)
+    return {"baseline_ppl_mean": float(result.mean_per_text), "baseline_ppl_corpus": float(result.corpus)}
+
+
+def _invalid_rows(spec: SweepSpec, errors: list[Any]) -> list[dict[str, Any]]:
+    """One ``invalid`` row per rejected record (file, index), with all its problems."""
+    grouped: dict[tuple[str, int], list[str]] = {}
+    for error in errors:
+        grouped.setdefault((str(error.file), error.index), []).append(f"field {error.field!r}: {error.reason}")
+    return [{"run_id": spec.run_id, "case_id": f"invalid:{Path(file).name}#{index}", "shard": None,
+             "status": "invalid", "error_type": "CaseError", "error": f"{file}: record {index}: " + "; ".join(problems)}
+            for (file, index), problems in grouped.items()]
+
+
+def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> dict[str, Any]:
+    """Write the run's final ``runs`` row (counts from the warehouse, so resumed shards count;
+    status ``running`` while other workers still hold shards) and refresh the DuckDB catalog
+    file; return the run summary."""
+    from editcollapse.stages.sweep.summary import run_summary
+    from editcollapse.warehouse.catalog import build_catalog
+
+    spec = plan.spec
+    if status == "completed" and not all(shard_done(warehouse, spec, i) for i in range(len(plan.shards))):
+        status = "running"  # shards claimed by other workers: the last of them to finish completes the run
+    summary = run_summary(warehouse, spec.model, spec.method, spec.run_id)
+    finish_run(warehouse, spec.model, spec.method, plan.run_row, status=status, n_cases=summary["n_cases"],
+               n_errors=summary["n_errors"], n_collapsed=summary["n_collapsed"])
+    build_catalog(warehouse)
+    summary.update(baseline_ppl_mean=plan.run_row.get("baseline_ppl_mean"), status=status)
+    return summary
+
+
+def run_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase] | None = None,
+              on_case: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Prepare, run every missing shard here (loading the model once), finish; return the summary."""
+    resources = load_resources(spec)
+    plan = prepare_sweep(spec, warehouse, cases=cases, resources=resources)
+    log.info("run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases,
+             len(plan.shards), len(plan.pending))
+    try:
+        for index in plan.pending:
+            run_shard(spec, index, plan.shards[index], warehouse, resources=resources, on_case=on_case)
+    except BaseException:
+        finish_sweep(plan, warehouse, status="failed")
+        raise
+    return finish_sweep(plan, warehouse)
