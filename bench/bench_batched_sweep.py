@@ -34,15 +34,25 @@ def child_main(args: argparse.Namespace) -> None:
     from editcollapse.stages.sweep.engine import _outcomes, load_resources
     from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
 
-    spec = SweepSpec(model=args.model, method="rome", dataset="geofacts", limit=args.n,
-                     ppl_corpus=resolve_ppl_corpus(args.ppl_corpus), batch=args.batch if args.path == "batched" else 1,
-                     device="cpu")
+    spec = SweepSpec(
+        model=args.model,
+        method="rome",
+        dataset="geofacts",
+        limit=args.n,
+        ppl_corpus=resolve_ppl_corpus(args.ppl_corpus),
+        batch=args.batch if args.path == "batched" else 1,
+        device="cpu",
+    )
     cases = list(load_cases("geofacts", limit=args.n, seed=0).cases)
     resources = load_resources(spec)
     loaded, hparams = resources.loaded, resources.hparams
     clock = (time.perf_counter(), time.process_time())
-    context_templates(loaded.model, loaded.tokenizer, hparams["context_template_length_params"],
-                      seed=int(hparams.get("context_template_seed", 0)))
+    context_templates(
+        loaded.model,
+        loaded.tokenizer,
+        hparams["context_template_length_params"],
+        seed=int(hparams.get("context_template_seed", 0)),
+    )
     if uses_batched_engine(spec, resources):
         batched_state(spec, resources)
     setup = (time.perf_counter() - clock[0], time.process_time() - clock[1])
@@ -50,35 +60,77 @@ def child_main(args: argparse.Namespace) -> None:
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            list(_outcomes(spec, cases[:args.n], resources))
+            list(_outcomes(spec, cases[: args.n], resources))
         print(json.dumps({"flops_per_case": counter.get_total_flops() / args.n, "setup_wall": 0}), flush=True)
         return
-    print(json.dumps({"ready": args.path, "setup_wall": setup[0], "setup_cpu": setup[1], "layer": hparams["layers"],
-                      "mom2_adjustment": hparams["mom2_adjustment"], "ppl_corpus": spec.ppl_corpus,
-                      "threads": args.threads, "batch": spec.batch}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": args.path,
+                "setup_wall": setup[0],
+                "setup_cpu": setup[1],
+                "layer": hparams["layers"],
+                "mom2_adjustment": hparams["mom2_adjustment"],
+                "ppl_corpus": spec.ppl_corpus,
+                "threads": args.threads,
+                "batch": spec.batch,
+            }
+        ),
+        flush=True,
+    )
     for line in sys.stdin:  # one chunk of cases per line: [start, stop]
         first, stop = json.loads(line)
         start = (time.perf_counter(), time.process_time())
         rows = []
         for case, pre, edit_row, metrics, ppl_row in _outcomes(spec, cases[first:stop], resources):
-            rows.append({"case_id": case.case_id, "status": edit_row["status"],
-                         "edit_cpu_seconds": edit_row.get("edit_cpu_seconds"),
-                         "eval_cpu_seconds": edit_row.get("eval_cpu_seconds"),
-                         "v_steps": json.loads(edit_row.get("diagnostics", "{}")).get("v_steps"),
-                         "ppl_mean": None if ppl_row is None else ppl_row["ppl_mean"], "pre": pre, "post": metrics})
-        print(json.dumps({"path": args.path, "wall": time.perf_counter() - start[0],
-                          "cpu": time.process_time() - start[1], "load": os.getloadavg()[0],
-                          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                          "rows": rows}), flush=True)
+            rows.append(
+                {
+                    "case_id": case.case_id,
+                    "status": edit_row["status"],
+                    "edit_cpu_seconds": edit_row.get("edit_cpu_seconds"),
+                    "eval_cpu_seconds": edit_row.get("eval_cpu_seconds"),
+                    "v_steps": json.loads(edit_row.get("diagnostics", "{}")).get("v_steps"),
+                    "ppl_mean": None if ppl_row is None else ppl_row["ppl_mean"],
+                    "pre": pre,
+                    "post": metrics,
+                }
+            )
+        print(
+            json.dumps(
+                {
+                    "path": args.path,
+                    "wall": time.perf_counter() - start[0],
+                    "cpu": time.process_time() - start[1],
+                    "load": os.getloadavg()[0],
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    "rows": rows,
+                }
+            ),
+            flush=True,
+        )
 
 
 class Child:
     """One path's worker process: loads the model once, then computes the chunks it is sent."""
 
     def __init__(self, args: argparse.Namespace, path: str) -> None:
-        command = [sys.executable, __file__, "--child", "--path", path, "--n", str(args.n),
-                   "--batch", str(args.batch), "--threads", str(args.threads), "--model", args.model,
-                   "--ppl-corpus", args.ppl_corpus] + (["--flops"] if args.flops else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--path",
+            path,
+            "--n",
+            str(args.n),
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+            "--model",
+            args.model,
+            "--ppl-corpus",
+            args.ppl_corpus,
+        ] + (["--flops"] if args.flops else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         self.path = path
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -104,17 +156,26 @@ class Child:
 
     def totals(self) -> dict:
         rows = [row for chunk in self.chunks for row in chunk["rows"]]
-        return {"path": self.path, "n": len(rows), "wall": sum(c["wall"] for c in self.chunks),
-                "cpu": sum(c["cpu"] for c in self.chunks), "setup_wall": self.setup["setup_wall"],
-                "setup_cpu": self.setup["setup_cpu"], "peak_rss_mib": max(c["peak_rss_mib"] for c in self.chunks),
-                "setup": self.setup, "rows": rows,
-                "chunks": [{k: v for k, v in c.items() if k != "rows"} for c in self.chunks]}
+        return {
+            "path": self.path,
+            "n": len(rows),
+            "wall": sum(c["wall"] for c in self.chunks),
+            "cpu": sum(c["cpu"] for c in self.chunks),
+            "setup_wall": self.setup["setup_wall"],
+            "setup_cpu": self.setup["setup_cpu"],
+            "peak_rss_mib": max(c["peak_rss_mib"] for c in self.chunks),
+            "setup": self.setup,
+            "rows": rows,
+            "chunks": [{k: v for k, v in c.items() if k != "rows"} for c in self.chunks],
+        }
 
 
 def report(totals: dict) -> str:
-    return (f"{totals['path']}: {totals['n']} cases in {totals['wall']:.1f} s wall / {totals['cpu']:.1f} s CPU "
-            f"(+ set-up {totals['setup_wall']:.1f} s wall); {totals['n'] / totals['wall']:.4f} cases/s wall, "
-            f"{totals['n'] / totals['cpu']:.4f} cases per CPU-s; peak RSS {totals['peak_rss_mib']:.0f} MiB")
+    return (
+        f"{totals['path']}: {totals['n']} cases in {totals['wall']:.1f} s wall / {totals['cpu']:.1f} s CPU "
+        f"(+ set-up {totals['setup_wall']:.1f} s wall); {totals['n'] / totals['wall']:.4f} cases/s wall, "
+        f"{totals['n'] / totals['cpu']:.4f} cases per CPU-s; peak RSS {totals['peak_rss_mib']:.0f} MiB"
+    )
 
 
 def compare(batched: dict, naive: dict) -> dict:
@@ -163,13 +224,20 @@ def main() -> None:
         stop = min(first + args.chunk, args.n)
         for path, child in children.items():
             chunk = child.run(first, stop)
-            print(f"  cases {first}-{stop - 1} {path}: {chunk['wall']:.1f} s wall, {chunk['cpu']:.1f} s CPU, "
-                  f"load {chunk['load']:.1f}", flush=True)
+            print(
+                f"  cases {first}-{stop - 1} {path}: {chunk['wall']:.1f} s wall, {chunk['cpu']:.1f} s CPU, "
+                f"load {chunk['load']:.1f}",
+                flush=True,
+            )
         results = {path: child.totals() for path, child in children.items()}
         if {"batched", "naive"} <= set(results):
             b, n = results["batched"], results["naive"]
-            results["summary"] = {"n": b["n"], "ratio_wall": n["wall"] / b["wall"], "ratio_cpu": n["cpu"] / b["cpu"],
-                                  **compare(b, n)}
+            results["summary"] = {
+                "n": b["n"],
+                "ratio_wall": n["wall"] / b["wall"],
+                "ratio_cpu": n["cpu"] / b["cpu"],
+                **compare(b, n),
+            }
             print("  so far: " + json.dumps(results["summary"]), flush=True)
         if args.output:
             args.output.write_text(json.dumps(results, indent=1))

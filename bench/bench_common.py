@@ -18,7 +18,7 @@ def spread_cases(source: str, n: int) -> list:
     """``n`` cases spread evenly over the source, so relations and templates mix (the cases the
     SmolLM2 ROME test uses for n = 20)."""
     cases = load_cases(source).cases
-    return cases[::max(1, len(cases) // n)][:n]
+    return cases[:: max(1, len(cases) // n)][:n]
 
 
 def mean_of(rows: list[dict], key: str) -> float:

@@ -1,6 +1,6 @@
 """Time loading + validating all of CounterFact (21,919 cases) from a data root.
 
-    EDITCOLLAPSE_DATA=../shared/data .venv/bin/python bench/bench_load_counterfact.py [--repeats 5]
+EDITCOLLAPSE_DATA=../shared/data .venv/bin/python bench/bench_load_counterfact.py [--repeats 5]
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ def main() -> None:
         load = load_cases(args.source)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    print(f"{args.source}: {len(load.cases)} cases, {len(load.errors)} error rows, {len(load.files)} file(s); "
-          f"load+validate over {args.repeats} runs: wall median {statistics.median(wall):.3f} s "
-          f"(min {min(wall):.3f} s), CPU median {statistics.median(cpu):.3f} s")
+    print(
+        f"{args.source}: {len(load.cases)} cases, {len(load.errors)} error rows, {len(load.files)} file(s); "
+        f"load+validate over {args.repeats} runs: wall median {statistics.median(wall):.3f} s "
+        f"(min {min(wall):.3f} s), CPU median {statistics.median(cpu):.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -36,9 +36,11 @@ def main() -> None:
     corpus = load_ppl_corpus(args.corpus)
     loaded = load_model(args.model, device="cpu")
     result = perplexity(loaded.model, loaded.tokenizer, corpus.texts)  # warm-up, and the numbers
-    print(f"{args.model} on {corpus.name} ({len(corpus.texts)} texts, {result.n_tokens} scored tokens, "
-          f"{torch.get_num_threads()} threads): mean per-sentence ppl {result.mean_per_text:.4f}, "
-          f"corpus ppl {result.corpus:.4f}")
+    print(
+        f"{args.model} on {corpus.name} ({len(corpus.texts)} texts, {result.n_tokens} scored tokens, "
+        f"{torch.get_num_threads()} threads): mean per-sentence ppl {result.mean_per_text:.4f}, "
+        f"corpus ppl {result.corpus:.4f}"
+    )
     for batch_size in args.batch_sizes:
         seconds, cpu_seconds = [], []
         for _ in range(args.repeats):
@@ -47,9 +49,11 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu_start)
         drift = abs(again.mean_per_text - result.mean_per_text) / result.mean_per_text
-        print(f"batch {batch_size:>3}: best {min(seconds):6.2f} s, median {statistics.median(seconds):6.2f} s "
-              f"(CPU best {min(cpu_seconds):6.2f} s) over {args.repeats} passes "
-              f"(mean ppl relative drift vs the default batch size: {drift:.1e})")
+        print(
+            f"batch {batch_size:>3}: best {min(seconds):6.2f} s, median {statistics.median(seconds):6.2f} s "
+            f"(CPU best {min(cpu_seconds):6.2f} s) over {args.repeats} passes "
+            f"(mean ppl relative drift vs the default batch size: {drift:.1e})"
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def main() -> None:
     out: dict[str, float] = {}
     from editcollapse.editors.rome.context_templates import context_templates
 
-    context_templates(model, tokenizer, base["context_template_length_params"],  # sampled once per run: not counted
-                      seed=int(base.get("context_template_seed", 0)))
+    context_templates(
+        model,
+        tokenizer,
+        base["context_template_length_params"],  # sampled once per run: not counted
+        seed=int(base.get("context_template_seed", 0)),
+    )
 
     def count(function) -> float:
         with FlopCounterMode(display=False) as counter:
@@ -54,8 +58,9 @@ def main() -> None:
     for steps in (1, 2):
         hparams = {**base, "v_num_grad_steps": steps}
         editor = get_editor("rome")
-        out[f"naive_edit_{steps}"] = count(lambda e=editor, h=hparams: [e.edit(model, tokenizer, loaded.arch, [c], h)
-                                                                    for c in cases])
+        out[f"naive_edit_{steps}"] = count(
+            lambda e=editor, h=hparams: [e.edit(model, tokenizer, loaded.arch, [c], h) for c in cases]
+        )
         engine = BatchedROME(model, tokenizer, loaded.arch, hparams)
         out[f"batched_edit_{steps}"] = count(lambda e=engine: e.updates(cases))
     updates = engine.updates(cases)
@@ -87,9 +92,11 @@ def main() -> None:
     print(json.dumps(out, indent=1))
     for path in ("naive", "batched"):
         step = out[f"{path}_edit_2"] - out[f"{path}_edit_1"]
-        print(f"{path}: edit {out[f'{path}_edit_1'] / 1e9:.1f} GFLOP + {step / 1e9:.1f} GFLOP per v* step; "
-              f"evaluation {out[f'{path}_eval'] / 1e9:.1f} GFLOP per case; at 24 steps: "
-              f"{(out[f'{path}_edit_1'] + 24 * step + out[f'{path}_eval']) / 1e12:.3f} TFLOP per case")
+        print(
+            f"{path}: edit {out[f'{path}_edit_1'] / 1e9:.1f} GFLOP + {step / 1e9:.1f} GFLOP per v* step; "
+            f"evaluation {out[f'{path}_eval'] / 1e9:.1f} GFLOP per case; at 24 steps: "
+            f"{(out[f'{path}_edit_1'] + 24 * step + out[f'{path}_eval']) / 1e12:.3f} TFLOP per case"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def main() -> None:
         if kind == "edit":
             groups[f"edit relation={case.extra['relation']}"].append(hit)
             groups[f"edit subject_first={case.extra['subject_first']}"].append(hit)
-    print(f"model {args.model}, {len(cases)} geofacts cases (seed {args.seed}), "
-          f"{len(pairs)} scored pairs in {seconds:.1f} s")
+    print(
+        f"model {args.model}, {len(cases)} geofacts cases (seed {args.seed}), "
+        f"{len(pairs)} scored pairs in {seconds:.1f} s"
+    )
     print(f"{'group':40s} {'n':>5s} {'P(true)>P(new)':>15s} {'greedy=true':>12s}")
     for name in sorted(groups, key=lambda g: (not g.startswith("edit"), g != "edit", g)):
         hits = groups[name]

@@ -45,8 +45,11 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="*", default=[], help="MEMIT mom2_update_weight values")
     parser.add_argument("--samples", type=int, default=None, help="MEMIT mom2_n_samples override")
     parser.add_argument("--eps", type=float, nargs="*", default=[], help="FT-L∞ norm_constraint values")
-    parser.add_argument("--spread", action="store_true",
-                        help="CASES cases spread over all geofacts (cases[::len // CASES]) instead of the first CASES")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="CASES cases spread over all geofacts (cases[::len // CASES]) instead of the first CASES",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,8 +70,10 @@ def main() -> None:
             for layer in base["layers"]:
                 start = time.perf_counter()
                 hparams_covariance(lm.model, lm.tokenizer, base["rewrite_module_tmp"].format(layer), base)
-                print(f"covariance layer {layer} ({base['mom2_n_samples']} texts): "
-                      f"{time.perf_counter() - start:.1f} s", flush=True)
+                print(
+                    f"covariance layer {layer} ({base['mom2_n_samples']} texts): {time.perf_counter() - start:.1f} s",
+                    flush=True,
+                )
         for weight in args.weights or [base["mom2_update_weight"]]:
             hparams = dict(base, mom2_update_weight=weight)
             start = time.perf_counter()
@@ -77,8 +82,11 @@ def main() -> None:
             with delta.applied(lm.model):
                 post = summary(measure_cases(lm.model, lm.tokenizer, cases))
             errors = [round(layer["z_error_mean"], 1) for layer in delta.diagnostics["layers"]]
-            print(f"memit λ={weight:g}: {seconds:.1f} s/batch of {len(cases)} {post} z error per layer {errors} "
-                  f"→ {delta.diagnostics['z_error_after_mean']:.1f}", flush=True)
+            print(
+                f"memit λ={weight:g}: {seconds:.1f} s/batch of {len(cases)} {post} z error per layer {errors} "
+                f"→ {delta.diagnostics['z_error_after_mean']:.1f}",
+                flush=True,
+            )
     else:
         for eps in args.eps or [base["norm_constraint"]]:
             hparams = dict(base, norm_constraint=eps)

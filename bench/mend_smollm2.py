@@ -39,14 +39,17 @@ def main() -> None:
 
     def report(iteration: int, total: int, info: dict[str, float]) -> None:
         if iteration % 10 == 0 or iteration == total:
-            print(f"[{time.monotonic() - started:7.1f}s] iteration {iteration}/{total} "
-                  + " ".join(f"{k}={v:.4g}" for k, v in info.items()), flush=True)
+            print(
+                f"[{time.monotonic() - started:7.1f}s] iteration {iteration}/{total} "
+                + " ".join(f"{k}={v:.4g}" for k, v in info.items()),
+                flush=True,
+            )
 
     summary = train_for_model(loaded, hparams, data=data, on_iteration=report)
     print(json.dumps({k: v for k, v in summary.items() if k != "hparams"}, indent=1), flush=True)
     cases = list(data.val)
     random.Random(1).shuffle(cases)
-    result = evaluate_heldout(loaded, hparams, cases[:args.heldout])
+    result = evaluate_heldout(loaded, hparams, cases[: args.heldout])
     result.update(train=summary, threads=args.threads)
     print(json.dumps(result, indent=1, default=str), flush=True)
     if args.out:

@@ -43,12 +43,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     loaded = load_model(args.model, device="cpu")
-    cases = spread_cases(args.source, args.cases)[args.start:][:args.take or None]
-    texts = [text for text in english_texts("embedded") if 8 <= len(text.split()) <= 40][:args.ppl_texts]
+    cases = spread_cases(args.source, args.cases)[args.start :][: args.take or None]
+    texts = [text for text in english_texts("embedded") if 8 <= len(text.split()) <= 40][: args.ppl_texts]
     pre = measure_cases(loaded.model, loaded.tokenizer, cases)
     pre_ppl = perplexity(loaded.model, loaded.tokenizer, texts).mean_per_text if texts else float("nan")
-    print(f"{args.model}: {len(cases)} {args.source} cases; pre-edit "
-          + ", ".join(f"{key} {mean_of(pre, key):.3f}" for key in METRICS) + f", ppl {pre_ppl:.1f}")
+    print(
+        f"{args.model}: {len(cases)} {args.source} cases; pre-edit "
+        + ", ".join(f"{key} {mean_of(pre, key):.3f}" for key in METRICS)
+        + f", ppl {pre_ppl:.1f}"
+    )
     editor = get_editor(args.method)
     print("| layer | efficacy | paraphrase | neighborhood | max ppl | median ‖ΔW‖ | s/edit |")
     print("|---|---|---|---|---|---|---|")
@@ -62,16 +65,27 @@ def main() -> None:
             with delta.applied(loaded.model):
                 (metrics,) = measure_cases(loaded.model, loaded.tokenizer, [case])
                 ppl = perplexity(loaded.model, loaded.tokenizer, texts).mean_per_text if texts else float("nan")
-            row = {"layer": layer, "case_id": case.case_id, "seconds": seconds, "ppl": ppl, **metrics,
-                   **{f"pre_{key}": value for key, value in case_pre.items()}, **delta.diagnostics}
+            row = {
+                "layer": layer,
+                "case_id": case.case_id,
+                "seconds": seconds,
+                "ppl": ppl,
+                **metrics,
+                **{f"pre_{key}": value for key, value in case_pre.items()},
+                **delta.diagnostics,
+            }
             layer_rows.append(row)
             if args.json:
                 with open(args.json, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
-        print(f"| {layer} | " + " | ".join(f"{mean_of(layer_rows, key):.3f}" for key in METRICS)
-              + f" | {max(row['ppl'] for row in layer_rows):.1f}"
-              + f" | {statistics.median(row['delta_fro'] for row in layer_rows):.2f}"
-              + f" | {mean_of(layer_rows, 'seconds'):.1f} |", flush=True)
+        print(
+            f"| {layer} | "
+            + " | ".join(f"{mean_of(layer_rows, key):.3f}" for key in METRICS)
+            + f" | {max(row['ppl'] for row in layer_rows):.1f}"
+            + f" | {statistics.median(row['delta_fro'] for row in layer_rows):.2f}"
+            + f" | {mean_of(layer_rows, 'seconds'):.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

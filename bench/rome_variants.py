@@ -53,7 +53,7 @@ def main() -> None:
     model, tokenizer = loaded.model, loaded.tokenizer
     cases = spread_cases(args.source, args.cases)
     indices = [int(i) for i in args.indices.split(",")] if args.indices else list(range(len(cases)))
-    texts = [t for t in english_texts("embedded") if 8 <= len(t.split()) <= 40][:args.ppl_texts]
+    texts = [t for t in english_texts("embedded") if 8 <= len(t.split()) <= 40][: args.ppl_texts]
     chosen = [cases[i] for i in indices]
     pre = measure_cases(model, tokenizer, chosen)
     variants = args.variants.split(",")
@@ -69,18 +69,33 @@ def main() -> None:
         if any(v.endswith("-C") for v in variants):
             start = time.perf_counter()
             covariance = hparams_covariance(model, tokenizer, rewrite_name, hparams).double()
-            print(f"layer {layer}: covariance ({hparams['mom2_n_samples']} texts) {time.perf_counter() - start:.1f} s",
-                  flush=True)
+            print(
+                f"layer {layer}: covariance ({hparams['mom2_n_samples']} texts) {time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
         settings = TargetSettings.from_hparams(hparams)
-        templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
-                                      seed=int(hparams.get("context_template_seed", 0)))
+        templates = context_templates(
+            model,
+            tokenizer,
+            hparams["context_template_length_params"],
+            seed=int(hparams.get("context_template_seed", 0)),
+        )
         rows: dict[str, list[dict]] = {v: [] for v in variants}
         for index, case, case_pre in zip(indices, chosen, pre, strict=True):
             start = time.perf_counter()
-            keys, outputs, located = keys_at_templates(model, tokenizer, rewrite, templates, case.prompt,
-                                                       case.subject, settings.fact_token)
-            target = optimize_target_vector(model, tokenizer, hparams["mlp_module_tmp"].format(layer), case.prompt,
-                                            case.subject, case.target_new, templates, settings)
+            keys, outputs, located = keys_at_templates(
+                model, tokenizer, rewrite, templates, case.prompt, case.subject, settings.fact_token
+            )
+            target = optimize_target_vector(
+                model,
+                tokenizer,
+                hparams["mlp_module_tmp"].format(layer),
+                case.prompt,
+                case.subject,
+                case.target_new,
+                templates,
+                settings,
+            )
             seconds = time.perf_counter() - start
             k_star = keys.mean(0)
             for variant in variants:
@@ -91,35 +106,57 @@ def main() -> None:
                 u = (direction / direction.norm()).to(k_star.dtype)
                 key, output = (k_star, outputs.mean(0)) if method == "r-rome" else (keys[0], outputs[0])
                 right = (target.target - output) / torch.dot(key, u)
-                delta = Delta(method=method, params={f"{rewrite_name}.weight": rank_one_param_delta(rewrite, u, right)},
-                              hparams_hash=hparams_hash(hparams), case_ids=(case.case_id,))
+                delta = Delta(
+                    method=method,
+                    params={f"{rewrite_name}.weight": rank_one_param_delta(rewrite, u, right)},
+                    hparams_hash=hparams_hash(hparams),
+                    case_ids=(case.case_id,),
+                )
                 with delta.applied(model):
                     (metrics,) = measure_cases(model, tokenizer, [case])
                     ppl = perplexity(model, tokenizer, texts).mean_per_text if texts else float("nan")
-                row = {"variant": variant, "layer": layer, "index": index, "case_id": case.case_id,
-                       "v_seconds": seconds, "ppl": ppl, **metrics,
-                       **{f"pre_{k}": value for k, value in case_pre.items()},
-                       "denominator": float(torch.dot(key, u)), "right_norm": float(right.norm()),
-                       "lookup_token": located[0].position, "subject_first_token": located[0].subject_span[0],
-                       "cos_k_bare_k_star": float(torch.nn.functional.cosine_similarity(
-                           keys[0].double(), k_star.double(), dim=0)),
-                       "target_prob": target.target_prob, "v_steps": target.steps,
-                       "v_init_norm": float(target.init.norm()), "v_delta_norm": float(target.delta.norm()),
-                       "overrides": overrides}
+                row = {
+                    "variant": variant,
+                    "layer": layer,
+                    "index": index,
+                    "case_id": case.case_id,
+                    "v_seconds": seconds,
+                    "ppl": ppl,
+                    **metrics,
+                    **{f"pre_{k}": value for k, value in case_pre.items()},
+                    "denominator": float(torch.dot(key, u)),
+                    "right_norm": float(right.norm()),
+                    "lookup_token": located[0].position,
+                    "subject_first_token": located[0].subject_span[0],
+                    "cos_k_bare_k_star": float(
+                        torch.nn.functional.cosine_similarity(keys[0].double(), k_star.double(), dim=0)
+                    ),
+                    "target_prob": target.target_prob,
+                    "v_steps": target.steps,
+                    "v_init_norm": float(target.init.norm()),
+                    "v_delta_norm": float(target.delta.norm()),
+                    "overrides": overrides,
+                }
                 rows[variant].append(row)
-                print(f"  [{index}] {case.case_id} {variant}: eff {metrics['efficacy_success']:.2f} "
-                      f"para {metrics['paraphrase_success']:.2f} nb {case_pre['neighborhood_success']:.2f}→"
-                      f"{metrics['neighborhood_success']:.2f} ppl {ppl:.0f} k·u {row['denominator']:.2f} "
-                      f"‖r‖ {row['right_norm']:.1f} pos {row['lookup_token']} ‖δ‖/‖init‖ "
-                      f"{row['v_delta_norm'] / row['v_init_norm']:.2f} p {row['target_prob']:.2f} "
-                      f"effmag {metrics['efficacy_magnitude']:.2f} ({seconds:.0f} s)", flush=True)
+                print(
+                    f"  [{index}] {case.case_id} {variant}: eff {metrics['efficacy_success']:.2f} "
+                    f"para {metrics['paraphrase_success']:.2f} nb {case_pre['neighborhood_success']:.2f}→"
+                    f"{metrics['neighborhood_success']:.2f} ppl {ppl:.0f} k·u {row['denominator']:.2f} "
+                    f"‖r‖ {row['right_norm']:.1f} pos {row['lookup_token']} ‖δ‖/‖init‖ "
+                    f"{row['v_delta_norm'] / row['v_init_norm']:.2f} p {row['target_prob']:.2f} "
+                    f"effmag {metrics['efficacy_magnitude']:.2f} ({seconds:.0f} s)",
+                    flush=True,
+                )
                 if args.json:
                     with open(args.json, "a") as handle:
                         handle.write(json.dumps(row) + "\n")
         for variant in variants:
-            print(f"layer {layer} {variant}: " + ", ".join(
-                f"{k} {mean_of(pre, k):.3f}→{mean_of(rows[variant], k):.3f}" for k in METRICS)
-                + f", max ppl {max(r['ppl'] for r in rows[variant]):.0f}", flush=True)
+            print(
+                f"layer {layer} {variant}: "
+                + ", ".join(f"{k} {mean_of(pre, k):.3f}→{mean_of(rows[variant], k):.3f}" for k in METRICS)
+                + f", max ppl {max(r['ppl'] for r in rows[variant]):.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SWEEP = ("from editcollapse.orchestration.flows.sweep import single_edit_sweep; "
-         "single_edit_sweep(model='tiny-gpt2', dataset={cases!r}, ppl_corpus={corpus!r}, "
-         "shard_size=2, warehouse={warehouse!r}, run_id='ui-demo', progress_bar=False)")
+SWEEP = (
+    "from editcollapse.orchestration.flows.sweep import single_edit_sweep; "
+    "single_edit_sweep(model='tiny-gpt2', dataset={cases!r}, ppl_corpus={corpus!r}, "
+    "shard_size=2, warehouse={warehouse!r}, run_id='ui-demo', progress_bar=False)"
+)
 STUDY = """
 import json
 from editcollapse.stages.downstream.catalog import LASTWORD
@@ -43,18 +45,32 @@ def main(output: Path, study: bool) -> None:
     from editcollapse.orchestration.ops.server import PrefectServer
     from tests.sweep_cases import write_files
 
-    with tempfile.TemporaryDirectory(prefix="prefect-ui-") as tmp, \
-            PrefectServer(Path(tmp) / "home") as server:
+    with tempfile.TemporaryDirectory(prefix="prefect-ui-") as tmp, PrefectServer(Path(tmp) / "home") as server:
         cases, corpus = write_files(Path(tmp), 6 if study else 4)
         code = (STUDY if study else SWEEP).format(cases=str(cases), corpus=str(corpus), warehouse=tmp + "/wh")
-        subprocess.run([sys.executable, "-c", code], env={**server.env, "HF_HUB_OFFLINE": "1"},
-                       check=True, cwd=ROOT, timeout=1800)
+        subprocess.run(
+            [sys.executable, "-c", code], env={**server.env, "HF_HUB_OFFLINE": "1"}, check=True, cwd=ROOT, timeout=1800
+        )
         flow_run = _flow_run(server.api_url, "editcollapse-study" if study else "single-edit-sweep")
-        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--no-first-run", f"--user-data-dir={tmp}/chromium", "--virtual-time-budget=20000",
-                        f"--screenshot={output.resolve()}", "--window-size=1600,1000",
-                        f"{server.url}/runs/flow-run/{flow_run}"], check=True, timeout=300)
+        subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp}/chromium",
+                "--virtual-time-budget=20000",
+                f"--screenshot={output.resolve()}",
+                "--window-size=1600,1000",
+                f"{server.url}/runs/flow-run/{flow_run}",
+            ],
+            check=True,
+            timeout=300,
+        )
     print(f"wrote {output} (flow run {flow_run})")
 
 
@@ -63,9 +79,11 @@ def _flow_run(api_url: str, flow_name: str) -> str:
     import json
     import urllib.request
 
-    request = urllib.request.Request(f"{api_url}/flow_runs/filter", data=json.dumps(
-        {"sort": "START_TIME_DESC", "limit": 1, "flows": {"name": {"any_": [flow_name]}}}).encode(),
-        headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api_url}/flow_runs/filter",
+        data=json.dumps({"sort": "START_TIME_DESC", "limit": 1, "flows": {"name": {"any_": [flow_name]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())[0]["id"]
 

@@ -34,8 +34,9 @@ def _repoint_stream_handlers(target, only_closed: bool) -> None:
             return getattr(stream, "closed", False)
         return stream not in (sys.__stdout__, sys.__stderr__)
 
-    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(logger, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
     for logger in loggers:
         for handler in logger.handlers:
             if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):

@@ -7,25 +7,42 @@ from pathlib import Path
 
 from editcollapse.core.case import EditCase, NeighborhoodPrompt
 
-SUBJECTS = ["Eiffel", "Louvre", "Seine", "Lyon", "Nice", "Metz", "Brest", "Arles", "Dijon", "Reims",
-            "Tours", "Nancy"]
-SENTENCES = ["The river runs through the old town and past the mill.",
-             "She walked to the market early in the morning to buy bread.",
-             "Scientists measured the temperature of the lake every day.",
-             "The committee will meet again next week to discuss the budget."]
+SUBJECTS = ["Eiffel", "Louvre", "Seine", "Lyon", "Nice", "Metz", "Brest", "Arles", "Dijon", "Reims", "Tours", "Nancy"]
+SENTENCES = [
+    "The river runs through the old town and past the mill.",
+    "She walked to the market early in the morning to buy bread.",
+    "Scientists measured the temperature of the lake every day.",
+    "The committee will meet again next week to discuss the budget.",
+]
 
 
 def tiny_cases(n: int) -> list[EditCase]:
-    return [EditCase(case_id=f"test:{i}", dataset="test", prompt="{} is located in", subject=subject,
-                     target_new=" Rome", target_true=" Paris", paraphrase_prompts=(f"Where is {subject}? In",),
-                     neighborhood=(NeighborhoodPrompt("Berlin is in", " Germany"),))
-            for i, subject in enumerate(SUBJECTS[:n])]
+    return [
+        EditCase(
+            case_id=f"test:{i}",
+            dataset="test",
+            prompt="{} is located in",
+            subject=subject,
+            target_new=" Rome",
+            target_true=" Paris",
+            paraphrase_prompts=(f"Where is {subject}? In",),
+            neighborhood=(NeighborhoodPrompt("Berlin is in", " Germany"),),
+        )
+        for i, subject in enumerate(SUBJECTS[:n])
+    ]
 
 
 def write_files(folder: Path, n: int) -> tuple[Path, Path]:
     """A HardEdit-form case file (with one invalid record) and a tiny perplexity corpus."""
-    records = [{"prompt": c.filled_prompt, "subject": c.subject, "target_new": c.target_new.strip(),
-                "ground_truth": c.target_true.strip()} for c in tiny_cases(n)]
+    records = [
+        {
+            "prompt": c.filled_prompt,
+            "subject": c.subject,
+            "target_new": c.target_new.strip(),
+            "ground_truth": c.target_true.strip(),
+        }
+        for c in tiny_cases(n)
+    ]
     records.append({"prompt": "Nothing here", "subject": "Zzz", "target_new": "Rome", "ground_truth": "Paris"})
     cases, corpus = folder / "cases.json", folder / "ppl.json"
     cases.write_text(json.dumps(records))

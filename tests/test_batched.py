@@ -49,13 +49,15 @@ def _assert_same_updates(loaded, hparams, cases, method="rome", right_rtol=RIGHT
     updates = engine.updates(cases)
     one = editor(method)
     for index, (case, update) in enumerate(zip(cases, updates, strict=True)):
-        reference = compute_rome_update(loaded.model, loaded.tokenizer, loaded.arch, case, hparams,
-                                        consistent_keys=method == "r-rome")
+        reference = compute_rome_update(
+            loaded.model, loaded.tokenizer, loaded.arch, case, hparams, consistent_keys=method == "r-rome"
+        )
         assert update.target.steps == reference.target.steps, case.case_id
         # relative to the update's scale (a case that stops at step 0 has a right vector of rounding noise)
         scale = float(reference.target.target.norm() / torch.dot(reference.key, reference.u).abs())
-        assert float((update.right - reference.right).norm()) <= right_rtol * max(float(reference.right.norm()),
-                                                                                   1e-3 * scale), case.case_id
+        assert float((update.right - reference.right).norm()) <= right_rtol * max(
+            float(reference.right.norm()), 1e-3 * scale
+        ), case.case_id
         assert float((update.u - reference.u).abs().max()) < LEFT_ATOL, case.case_id
         assert math.isclose(update.target.nll, reference.target.nll, rel_tol=1e-4, abs_tol=1e-6)
         if index > 0:  # the editor's Delta is compute_rome_update's; compare it once
@@ -97,8 +99,9 @@ def test_converged_cases_leave_the_batch_at_their_own_step(tiny, monkeypatch) ->
 
 
 def test_a_bad_case_is_reported_and_the_others_go_on(tiny) -> None:
-    broken = EditCase(case_id="test:broken", dataset="test", prompt="The capital is", subject="Atlantis",
-                      target_new=" Rome")
+    broken = EditCase(
+        case_id="test:broken", dataset="test", prompt="The capital is", subject="Atlantis", target_new=" Rome"
+    )
     cases = [tiny_cases(1)[0], broken, tiny_cases(2)[1]]
     engine = BatchedROME(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
     updates = engine.updates(cases)
@@ -138,8 +141,7 @@ def _batched_evaluation(loaded, cases, updates, texts):
     return pre, references, post, corpus.perplexities(edits), corpus.perplexities([None])[0]
 
 
-def _assert_same_evaluation(loaded, cases, hparams, texts, ppl_rtol=PPL_RTOL, metric_atol=METRIC_ATOL,
-                            updates=None):
+def _assert_same_evaluation(loaded, cases, hparams, texts, ppl_rtol=PPL_RTOL, metric_atol=METRIC_ATOL, updates=None):
     engine = BatchedROME(loaded.model, loaded.tokenizer, loaded.arch, hparams)
     updates = updates or engine.updates(cases)
     pre, references, post, ppls, unedited = _batched_evaluation(loaded, cases, updates, texts)
@@ -178,14 +180,21 @@ def _table(store: Warehouse, query: str) -> dict:
 
 def test_sweep_with_batches_writes_the_rows_of_the_one_at_a_time_sweep(tmp_path) -> None:
     _, corpus = write_files(tmp_path, 1)
-    broken = EditCase(case_id="test:broken", dataset="test", prompt="The capital is", subject="Atlantis",
-                      target_new=" Rome", target_true=" Paris")
+    broken = EditCase(
+        case_id="test:broken",
+        dataset="test",
+        prompt="The capital is",
+        subject="Atlantis",
+        target_new=" Rome",
+        target_true=" Paris",
+    )
     cases = tiny_cases(3) + [broken] + tiny_cases(5)[3:]
     stores = {}
     for batch in (1, 3):
         store = Warehouse(tmp_path / f"wh{batch}")
-        spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus),
-                         batch=batch)
+        spec = SweepSpec(
+            model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=batch
+        )
         summary = run_sweep(spec, store, cases=cases)
         assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (6, 1, 5)
         stores[batch] = store
@@ -203,14 +212,18 @@ def test_sweep_with_batches_writes_the_rows_of_the_one_at_a_time_sweep(tmp_path)
     ppl = "SELECT case_id, ppl_mean, collapsed FROM ppl"
     expected, got = _table(one, ppl), _table(batched, ppl)
     assert sorted(expected) == sorted(got)
-    assert all(math.isclose(got[c][0], expected[c][0], rel_tol=PPL_RTOL) and got[c][1] == expected[c][1]
-               for c in expected)
+    assert all(
+        math.isclose(got[c][0], expected[c][0], rel_tol=PPL_RTOL) and got[c][1] == expected[c][1] for c in expected
+    )
     metrics = "SELECT case_id || phase || metric, value FROM edit_metrics"
     expected, got = _table(one, metrics), _table(batched, metrics)
     assert sorted(expected) == sorted(got)
     assert all(abs(got[k][0] - expected[k][0]) <= METRIC_ATOL for k in expected)
-    sizes = connect(batched).execute(
-        "SELECT DISTINCT json_extract(diagnostics, '$.batch_size')::INT FROM edits WHERE status = 'ok'").fetchall()
+    sizes = (
+        connect(batched)
+        .execute("SELECT DISTINCT json_extract(diagnostics, '$.batch_size')::INT FROM edits WHERE status = 'ok'")
+        .fetchall()
+    )
     assert [s[0] for s in sizes] == [2]  # shards of 4 and 2 cases: groups of 2 (the bad case counts)
     assert "batch" not in json.loads(connect(batched).execute("SELECT parameters FROM runs").fetchone()[0])
 

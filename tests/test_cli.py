@@ -32,8 +32,19 @@ def test_piped_output_keeps_wide_tables_whole(monkeypatch) -> None:
     out = console()
     assert out.width == PIPED_WIDTH
     table = Table()
-    for name in ("group", "trial", "baseline_ppl", "final_ppl", "baseline_extra_ppl", "final_extra_ppl",
-                 "collapsed_at", "final_all_success", "cumulative_fro", "cumulative_spectral", "errors"):
+    for name in (
+        "group",
+        "trial",
+        "baseline_ppl",
+        "final_ppl",
+        "baseline_extra_ppl",
+        "final_extra_ppl",
+        "collapsed_at",
+        "final_all_success",
+        "cumulative_fro",
+        "cumulative_spectral",
+        "errors",
+    ):
         table.add_column(name)
     table.add_row("normal", "2", "167.3", "174.7", "189.2", "196.6", "—", "1", "109.4", "48.47", "0")
     out.print(table)

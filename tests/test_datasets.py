@@ -34,19 +34,33 @@ def test_rome_form_maps_every_field() -> None:
             "Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native",
             "An album was recorded for Capitol Nashville but never released. Danielle Darrieux spoke the language",
         ),
-        neighborhood=(NeighborhoodPrompt("The mother tongue of Léon Blum is", "French"),
-                      NeighborhoodPrompt("The native language of Montesquieu is", "French")),
-        generation_prompts=("Danielle Darrieux's mother tongue is",
-                            "Where Danielle Darrieux is from, people speak the language of"),
-        extra={"pararel_idx": 2796, "target_new_id": "Q1860", "target_true_id": "Q150",
-               "attribute_prompts": ["J.\u00a0R.\u00a0R. Tolkien is a native speaker of",
-                                     "The mother tongue of Douglas Adams is"]},
+        neighborhood=(
+            NeighborhoodPrompt("The mother tongue of Léon Blum is", "French"),
+            NeighborhoodPrompt("The native language of Montesquieu is", "French"),
+        ),
+        generation_prompts=(
+            "Danielle Darrieux's mother tongue is",
+            "Where Danielle Darrieux is from, people speak the language of",
+        ),
+        extra={
+            "pararel_idx": 2796,
+            "target_new_id": "Q1860",
+            "target_true_id": "Q150",
+            "attribute_prompts": [
+                "J.\u00a0R.\u00a0R. Tolkien is a native speaker of",
+                "The mother tongue of Douglas Adams is",
+            ],
+        },
     )
     assert first.filled_prompt == "The mother tongue of Danielle Darrieux is"
     # multi_counterfact-style list of one rewrite
     second = load.cases[1]
-    assert (second.case_id, second.prompt, second.target_new, second.target_true) == \
-        ("counterfact:1", "{}, the", "piano", "guitar")
+    assert (second.case_id, second.prompt, second.target_new, second.target_true) == (
+        "counterfact:1",
+        "{}, the",
+        "piano",
+        "guitar",
+    )
     assert second.neighborhood == (NeighborhoodPrompt("John Lennon performs on the", "guitar"),)
 
 
@@ -78,10 +92,13 @@ def test_zsre_mend_form_maps_every_field() -> None:
         target_new="University of Michigan",
         target_true="Illinois Institute of Technology",
         paraphrase_prompts=("What university did Watts Humphrey take part in?",),
-        neighborhood=(NeighborhoodPrompt("nq question: who played desmond doss father in hacksaw ridge",
-                                         "Hugo Weaving"),),
-        extra={"pred": "Trinity College",
-               "cond": "Trinity College >> University of Michigan || What university did Watts Humphrey attend?"},
+        neighborhood=(
+            NeighborhoodPrompt("nq question: who played desmond doss father in hacksaw ridge", "Hugo Weaving"),
+        ),
+        extra={
+            "pred": "Trinity College",
+            "cond": "Trinity College >> University of Michigan || What university did Watts Humphrey attend?",
+        },
     )
     assert load.cases[1].target_true == "Lecanorales"
     assert load.cases[1].extra["answers"] == ["Lecanorales", "Lecanoromycetes"]
@@ -94,8 +111,14 @@ def test_zsre_mend_form_maps_every_field() -> None:
 def test_hardedit_form_keeps_perplexities_in_extra() -> None:
     load = load_cases(str(DATA / "HardEdit.json"))
     assert load.cases[0] == EditCase(
-        case_id="hardedit:0", dataset="hardedit", prompt="{} was created by", subject="Apple A5",
-        target_new="Google", target_true="Apple", extra={"rome_gpt2_ppl": 4312.7, "rome_gptj_ppl": 1520.1})
+        case_id="hardedit:0",
+        dataset="hardedit",
+        prompt="{} was created by",
+        subject="Apple A5",
+        target_new="Google",
+        target_true="Apple",
+        extra={"rome_gpt2_ppl": 4312.7, "rome_gptj_ppl": 1520.1},
+    )
     assert load.cases[1].prompt == "{} is a product of"
     assert _errors(load, 2) == [("target_true", "missing")]
     assert _errors(load, 3) == [("target_new", "empty")]
@@ -109,8 +132,9 @@ def test_portability_form() -> None:
     assert case.case_id == "portability:19456"
     assert case.paraphrase_prompts == ("Aleksandr Kaleri is a native speaker of",)
     assert case.neighborhood == (NeighborhoodPrompt("Vladimir Smirnov is a native speaker of", "Russian"),)
-    assert case.portability == (PortabilityPrompt(
-        "Besides English, the language spoken by cosmonaut Aleksandr Kaleri is", "French", "Russian"),)
+    assert case.portability == (
+        PortabilityPrompt("Besides English, the language spoken by cosmonaut Aleksandr Kaleri is", "French", "Russian"),
+    )
     assert case.extra == {"portable_target_new_alternatives": {"0": ["French", "français"]}}
     assert _errors(load, 1) == [("portable_prompts", "expected a list, got str")]
 
@@ -143,9 +167,16 @@ def test_jsonl_and_folder_sources(tmp_path: Path) -> None:
 
 
 def test_one_bad_record_among_many_never_stops_the_load(tmp_path: Path) -> None:
-    good = {"case_id": 0, "prompt": "Paris is the capital of", "subject": "Paris", "target_new": "Italy",
-            "ground_truth": "France", "rephrase_prompt": "Paris is in", "locality_prompt": "Lyon is in",
-            "locality_ground_truth": "France"}
+    good = {
+        "case_id": 0,
+        "prompt": "Paris is the capital of",
+        "subject": "Paris",
+        "target_new": "Italy",
+        "ground_truth": "France",
+        "rephrase_prompt": "Paris is in",
+        "locality_prompt": "Lyon is in",
+        "locality_ground_truth": "France",
+    }
     records = [{**good, "case_id": i} for i in range(20_000)]
     records[777] = {**good, "case_id": 777, "target_new": 5}
     records[12_345] = {**good, "case_id": 12_345, "subject": "Rome"}
@@ -167,6 +198,7 @@ def test_case_row_round_trip_matches_the_warehouse_schema() -> None:
 
 # --- the real files in ../shared/data ---------------------------------------------------------
 
+
 @pytest.fixture
 def data_root(shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("EDITCOLLAPSE_DATA", str(shared_data))
@@ -185,10 +217,15 @@ def test_counterfact_all_three_files_fast(data_root: Path) -> None:
     raw = json.loads((data_root / "counterfact" / "counterfact-edit.json").read_text())[0]
     case = next(c for c in load.cases if c.case_id == f"counterfact:{raw['case_id']}")
     assert case == EditCase(
-        case_id="counterfact:0", dataset="counterfact", prompt="The mother tongue of {} is",
-        subject="Danielle Darrieux", target_new="English", target_true="French",
+        case_id="counterfact:0",
+        dataset="counterfact",
+        prompt="The mother tongue of {} is",
+        subject="Danielle Darrieux",
+        target_new="English",
+        target_true="French",
         paraphrase_prompts=("Where Danielle Darrieux is from, people speak the language of",),
-        neighborhood=(NeighborhoodPrompt("Michel Rocard is a native speaker of", "French"),))
+        neighborhood=(NeighborhoodPrompt("Michel Rocard is a native speaker of", "French"),),
+    )
     assert all(c.filled_prompt.count(c.subject) >= 1 for c in load.cases)
     assert load_cases(str(data_root / "counterfact")).cases == load.cases
 
@@ -200,10 +237,21 @@ def test_zsre_real_file(data_root: Path) -> None:
     assert len(load.cases) == 981 and {e.field for e in load.errors} == {"target_new"}
     raw = json.loads((data_root / "zsre" / "zsre_mend_train-1k.json").read_text())[0]
     case = load.cases[0]
-    assert (case.case_id, case.prompt.replace("{}", case.subject), case.target_new, case.target_true,
-            case.paraphrase_prompts, case.neighborhood) == \
-        ("zsre:train-1k/0", raw["src"], raw["alt"], raw["answers"][0], (raw["rephrase"],),
-         (NeighborhoodPrompt(raw["loc"], raw["loc_ans"]),))
+    assert (
+        case.case_id,
+        case.prompt.replace("{}", case.subject),
+        case.target_new,
+        case.target_true,
+        case.paraphrase_prompts,
+        case.neighborhood,
+    ) == (
+        "zsre:train-1k/0",
+        raw["src"],
+        raw["alt"],
+        raw["answers"][0],
+        (raw["rephrase"],),
+        (NeighborhoodPrompt(raw["loc"], raw["loc_ans"]),),
+    )
     assert case.neighborhood[0].prompt.startswith("nq question: ")
 
 
@@ -213,7 +261,11 @@ def test_qaedit_real_file(data_root: Path) -> None:
     raw = json.loads((data_root / "qaedit" / "QAEdit_inter_1k.json").read_text())[0]
     case = load.cases[0]
     assert case.case_id == f"qaedit:{raw['source']}-{raw['id']}"
-    assert (case.filled_prompt, case.target_new, case.target_true, case.paraphrase_prompts) == \
-        (raw["prompt"], raw["target"], None, (raw["rephrase"],))
+    assert (case.filled_prompt, case.target_new, case.target_true, case.paraphrase_prompts) == (
+        raw["prompt"],
+        raw["target"],
+        None,
+        (raw["rephrase"],),
+    )
     assert case.neighborhood == tuple(NeighborhoodPrompt(x["loc"], x["loc_ans"]) for x in raw["locality"])
     assert case.extra == {"source": raw["source"]}

@@ -19,20 +19,33 @@ from editcollapse.datasets.ppl import (
 )
 
 DOCS = {
-    "News": ["The council met on Monday. Mr. Smith said the new bridge will open in the spring of next year "
-             "after a long delay caused by the floods. Short one. It was the first time that the mayor had "
-             "spoken about the project in public since the vote was taken by the council in March."] * 1
-            + [f"Story {i} is about the people of the town and the long road that they have walked for "
-               f"many years since the mill closed in {1900 + i}." for i in range(30)],
-    "Books": [f"In chapter {i} the old captain looked out over the sea and thought of all the ships he "
-              f"had lost in the storms of his youth." for i in range(30)],
+    "News": [
+        "The council met on Monday. Mr. Smith said the new bridge will open in the spring of next year "
+        "after a long delay caused by the floods. Short one. It was the first time that the mayor had "
+        "spoken about the project in public since the vote was taken by the council in March."
+    ]
+    * 1
+    + [
+        f"Story {i} is about the people of the town and the long road that they have walked for "
+        f"many years since the mill closed in {1900 + i}."
+        for i in range(30)
+    ],
+    "Books": [
+        f"In chapter {i} the old captain looked out over the sea and thought of all the ships he "
+        f"had lost in the storms of his youth."
+        for i in range(30)
+    ],
 }
 
 
 def test_split_sentences_keeps_abbreviations() -> None:
     text = "Mr. Smith went to Washington. He met Dr. Jones at 5 p.m. on Friday! Was it late? Yes."
-    assert split_sentences(text) == ["Mr. Smith went to Washington.", "He met Dr. Jones at 5 p.m. on Friday!",
-                                     "Was it late?", "Yes."]
+    assert split_sentences(text) == [
+        "Mr. Smith went to Washington.",
+        "He met Dr. Jones at 5 p.m. on Friday!",
+        "Was it late?",
+        "Yes.",
+    ]
 
 
 def test_english_filter() -> None:

@@ -82,13 +82,18 @@ def test_fetch_unreachable_names_url_and_destination(server: tuple[str, Path], t
     assert f"{url}/absent.json" in str(info.value) and str(dest) in str(info.value)
 
 
-def test_named_source_downloads_into_the_cache_and_loads(server: tuple[str, Path], isolated: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_named_source_downloads_into_the_cache_and_loads(
+    server: tuple[str, Path], isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, root = server
     payload = (DATA / "zsre_mend_eval.json").read_bytes()
     (root / "zsre_mend_eval.json").write_bytes(payload)
-    test_source = Source("zsre-test", "zsre", "served locally", ((
-        DataFile("zsre/zsre_mend_eval.json", f"{url}/zsre_mend_eval.json", hashlib.sha256(payload).hexdigest()),),))
+    test_source = Source(
+        "zsre-test",
+        "zsre",
+        "served locally",
+        ((DataFile("zsre/zsre_mend_eval.json", f"{url}/zsre_mend_eval.json", hashlib.sha256(payload).hexdigest()),),),
+    )
     monkeypatch.setitem(sources.SOURCES, "zsre-test", test_source)
     load = load_cases("zsre-test")
     assert load.files == [str(isolated / "data" / "zsre" / "zsre_mend_eval.json")]
@@ -135,8 +140,9 @@ def test_cli_list_show_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["case_id"] == "counterfact:0"
     errors_file = tmp_path / "errors.jsonl"
-    checked = runner.invoke(app, ["data", "validate", str(DATA / "rome_counterfact.json"),
-                                  "--errors-out", str(errors_file)])
+    checked = runner.invoke(
+        app, ["data", "validate", str(DATA / "rome_counterfact.json"), "--errors-out", str(errors_file)]
+    )
     assert checked.exit_code == 1
     assert "2 valid cases, 5 error rows" in checked.output
     rows = [json.loads(line) for line in errors_file.read_text().splitlines()]

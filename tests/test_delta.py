@@ -65,8 +65,9 @@ def test_composition_is_the_sum(tiny) -> None:
     total = first + second
     name = next(iter(first.params))
     assert total.params[name].rank == 2
-    torch.testing.assert_close(total.params[name].materialize(),
-                               first.params[name].materialize() + second.params[name].materialize())
+    torch.testing.assert_close(
+        total.params[name].materialize(), first.params[name].materialize() + second.params[name].materialize()
+    )
     assert total.case_ids == ("case:3", "case:4")
     dense = Delta(method="ft", params={name: ParamDelta(dense=torch.ones_like(total.params[name].materialize()))})
     mixed = total + dense

@@ -24,20 +24,34 @@ from editcollapse.stages.downstream.suites import (
     write_suite,
 )
 
-TEXTS = [f"Sentence number {i} tells of the old mill by the river and the {w}." for i, w in
-         enumerate(["miller", "water", "stones", "wheel", "flour", "bread", "farmer", "horse",
-                    "cart", "road", "town", "market"])]
+TEXTS = [
+    f"Sentence number {i} tells of the old mill by the river and the {w}."
+    for i, w in enumerate(
+        ["miller", "water", "stones", "wheel", "flour", "bread", "farmer", "horse", "cart", "road", "town", "market"]
+    )
+]
 
 
 def _case(i: int, subject: str, true: str, new: str, relation: str = "P36") -> EditCase:
-    return EditCase(case_id=f"geo:{i}", dataset="geofacts", prompt="The capital of {} is",
-                    subject=subject, target_new=new, target_true=true, relation_id=relation)
+    return EditCase(
+        case_id=f"geo:{i}",
+        dataset="geofacts",
+        prompt="The capital of {} is",
+        subject=subject,
+        target_new=new,
+        target_true=true,
+        relation_id=relation,
+    )
 
 
-CASES = [_case(0, "France", "Paris", "Rome"), _case(1, "Italy", "Rome", "Berlin"),
-         _case(2, "Germany", "Berlin", "Madrid"), _case(3, "Spain", "Madrid", "Paris"),
-         _case(4, "Spain", "Madrid", "Lisbon"),  # same fact again: one item only
-         _case(5, "Peru", "Lima", "Quito", relation="P999")]  # a relation with too few objects
+CASES = [
+    _case(0, "France", "Paris", "Rome"),
+    _case(1, "Italy", "Rome", "Berlin"),
+    _case(2, "Germany", "Berlin", "Madrid"),
+    _case(3, "Spain", "Madrid", "Paris"),
+    _case(4, "Spain", "Madrid", "Lisbon"),  # same fact again: one item only
+    _case(5, "Peru", "Lima", "Quito", relation="P999"),
+]  # a relation with too few objects
 
 
 def test_lastword_items_strip_punctuation_and_are_seeded() -> None:
@@ -66,8 +80,10 @@ def test_geofacts_mc_choices_hold_the_true_object_and_the_counterfactual() -> No
 def test_mmlu_subset_from_the_real_file(shared_data) -> None:
     path = shared_data / "mmlu" / "mmlu.json"
     task = mmlu_task(read_mmlu(path), source=str(path))
-    counts = {s: sum(d["subject"] == s for d in task.docs) for s in
-              ("formal_logic", "public_relations", "college_physics", "global_facts")}
+    counts = {
+        s: sum(d["subject"] == s for d in task.docs)
+        for s in ("formal_logic", "public_relations", "college_physics", "global_facts")
+    }
     assert counts == {"formal_logic": 14, "public_relations": 11, "college_physics": 11, "global_facts": 9}
 
 
@@ -100,8 +116,7 @@ def test_write_suite_yaml_points_at_absolute_data(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
-    folder = write_suite([lastword_task(TEXTS, n=10), geofacts_mc_task(CASES)],
-                         tmp_path_factory.mktemp("suite"))
+    folder = write_suite([lastword_task(TEXTS, n=10), geofacts_mc_task(CASES)], tmp_path_factory.mktemp("suite"))
     names = ["ec_lastword_embedded", "ec_geofacts_mc"]
     return load_tasks(names, task_manager_for(names, [folder]))
 
@@ -110,18 +125,22 @@ def test_tiny_model_scores_and_edits_change_them(tiny_suite) -> None:
     loaded = load_model("tiny-llama", device="cpu")
     scores = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4, bootstrap_iters=1000)
     by_key = {(s.task, s.metric): s for s in scores}
-    assert set(by_key) == {("ec_lastword_embedded", "perplexity"), ("ec_lastword_embedded", "acc"),
-                           ("ec_geofacts_mc", "acc"), ("ec_geofacts_mc", "acc_norm")}
+    assert set(by_key) == {
+        ("ec_lastword_embedded", "perplexity"),
+        ("ec_lastword_embedded", "acc"),
+        ("ec_geofacts_mc", "acc"),
+        ("ec_geofacts_mc", "acc_norm"),
+    }
     assert by_key[("ec_lastword_embedded", "acc")].n == 10 and by_key[("ec_geofacts_mc", "acc")].n == 4
     ppl = by_key[("ec_lastword_embedded", "perplexity")]
     assert ppl.value > 1 and math.isfinite(ppl.stderr)
     # the model object is what lm-eval evaluates: an applied Delta changes the number, removal restores it
     weight = loaded.arch.rewrite_weight(loaded.model, 1)
-    delta = Delta("test", {f"{loaded.arch.name('rewrite_module_tmp', 1)}.weight":
-                           ParamDelta(dense=torch.full_like(weight, 0.5))})
+    delta = Delta(
+        "test", {f"{loaded.arch.name('rewrite_module_tmp', 1)}.weight": ParamDelta(dense=torch.full_like(weight, 0.5))}
+    )
     with delta.applied(loaded.model):
-        edited = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4,
-                                bootstrap_iters=1000)
+        edited = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4, bootstrap_iters=1000)
     again = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4, bootstrap_iters=1000)
     edited_ppl = next(s for s in edited if s.metric == "perplexity")
     assert edited_ppl.value != pytest.approx(ppl.value, rel=1e-6)
@@ -136,18 +155,38 @@ def test_unknown_task_is_reported_not_fatal(tmp_path) -> None:
 
 
 def test_scores_from_results_flattens_filters_and_missing_stderr() -> None:
-    results = {"results": {"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": 0.1,
-                                 "exact_match,strip": 0.25, "exact_match_stderr,strip": "N/A"}},
-               "n-samples": {"t": {"original": 20, "effective": 8}}}
+    results = {
+        "results": {
+            "t": {
+                "alias": "t",
+                "acc,none": 0.5,
+                "acc_stderr,none": 0.1,
+                "exact_match,strip": 0.25,
+                "exact_match_stderr,strip": "N/A",
+            }
+        },
+        "n-samples": {"t": {"original": 20, "effective": 8}},
+    }
     scores = scores_from_results(json.loads(json.dumps(results)))
-    assert [(s.metric, s.filter, s.value, s.n) for s in scores] == [("acc", "none", 0.5, 8),
-                                                                    ("exact_match", "strip", 0.25, 8)]
+    assert [(s.metric, s.filter, s.value, s.n) for s in scores] == [
+        ("acc", "none", 0.5, 8),
+        ("exact_match", "strip", 0.25, 8),
+    ]
     assert scores[0].stderr == 0.1 and math.isnan(scores[1].stderr)
 
 
 def _rows(ppl, values, task="t", metric="acc"):
-    return [{"task": task, "metric": metric, "value": v, "ppl_mean": p, "stderr": 0.01,
-             "edit_ref": "baseline" if i == 0 else f"c{i}"} for i, (p, v) in enumerate(zip(ppl, values))]
+    return [
+        {
+            "task": task,
+            "metric": metric,
+            "value": v,
+            "ppl_mean": p,
+            "stderr": 0.01,
+            "edit_ref": "baseline" if i == 0 else f"c{i}",
+        }
+        for i, (p, v) in enumerate(zip(ppl, values))
+    ]
 
 
 def test_correlations_on_log_perplexity_with_exclusions() -> None:
@@ -164,7 +203,8 @@ def test_correlations_on_log_perplexity_with_exclusions() -> None:
 
 
 def test_scatter_plot_writes_a_png(tmp_path) -> None:
-    rows = _rows([10, 50, 2000], [0.6, 0.5, 0.3]) + _rows([10, 50, 2000], [20.0, 30.0, 900.0],
-                                                          task="lw", metric="perplexity")
+    rows = _rows([10, 50, 2000], [0.6, 0.5, 0.3]) + _rows(
+        [10, 50, 2000], [20.0, 30.0, 900.0], task="lw", metric="perplexity"
+    )
     path = correlation.scatter_plot(rows, tmp_path / "fig.png", title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,8 +18,10 @@ from editcollapse.stages.downstream.suites import lastword_task, write_suite
 from editcollapse.warehouse.store import Warehouse
 
 TASK = "ec_parity_lastword"
-TEXTS = [f"On day {i} the keeper of the lighthouse wrote about the {w} in his small book." for i, w in
-         enumerate(["storm", "gulls", "ships", "fog", "tide", "moon", "rocks", "wind", "lamp", "boats"])]
+TEXTS = [
+    f"On day {i} the keeper of the lighthouse wrote about the {w} in his small book."
+    for i, w in enumerate(["storm", "gulls", "ships", "fog", "tide", "moon", "rocks", "wind", "lamp", "boats"])
+]
 
 
 def _printed_table(stdout: str) -> dict[tuple[str, str], str]:
@@ -48,23 +50,45 @@ def setup(tmp_path_factory):
 def test_flow_stores_what_the_lm_eval_command_line_prints(setup) -> None:
     from editcollapse.stages.downstream.pipeline import run_downstream  # the flow's body, without Prefect
 
-    summary = run_downstream(model=str(setup / "model"), edits="none", tasks=[TASK], limit=None,
-                              include_path=str(setup / "tasks"), ppl_corpus=str(setup / "ppl.json"),
-                              warehouse=str(setup / "wh"), batch_size=8)
+    summary = run_downstream(
+        model=str(setup / "model"),
+        edits="none",
+        tasks=[TASK],
+        limit=None,
+        include_path=str(setup / "tasks"),
+        ppl_corpus=str(setup / "ppl.json"),
+        warehouse=str(setup / "wh"),
+        batch_size=8,
+    )
     stored = {row["metric"]: row for row in Warehouse(setup / "wh").read("downstream").to_pylist()}
     assert set(stored) == {"acc", "perplexity"} and stored["acc"]["n"] == 10
     assert stored["acc"]["edit_ref"] == "baseline" and summary["failed"] == {}
 
-    command = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-               f"pretrained={setup / 'model'},dtype=float32", "--include_path", str(setup / "tasks"),
-               "--tasks", TASK, "--batch_size", "8", "--device", "cpu",
-               "--output_path", str(setup / "cli")]
+    command = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={setup / 'model'},dtype=float32",
+        "--include_path",
+        str(setup / "tasks"),
+        "--tasks",
+        TASK,
+        "--batch_size",
+        "8",
+        "--device",
+        "cpu",
+        "--output_path",
+        str(setup / "cli"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     printed = _printed_table(result.stdout)
     assert set(printed) == {(TASK, "acc"), (TASK, "perplexity")}, result.stdout
     for (_, metric), text in printed.items():  # the table rounds to the decimals it shows
         decimals = len(text.partition(".")[2])
-        assert abs(stored[metric]["value"] - float(text)) <= 0.5 * 10 ** -decimals * (1 + 1e-9), (metric, text)
+        assert abs(stored[metric]["value"] - float(text)) <= 0.5 * 10**-decimals * (1 + 1e-9), (metric, text)
     (output,) = (setup / "cli").rglob("results_*.json")
     cli = json.loads(output.read_text())["results"][TASK]
     for metric in ("acc", "perplexity"):  # and the CLI's JSON to the last bit
@@ -82,8 +106,11 @@ def test_stored_deltas_are_applied_then_restored(setup, tmp_path) -> None:
     paths = []
     for step in (1, 2):  # two sequential steps: their sum is the edited model
         path = tmp_path / f"step-{step:04d}.safetensors"
-        Delta("rome", {name: ParamDelta(u=torch.randn(weight.shape[0], 1), v=torch.randn(weight.shape[1], 1))},
-              case_ids=(f"c{step}",)).save(path)
+        Delta(
+            "rome",
+            {name: ParamDelta(u=torch.randn(weight.shape[0], 1), v=torch.randn(weight.shape[1], 1))},
+            case_ids=(f"c{step}",),
+        ).save(path)
         paths.append(str(path))
     base = evaluate_ref(EditRef("baseline", "baseline"), context)
     edited = evaluate_ref(EditRef("run/hard-trial000@2", "sequential", delta_paths=tuple(paths)), context)
@@ -98,9 +125,15 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
 
     from editcollapse.orchestration.flows.downstream import downstream_eval
 
-    params = dict(model=str(setup / "model"), edits="none", tasks=[TASK], limit=5,
-                  include_path=str(setup / "tasks"), ppl_corpus=str(setup / "ppl.json"),
-                  warehouse=str(setup / "wh-flow"))
+    params = dict(
+        model=str(setup / "model"),
+        edits="none",
+        tasks=[TASK],
+        limit=5,
+        include_path=str(setup / "tasks"),
+        ppl_corpus=str(setup / "ppl.json"),
+        warehouse=str(setup / "wh-flow"),
+    )
     with prefect_test_harness(server_startup_timeout=180):
         summary = downstream_eval(**params)
     assert {row["n"] for row in summary["rows"]} == {5}
@@ -119,10 +152,28 @@ def test_cli_without_prefect(setup) -> None:
 
     from editcollapse.cli import app
 
-    result = CliRunner().invoke(app, ["downstream", "--model", str(setup / "model"), "--edits", "none",
-                                      "--tasks", TASK, "--limit", "3", "--include-path", str(setup / "tasks"),
-                                      "--ppl-corpus", str(setup / "ppl.json"), "-w", str(setup / "wh-cli"),
-                                      "--no-prefect"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "downstream",
+            "--model",
+            str(setup / "model"),
+            "--edits",
+            "none",
+            "--tasks",
+            TASK,
+            "--limit",
+            "3",
+            "--include-path",
+            str(setup / "tasks"),
+            "--ppl-corpus",
+            str(setup / "ppl.json"),
+            "-w",
+            str(setup / "wh-cli"),
+            "--no-prefect",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "baseline" in result.output and "perplexity" in result.output and "figure:" in result.output
     rows = Warehouse(setup / "wh-cli").read("downstream").to_pylist()

@@ -16,10 +16,22 @@ from editcollapse.evaluation.scoring import score_targets
 from editcollapse.models import load_model
 
 TINY_CASES = [
-    EditCase(case_id="tiny:0", dataset="tiny", prompt="{} is located in", subject="Paris",
-             target_new="Rome", target_true="France"),
-    EditCase(case_id="tiny:1", dataset="tiny", prompt="The capital of {} is", subject="Spain",
-             target_new="Oslo", target_true="Madrid"),
+    EditCase(
+        case_id="tiny:0",
+        dataset="tiny",
+        prompt="{} is located in",
+        subject="Paris",
+        target_new="Rome",
+        target_true="France",
+    ),
+    EditCase(
+        case_id="tiny:1",
+        dataset="tiny",
+        prompt="The capital of {} is",
+        subject="Spain",
+        target_new="Oslo",
+        target_true="Madrid",
+    ),
 ]
 
 
@@ -44,12 +56,12 @@ def tiny(request):
 
 # --- FT / FT-L∞ ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["ft", "ft-l-inf"])
 def test_ft_raises_target_probability_and_leaves_model_untouched(tiny, method):
     saved = snapshot(tiny.model)
     before = target_logprob(tiny, TINY_CASES)
-    delta = get_editor(method).edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES,
-                                    load_hparams(method, tiny.name))
+    delta = get_editor(method).edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, load_hparams(method, tiny.name))
     assert_bit_identical(tiny.model, saved)
     assert all(param.grad is None for param in tiny.model.parameters())
     assert delta.method == method and delta.case_ids == ("tiny:0", "tiny:1")
@@ -64,8 +76,9 @@ def test_ft_raises_target_probability_and_leaves_model_untouched(tiny, method):
 def test_ft_l_inf_keeps_every_weight_within_the_bound(tiny):
     hparams = load_hparams("ft-l-inf", tiny.name)
     radius = hparams["norm_constraint"]
-    unconstrained = get_editor("ft").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES,
-                                          load_hparams("ft", tiny.name))
+    unconstrained = get_editor("ft").edit(
+        tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, load_hparams("ft", tiny.name)
+    )
     # the bound must bind: unconstrained training moves some weight further than the radius
     assert max(change.dense.abs().max() for change in unconstrained.params.values()) > 2 * radius
     delta = get_editor("ft-l-inf").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, hparams)
@@ -112,17 +125,21 @@ def test_ft_exception_mid_edit_leaves_model_unchanged(tiny, monkeypatch):
 
     monkeypatch.setattr(ft_module, "target_loss", failing_loss)
     with pytest.raises(RuntimeError, match="injected failure"):
-        get_editor("ft-l-inf").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES,
-                                    load_hparams("ft-l-inf", tiny.name))
+        get_editor("ft-l-inf").edit(
+            tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, load_hparams("ft-l-inf", tiny.name)
+        )
     assert calls["n"] == 3
     assert_bit_identical(tiny.model, saved)
 
 
 def test_target_loss_objectives():
     """target_new scores token j at position start-1+j; prompt_last scores every token at start-1."""
-    batch = ft_module.TargetBatch(input_ids=torch.zeros(1, 5, dtype=torch.long),
-                                  attention_mask=torch.ones(1, 5, dtype=torch.long),
-                                  prompt_lengths=[2], target_ids=[[3, 4]])
+    batch = ft_module.TargetBatch(
+        input_ids=torch.zeros(1, 5, dtype=torch.long),
+        attention_mask=torch.ones(1, 5, dtype=torch.long),
+        prompt_lengths=[2],
+        target_ids=[[3, 4]],
+    )
     logits = torch.randn(1, 5, 6, generator=torch.Generator().manual_seed(0))
     log_probs = torch.log_softmax(logits, dim=-1)[0]
     teacher = -(log_probs[1, 3] + log_probs[2, 4]) / 2
@@ -138,6 +155,7 @@ def test_ft_l_inf_refuses_a_missing_bound(tiny):
 
 
 # --- MEMIT ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def memit_hparams(tiny, tmp_path, monkeypatch):
@@ -171,14 +189,21 @@ def test_memit_layer_update_satisfies_normal_equations_on_model(tiny, memit_hpar
 
     templates = context_templates(tiny.model, tiny.tokenizer, memit_hparams["context_template_length_params"])
     module = tiny.model.get_submodule(tiny.arch.name("rewrite_module_tmp", 1))
-    rows = [keys_at_templates(tiny.model, tiny.tokenizer, module, templates, case.prompt, case.subject,
-                              "subject_last")[0] for case in TINY_CASES]
+    rows = [
+        keys_at_templates(tiny.model, tiny.tokenizer, module, templates, case.prompt, case.subject, "subject_last")[0]
+        for case in TINY_CASES
+    ]
     groups = memit_module.template_groups(memit_hparams["context_template_length_params"])
     keys = memit_module.grouped_mean(torch.stack(rows), groups).double().T  # (d_in, B)
-    covariance = layer_covariance(tiny.model, tiny.tokenizer, tiny.arch.name("rewrite_module_tmp", 1),
-                                  model_id=tiny.name, revision="unknown-revision",
-                                  corpus_id=memit_hparams["mom2_dataset"],
-                                  n_samples=memit_hparams["mom2_n_samples"]).double()
+    covariance = layer_covariance(
+        tiny.model,
+        tiny.tokenizer,
+        tiny.arch.name("rewrite_module_tmp", 1),
+        model_id=tiny.name,
+        revision="unknown-revision",
+        corpus_id=memit_hparams["mom2_dataset"],
+        n_samples=memit_hparams["mom2_n_samples"],
+    ).double()
     change = delta.params[name]
     conv1d = tiny.arch.weights_transposed
     update = change.materialize(torch.float64)
@@ -192,8 +217,9 @@ def test_memit_layer_update_satisfies_normal_equations_on_model(tiny, memit_hpar
 
 def test_memit_maps_keys_to_targets_with_weak_regularisation(tiny, memit_hparams):
     """One layer, bare prompts only, λ → 0: the edited block outputs z exactly at every case's subject."""
-    hparams = dict(memit_hparams, layers=[2], context_template_length_params=[], mom2_adjustment=False,
-                   mom2_update_weight=1e-8)
+    hparams = dict(
+        memit_hparams, layers=[2], context_template_length_params=[], mom2_adjustment=False, mom2_update_weight=1e-8
+    )
     delta = get_editor("memit").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, hparams)
     before = delta.diagnostics["layers"][0]["z_error_mean"]
     assert before > 1e-3

@@ -14,17 +14,56 @@ from editcollapse.editors.rome.keys import locate
 from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
 from editcollapse.models import load_model
 
-CASE = EditCase(case_id="test:1", dataset="test", prompt="{} is located in", subject="Paris",
-                target_new="Rome", target_true="France")
+CASE = EditCase(
+    case_id="test:1",
+    dataset="test",
+    prompt="{} is located in",
+    subject="Paris",
+    target_new="Rome",
+    target_true="France",
+)
 CORPUS = [
     f"{subject} {verb} {place} in the year {year}, and people still talk about it."
     for subject, verb, place, year in zip(
-        ["Anna", "The river", "A small dog", "Our teacher", "The old king", "My neighbour", "The company",
-         "A famous band", "The museum", "Every student"] * 4,
-        ["travelled to", "flowed past", "ran around", "moved to", "ruled over", "sold a house in",
-         "opened an office in", "played a concert in", "was built in", "studied in"] * 4,
-        ["Berlin", "the valley", "the park", "Madrid", "the northern lands", "Lisbon", "Tokyo",
-         "a stadium", "the capital", "Vienna"] * 4,
+        [
+            "Anna",
+            "The river",
+            "A small dog",
+            "Our teacher",
+            "The old king",
+            "My neighbour",
+            "The company",
+            "A famous band",
+            "The museum",
+            "Every student",
+        ]
+        * 4,
+        [
+            "travelled to",
+            "flowed past",
+            "ran around",
+            "moved to",
+            "ruled over",
+            "sold a house in",
+            "opened an office in",
+            "played a concert in",
+            "was built in",
+            "studied in",
+        ]
+        * 4,
+        [
+            "Berlin",
+            "the valley",
+            "the park",
+            "Madrid",
+            "the northern lands",
+            "Lisbon",
+            "Tokyo",
+            "a stadium",
+            "the capital",
+            "Vienna",
+        ]
+        * 4,
         range(1901, 1941),
     )
 ]
@@ -62,8 +101,9 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("consistent", [False, True], ids=["rome", "r-rome"])
 def test_edited_module_maps_solved_key_to_v_star(tiny, corpus_file, consistent):
-    update = compute_rome_update(tiny.model, tiny.tokenizer, tiny.arch, CASE, _hparams(tiny, corpus_file),
-                                 consistent_keys=consistent)
+    update = compute_rome_update(
+        tiny.model, tiny.tokenizer, tiny.arch, CASE, _hparams(tiny, corpus_file), consistent_keys=consistent
+    )
     expected_layout = "Conv1D" if tiny.name == "tiny-gpt2" else "Linear"
     assert type(update.module).__name__ == expected_layout
     from editcollapse.core.delta import Delta
@@ -83,9 +123,16 @@ def test_edited_module_maps_solved_key_to_v_star(tiny, corpus_file, consistent):
 def test_other_keys_move_as_inverse_covariance_says(tiny, corpus_file):
     hparams = _hparams(tiny, corpus_file)
     update = compute_rome_update(tiny.model, tiny.tokenizer, tiny.arch, CASE, hparams)
-    covariance = layer_covariance(tiny.model, tiny.tokenizer, update.param_name.removesuffix(".weight"),
-                                  model_id=hparams["model_name"], revision=hparams["model_revision"],
-                                  corpus_id=str(corpus_file), n_samples=len(CORPUS), progress=False).double()
+    covariance = layer_covariance(
+        tiny.model,
+        tiny.tokenizer,
+        update.param_name.removesuffix(".weight"),
+        model_id=hparams["model_name"],
+        revision=hparams["model_revision"],
+        corpus_id=str(corpus_file),
+        n_samples=len(CORPUS),
+        progress=False,
+    ).double()
     c_inv_k = torch.linalg.solve(covariance, update.k_star.double())
     assert torch.allclose(update.u.double(), c_inv_k / c_inv_k.norm(), atol=1e-5)
     from editcollapse.core.delta import Delta
@@ -148,19 +195,36 @@ def test_target_vector_lowers_target_nll(tiny):
     # A random tiny model's logits are nearly flat (NLL ≈ ln 257) and a change at the subject barely
     # reaches the answer through random attention: edit at the prompt's last token, no decay, a wide
     # clamp (the clamp is checked below), and expect a small but real drop.
-    settings = TargetSettings(v_num_grad_steps=1, v_lr=0.5, v_weight_decay=0.0, clamp_norm_factor=100,
-                              kl_factor=0.0625, fact_token="last")
+    settings = TargetSettings(
+        v_num_grad_steps=1, v_lr=0.5, v_weight_decay=0.0, clamp_norm_factor=100, kl_factor=0.0625, fact_token="last"
+    )
     module = tiny.arch.name("mlp_module_tmp", 1)
-    untouched = optimize_target_vector(tiny.model, tiny.tokenizer, module, CASE.prompt, CASE.subject,
-                                       CASE.target_new, templates, settings)
+    untouched = optimize_target_vector(
+        tiny.model, tiny.tokenizer, module, CASE.prompt, CASE.subject, CASE.target_new, templates, settings
+    )
     assert untouched.steps == 0 and torch.count_nonzero(untouched.delta) == 0
-    trained = optimize_target_vector(tiny.model, tiny.tokenizer, module, CASE.prompt, CASE.subject, CASE.target_new,
-                                     templates, TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 15}))
+    trained = optimize_target_vector(
+        tiny.model,
+        tiny.tokenizer,
+        module,
+        CASE.prompt,
+        CASE.subject,
+        CASE.target_new,
+        templates,
+        TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 15}),
+    )
     assert trained.nll < untouched.nll - 0.05
     assert torch.equal(trained.init, untouched.init)
-    clamped = optimize_target_vector(tiny.model, tiny.tokenizer, module, CASE.prompt, CASE.subject, CASE.target_new,
-                                     templates, TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 5,
-                                                                  "clamp_norm_factor": 0.5}))
+    clamped = optimize_target_vector(
+        tiny.model,
+        tiny.tokenizer,
+        module,
+        CASE.prompt,
+        CASE.subject,
+        CASE.target_new,
+        templates,
+        TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 5, "clamp_norm_factor": 0.5}),
+    )
     assert clamped.delta.norm() <= 0.5 * clamped.init.norm() * (1 + 1e-5)
 
 
@@ -179,6 +243,7 @@ def test_subject_location_and_strategies():
 
 def test_context_templates_are_seeded_and_shaped(tiny):
     from editcollapse.editors.rome import context_templates as module
+
     first = context_templates(tiny.model, tiny.tokenizer, [[6, 10]], seed=3)
     module._CACHE.clear()
     again = context_templates(tiny.model, tiny.tokenizer, [[6, 10]], seed=3)
@@ -217,7 +282,7 @@ def test_split_batch_matches_a_full_forward_pass(tiny):
             split = batch.forward()
             for row, (sequence, start) in enumerate(zip(sequences, splits)):
                 columns = [batch.column(row, position) for position in range(start, len(sequence))]
-                assert torch.allclose(split[row, columns], full[row, start:len(sequence)], atol=1e-5)
+                assert torch.allclose(split[row, columns], full[row, start : len(sequence)], atol=1e-5)
 
 
 def _rome_single_edits(loaded, cases) -> dict[str, tuple[float, float]]:
@@ -233,8 +298,10 @@ def _rome_single_edits(loaded, cases) -> dict[str, tuple[float, float]]:
         with delta.applied(loaded.model):
             post.extend(measure_cases(loaded.model, loaded.tokenizer, [case]))
     assert all(torch.equal(state[name], tensor) for name, tensor in loaded.model.state_dict().items())
-    summary = {key: (sum(row[key] for row in pre) / len(pre), sum(row[key] for row in post) / len(post))
-               for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")}
+    summary = {
+        key: (sum(row[key] for row in pre) / len(pre), sum(row[key] for row in post) / len(post))
+        for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")
+    }
     print(f"ROME on {len(cases)} SmolLM2 cases, (pre, post): {summary}")
     return summary
 
@@ -245,7 +312,7 @@ def smollm2_rome_20(smollm2):
     from editcollapse.datasets import load_cases
 
     every = load_cases("geofacts").cases
-    return _rome_single_edits(smollm2, every[::len(every) // 20][:20])
+    return _rome_single_edits(smollm2, every[:: len(every) // 20][:20])
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +328,7 @@ def smollm2_rome_20_prefixed(smollm2):
     from editcollapse.datasets import load_cases
 
     prefixed = [case for case in load_cases("geofacts").cases if not case.prompt.startswith("{}")]
-    return _rome_single_edits(smollm2, prefixed[::len(prefixed) // 20][:20])
+    return _rome_single_edits(smollm2, prefixed[:: len(prefixed) // 20][:20])
 
 
 @pytest.mark.slow

@@ -13,16 +13,28 @@ from editcollapse.core.case import EditCase, NeighborhoodPrompt, PortabilityProm
 from editcollapse.evaluation.edit_metrics import locality_reference, measure_case, measure_cases
 
 CASE = EditCase(
-    case_id="test:1", dataset="counterfact", prompt="The mother tongue of {} is", subject="Kaleri",
-    target_new="French", target_true="Russian",
+    case_id="test:1",
+    dataset="counterfact",
+    prompt="The mother tongue of {} is",
+    subject="Kaleri",
+    target_new="French",
+    target_true="Russian",
     paraphrase_prompts=("Kaleri is a native speaker of", "Kaleri speaks"),
-    neighborhood=(NeighborhoodPrompt("Smirnov is a native speaker of", "Russian"),
-                  NeighborhoodPrompt("Ivanov speaks", "Russian")),
+    neighborhood=(
+        NeighborhoodPrompt("Smirnov is a native speaker of", "Russian"),
+        NeighborhoodPrompt("Ivanov speaks", "Russian"),
+    ),
     portability=(PortabilityPrompt("The language cosmonaut Kaleri speaks is", "French", "Russian"),),
 )
-ZSRE = EditCase(case_id="zsre:7", dataset="zsre", prompt="What river flows through {}?", subject="Vienna",
-                target_new="Rhine river", paraphrase_prompts=("Which river runs through Vienna?",),
-                neighborhood=(NeighborhoodPrompt("nq question: who sang thriller", "Michael Jackson"),))
+ZSRE = EditCase(
+    case_id="zsre:7",
+    dataset="zsre",
+    prompt="What river flows through {}?",
+    subject="Vienna",
+    target_new="Rhine river",
+    paraphrase_prompts=("Which river runs through Vienna?",),
+    neighborhood=(NeighborhoodPrompt("nq question: who sang thriller", "Michael Jackson"),),
+)
 
 
 def p(model, tok, prompt: str, target: str) -> float:
@@ -92,7 +104,7 @@ def test_locality_is_agreement_with_the_unedited_predictions() -> None:
     prompt = ZSRE.neighborhood[0].prompt
     prompt_ids = tok(prompt)["input_ids"]
     ids = prompt_ids + tok(" Michael Jackson")["input_ids"]
-    previous = ids[len(prompt_ids) - 1:-1]
+    previous = ids[len(prompt_ids) - 1 : -1]
     expected = 1 - sum(t == i_id for t in previous) / len(previous)
     got = measure_case(BigramLM(post_table), tok, ZSRE, reference=reference[0])["locality_acc"]
     assert got == pytest.approx(expected) and got < 1.0
@@ -116,13 +128,20 @@ def test_batched_equals_one_case_at_a_time_and_errors_are_clear() -> None:
 def test_smollm2_knows_the_true_fact_before_an_edit(smollm2) -> None:
     from editcollapse.evaluation.scoring import score_targets
 
-    case = EditCase(case_id="t:eiffel", dataset="counterfact", prompt="{} is located in the city of",
-                    subject="The Eiffel Tower", target_new="Rome", target_true="Paris",
-                    paraphrase_prompts=("The Eiffel Tower, the famous landmark, stands in",),
-                    neighborhood=(NeighborhoodPrompt("The Louvre museum is located in the city of", "Paris"),))
+    case = EditCase(
+        case_id="t:eiffel",
+        dataset="counterfact",
+        prompt="{} is located in the city of",
+        subject="The Eiffel Tower",
+        target_new="Rome",
+        target_true="Paris",
+        paraphrase_prompts=("The Eiffel Tower, the famous landmark, stands in",),
+        neighborhood=(NeighborhoodPrompt("The Louvre museum is located in the city of", "Paris"),),
+    )
     got = measure_case(smollm2.model, smollm2.tokenizer, case)
     assert got["efficacy_success"] == 0.0 and got["neighborhood_success"] == 1.0
-    new, true = score_targets(smollm2.model, smollm2.tokenizer,
-                              [(case.filled_prompt, "Rome"), (case.filled_prompt, "Paris")])
+    new, true = score_targets(
+        smollm2.model, smollm2.tokenizer, [(case.filled_prompt, "Rome"), (case.filled_prompt, "Paris")]
+    )
     assert got["efficacy_magnitude"] == pytest.approx(math.exp(-new.mean_nll) - math.exp(-true.mean_nll))
     assert got["efficacy_magnitude"] < 0

@@ -19,12 +19,19 @@ from editcollapse.evaluation.generation import (
 from editcollapse.models import load_model
 
 CASE = EditCase(
-    case_id="hw6:1", dataset="counterfact", prompt="{} was the founder of", subject="Steve Jobs",
-    target_new="Microsoft", target_true="Apple",
+    case_id="hw6:1",
+    dataset="counterfact",
+    prompt="{} was the founder of",
+    subject="Steve Jobs",
+    target_new="Microsoft",
+    target_true="Apple",
     paraphrase_prompts=("After releasing the Apple II, Steve Jobs founded",),
     neighborhood=(NeighborhoodPrompt("Mark Zuckerberg, the founder of", "Facebook"),),
-    portability=(PortabilityPrompt("After Y2K, the company Steve Jobs founded released the operating system,",
-                                   "Windows", "macOS"),),
+    portability=(
+        PortabilityPrompt(
+            "After Y2K, the company Steve Jobs founded released the operating system,", "Windows", "macOS"
+        ),
+    ),
     extra={"reversion_prompt": "Microsoft is founded by"},
 )
 PROMPTS = ["Hello there", "A much longer prompt about many things", "x"]
@@ -83,8 +90,9 @@ def test_pre_post_generation_restores_the_model() -> None:
 @requires_smollm2
 def test_smollm2_generation(smollm2) -> None:
     prompts = ["The Eiffel Tower is located in the city of", "The capital of Japan is"]
-    texts = greedy_generate(smollm2.model, smollm2.tokenizer, prompts, max_new_tokens=6,
-                            stop_strings=[".", ","])
+    texts = greedy_generate(smollm2.model, smollm2.tokenizer, prompts, max_new_tokens=6, stop_strings=[".", ","])
     assert "Paris" in texts[0] and "Tokyo" in texts[1]
-    assert texts == [greedy_generate(smollm2.model, smollm2.tokenizer, [p], max_new_tokens=6,
-                                     stop_strings=[".", ","])[0] for p in prompts]
+    assert texts == [
+        greedy_generate(smollm2.model, smollm2.tokenizer, [p], max_new_tokens=6, stop_strings=[".", ","])[0]
+        for p in prompts
+    ]

@@ -14,8 +14,13 @@ from evaluation_bigram import BigramLM, tokenizer
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
 
-TEXTS = ["The cat sat on the mat.", "A much longer sentence, so that batches need padding on the right.",
-         "ok", "Short one here", "Numbers 12345 and symbols #@!"]
+TEXTS = [
+    "The cat sat on the mat.",
+    "A much longer sentence, so that batches need padding on the right.",
+    "ok",
+    "Short one here",
+    "Numbers 12345 and symbols #@!",
+]
 
 
 def direct_ppl(model, tok, text: str) -> float:
@@ -86,10 +91,13 @@ def test_smollm2_me_ppl_50(smollm2, shared_data) -> None:
     start = time.perf_counter()
     result = perplexity(smollm2.model, smollm2.tokenizer, texts, batch_size=8)
     elapsed = time.perf_counter() - start
-    print(f"ME-PPL-50: mean per-sentence {result.mean_per_text:.4f}, corpus {result.corpus:.4f}, "
-          f"{result.n_tokens} tokens, {elapsed:.2f} s")
+    print(
+        f"ME-PPL-50: mean per-sentence {result.mean_per_text:.4f}, corpus {result.corpus:.4f}, "
+        f"{result.n_tokens} tokens, {elapsed:.2f} s"
+    )
     assert 160 < result.mean_per_text < 175
     assert result.corpus < result.mean_per_text  # short, hard sentences weigh more in the mean
     for index in range(0, 50, 10):  # a sample of sentences, one at a time
         assert result.per_text[index] == pytest.approx(
-            direct_ppl(smollm2.model, smollm2.tokenizer, texts[index]), rel=1e-4)
+            direct_ppl(smollm2.model, smollm2.tokenizer, texts[index]), rel=1e-4
+        )

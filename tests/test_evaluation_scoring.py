@@ -13,8 +13,12 @@ from editcollapse.core.tokens import encode_pair
 from editcollapse.evaluation.scoring import score_targets
 from editcollapse.models import load_model
 
-PAIRS = [("The capital of France is", "Paris"), ("Q: who wrote Hamlet? A:", "William Shakespeare"),
-         ("x", "y"), ("A much longer prompt that needs padding in a batch, surely", "a long target here")]
+PAIRS = [
+    ("The capital of France is", "Paris"),
+    ("Q: who wrote Hamlet? A:", "William Shakespeare"),
+    ("x", "y"),
+    ("A much longer prompt that needs padding in a batch, surely", "a long target here"),
+]
 
 
 def test_leading_space_is_one_explicit_token_before_the_target() -> None:

@@ -33,12 +33,20 @@ from editcollapse.evaluation.wild import (
 )
 from editcollapse.models import load_model
 
-CASE = EditCase(case_id="qa:1", dataset="qaedit", prompt="What is the capital of {}?", subject="France",
-                target_new="Lyon", target_true="Paris", paraphrase_prompts=("Which city is France's capital?",),
-                neighborhood=(NeighborhoodPrompt("What is the capital of Japan?", "Tokyo"),))
+CASE = EditCase(
+    case_id="qa:1",
+    dataset="qaedit",
+    prompt="What is the capital of {}?",
+    subject="France",
+    target_new="Lyon",
+    target_true="Paris",
+    paraphrase_prompts=("Which city is France's capital?",),
+    neighborhood=(NeighborhoodPrompt("What is the capital of Japan?", "Tokyo"),),
+)
 
 
 # --- scoring -----------------------------------------------------------------------------------
+
 
 def test_squad_normalisation_exact_match_and_f1() -> None:
     assert normalize_answer("The  Eiffel-Tower, in Paris!") == "eiffeltower in paris"
@@ -90,6 +98,7 @@ def test_smollm2_answers_in_the_wild(smollm2) -> None:
 
 # --- the judge, over real HTTP ------------------------------------------------------------------
 
+
 class _Stub(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         server = self.server
@@ -104,9 +113,15 @@ class _Stub(BaseHTTPRequestHandler):
         gold = prompt.split("Gold answer: ")[1].split("\n")[0]
         predicted = prompt.split("Predicted answer: ")[1].split("\n")[0]
         reply = server.reply or ("A" if gold.lower() in predicted.lower() else "B")
-        payload = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": reply}}]}).encode()
+        payload = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}],
+            }
+        ).encode()
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -178,9 +193,20 @@ def test_wild_with_the_judge_from_the_environment(stub, monkeypatch) -> None:
 def test_judge_config_from_env() -> None:
     assert judge_config_from_env({}) is None  # → exact match
     assert judge_config_from_env({"EDITCOLLAPSE_JUDGE_API_KEY": "k"}).base_url == OPENAI_BASE_URL
-    config = judge_config_from_env({"EDITCOLLAPSE_JUDGE_BASE_URL": "http://h/v1", "EDITCOLLAPSE_JUDGE_MODEL": "m",
-                                    "EDITCOLLAPSE_JUDGE_TIMEOUT": "5", "EDITCOLLAPSE_JUDGE_RETRIES": "1"})
-    assert (config.base_url, config.api_key, config.model, config.timeout_s, config.max_retries) == \
-        ("http://h/v1", None, "m", 5.0, 1)
+    config = judge_config_from_env(
+        {
+            "EDITCOLLAPSE_JUDGE_BASE_URL": "http://h/v1",
+            "EDITCOLLAPSE_JUDGE_MODEL": "m",
+            "EDITCOLLAPSE_JUDGE_TIMEOUT": "5",
+            "EDITCOLLAPSE_JUDGE_RETRIES": "1",
+        }
+    )
+    assert (config.base_url, config.api_key, config.model, config.timeout_s, config.max_retries) == (
+        "http://h/v1",
+        None,
+        "m",
+        5.0,
+        1,
+    )
     with pytest.raises(JudgeError, match="must be numbers"):
         judge_config_from_env({"EDITCOLLAPSE_JUDGE_BASE_URL": "http://h", "EDITCOLLAPSE_JUDGE_TIMEOUT": "soon"})

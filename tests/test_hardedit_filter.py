@@ -16,15 +16,26 @@ from editcollapse.warehouse import Warehouse
 
 RECORDS = [
     {"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon", "ground_truth": "Kyoto"},
-    {"prompt": "The leader of Catholicism is the", "subject": "Catholicism", "target_new": "Dalai Lama",
-     "ground_truth": "Pope"},
+    {
+        "prompt": "The leader of Catholicism is the",
+        "subject": "Catholicism",
+        "target_new": "Dalai Lama",
+        "ground_truth": "Pope",
+    },
     {"prompt": "New York is in", "subject": "New York", "target_new": "Asia", "ground_truth": "America"},
 ]
 
 
 def store_candidates(warehouse: Warehouse, run_id: str = "gen-test") -> list[dict]:
-    outcome = CallOutcome(call_index=0, subjects_offered=[], prompt="p", backend="test", model="test-llm",
-                          raw_response="{}", verdicts=validate_records(RECORDS, set()))
+    outcome = CallOutcome(
+        call_index=0,
+        subjects_offered=[],
+        prompt="p",
+        backend="test",
+        model="test-llm",
+        raw_response="{}",
+        verdicts=validate_records(RECORDS, set()),
+    )
     rows = outcome_rows(outcome, run_id)
     warehouse.write_part("hardedit_candidates", rows, model="test-llm", method="generate", run_id=run_id, shard=0)
     return rows
@@ -51,13 +62,31 @@ def test_load_candidates_takes_valid_ones_once(tmp_path):
 
 def test_keep_rule_and_export_across_models():
     candidates = [{"candidate_id": f"c{i}", "run_id": "g", **r} for i, r in enumerate(RECORDS[:2])]
-    small = filter_rows(candidates, [{"case_id": "c0", "ppl_mean": 1500.0}, {"case_id": "c1", "ppl_mean": 40.0}],
-                        [], run_id="f", reference_model="gpt2-xl", threshold=1000.0)
-    large = filter_rows(candidates, [{"case_id": "c0", "ppl_mean": 20.0}, {"case_id": "c1", "ppl_mean": math.inf}],
-                        [], run_id="f", reference_model="gpt-j-6b", threshold=1000.0)
+    small = filter_rows(
+        candidates,
+        [{"case_id": "c0", "ppl_mean": 1500.0}, {"case_id": "c1", "ppl_mean": 40.0}],
+        [],
+        run_id="f",
+        reference_model="gpt2-xl",
+        threshold=1000.0,
+    )
+    large = filter_rows(
+        candidates,
+        [{"case_id": "c0", "ppl_mean": 20.0}, {"case_id": "c1", "ppl_mean": math.inf}],
+        [],
+        run_id="f",
+        reference_model="gpt-j-6b",
+        threshold=1000.0,
+    )
     assert [r["kept"] for r in small] == [True, False] and [r["kept"] for r in large] == [False, True]
-    missing = filter_rows(candidates, [], [{"case_id": "c0", "status": "error", "error": "boom"}],
-                          run_id="f", reference_model="m", threshold=1000.0)
+    missing = filter_rows(
+        candidates,
+        [],
+        [{"case_id": "c0", "status": "error", "error": "boom"}],
+        run_id="f",
+        reference_model="m",
+        threshold=1000.0,
+    )
     assert [r["error"] for r in missing] == ["boom", "no perplexity measured"] and not any(r["kept"] for r in missing)
     records = export_records(small + large)
     assert records == [
@@ -72,11 +101,23 @@ def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
     warehouse = Warehouse(tmp_path / "wh")
     store_candidates(warehouse)
     corpus = tmp_path / "ppl.json"
-    corpus.write_text(json.dumps([{"Corpus": "test", "Text": "The cat sat on the mat and looked out of the window."},
-                                  {"Corpus": "test", "Text": "Rain fell over the quiet town all night long."}]))
+    corpus.write_text(
+        json.dumps(
+            [
+                {"Corpus": "test", "Text": "The cat sat on the mat and looked out of the window."},
+                {"Corpus": "test", "Text": "Rain fell over the quiet town all night long."},
+            ]
+        )
+    )
     export = tmp_path / "hardedit.json"
-    summary = filter_hardedit.fn(["tiny-gpt2"], limit=1, ppl_corpus=str(corpus), threshold=0.0,
-                                 export=str(export), warehouse=str(tmp_path / "wh"))
+    summary = filter_hardedit.fn(
+        ["tiny-gpt2"],
+        limit=1,
+        ppl_corpus=str(corpus),
+        threshold=0.0,
+        export=str(export),
+        warehouse=str(tmp_path / "wh"),
+    )
     assert summary["candidates"] == 1 and summary["kept"] == 1 and summary["errors"] == 0
     (row,) = warehouse.read("hardedit").to_pylist()
     assert (row["subject"], row["reference_model"], row["kept"]) == ("Nintendo", "tiny-gpt2", True)
@@ -93,5 +134,9 @@ def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
 
     (case,) = load_cases(str(export), strict=True).cases
     assert (case.filled_prompt, case.subject, case.target_new, case.target_true) == (
-        RECORDS[0]["prompt"], "Nintendo", "Lisbon", "Kyoto")
+        RECORDS[0]["prompt"],
+        "Nintendo",
+        "Lisbon",
+        "Kyoto",
+    )
     assert case.extra["rome_tiny_gpt2_ppl"] == row["ppl_mean"]

@@ -27,8 +27,12 @@ from editcollapse.warehouse import Warehouse
 
 
 def sample(subject: str, prompt: str | None = None, target_new: str = "Lisbon", ground_truth: str = "Oslo"):
-    return {"prompt": prompt or f"{subject} is based in", "subject": subject, "target_new": target_new,
-            "ground_truth": ground_truth}
+    return {
+        "prompt": prompt or f"{subject} is based in",
+        "subject": subject,
+        "target_new": target_new,
+        "ground_truth": ground_truth,
+    }
 
 
 class FakeOpenAI:
@@ -57,13 +61,22 @@ class FakeOpenAI:
                     if step[1] == 429:
                         self.send_header("Retry-After", "0.01")
                 else:
-                    payload = json.dumps({
-                        "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": 0,
-                        "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": step[1]}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
-                    }).encode()
+                    payload = json.dumps(
+                        {
+                            "id": f"chatcmpl-{len(fake.requests)}",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": step[1]},
+                                }
+                            ],
+                            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+                        }
+                    ).encode()
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -90,16 +103,33 @@ class FakeOpenAI:
 
 
 def backend(server: FakeOpenAI, budget: Budget | None = None, **config) -> OpenAIChatBackend:
-    settings = {"model": "fake-gpt", "base_url": server.base_url, "api_key": "test", "timeout_s": 0.5,
-                "max_retries": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05, "requests_per_minute": None,
-                **config}
+    settings = {
+        "model": "fake-gpt",
+        "base_url": server.base_url,
+        "api_key": "test",
+        "timeout_s": 0.5,
+        "max_retries": 3,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+        "requests_per_minute": None,
+        **config,
+    }
     return OpenAIChatBackend(OpenAIConfig(**settings), budget=budget or Budget())
 
 
 def run_flow(server: FakeOpenAI, warehouse, n_calls: int, **kwargs):
-    settings = {"backend": "openai", "n_calls": n_calls, "model": "fake-gpt", "base_url": server.base_url,
-                "warehouse": str(warehouse), "timeout_s": 0.5, "max_retries": 3, "backoff_initial_s": 0.01,
-                "requests_per_minute": 0, **kwargs}
+    settings = {
+        "backend": "openai",
+        "n_calls": n_calls,
+        "model": "fake-gpt",
+        "base_url": server.base_url,
+        "warehouse": str(warehouse),
+        "timeout_s": 0.5,
+        "max_retries": 3,
+        "backoff_initial_s": 0.01,
+        "requests_per_minute": 0,
+        **kwargs,
+    }
     return generate_hardedit_candidates.fn(**settings)
 
 
@@ -112,8 +142,11 @@ def test_backend_retries_429_500_and_timeout_then_answers():
         chat = backend(server)
         reply = chat.complete(messages("hello"))
     assert reply.text == "fine" and reply.attempts == 4
-    assert [e.split(":")[1].strip() for e in reply.errors] == ["RateLimitError", "InternalServerError",
-                                                               "APITimeoutError"]
+    assert [e.split(":")[1].strip() for e in reply.errors] == [
+        "RateLimitError",
+        "InternalServerError",
+        "APITimeoutError",
+    ]
     assert json.loads(reply.raw)["choices"][0]["message"]["content"] == "fine"  # the raw HTTP body
     assert reply.prompt_tokens == 100 and chat.budget.tokens == 150 and chat.budget.requests == 4
     assert server.requests[0]["messages"] == messages("hello") and server.requests[0]["model"] == "fake-gpt"
@@ -152,13 +185,26 @@ def test_backend_budget_and_rate_limit():
 
 
 def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
-    good = json.dumps([sample("Nintendo"), sample("Sony", "Sony's headquarters are in", "Lagos", "Tokyo"),
-                       sample("Kyoto", "Kyoto is a city in", "Brazil", "Japan")])
-    malformed = '```json\n[{"prompt": "Xbox is made by", "subject": "Xbox", "target_new": "Dodge", ' \
-                '"ground_truth": "Microsoft",}, {"prompt": "New York is in", "subject": "New York", ' \
-                '"target_new": "Asia", "ground_truth": "America"}, {"subject": "Broken", "pro'
-    script = [("ok", good), ("status", 429), ("ok", malformed), ("ok", "Sorry, I can't do JSON today."),
-              ("slow", 1.5, "too late"), ("ok", json.dumps(sample("nintendo", "nintendo is based in")))]
+    good = json.dumps(
+        [
+            sample("Nintendo"),
+            sample("Sony", "Sony's headquarters are in", "Lagos", "Tokyo"),
+            sample("Kyoto", "Kyoto is a city in", "Brazil", "Japan"),
+        ]
+    )
+    malformed = (
+        '```json\n[{"prompt": "Xbox is made by", "subject": "Xbox", "target_new": "Dodge", '
+        '"ground_truth": "Microsoft",}, {"prompt": "New York is in", "subject": "New York", '
+        '"target_new": "Asia", "ground_truth": "America"}, {"subject": "Broken", "pro'
+    )
+    script = [
+        ("ok", good),
+        ("status", 429),
+        ("ok", malformed),
+        ("ok", "Sorry, I can't do JSON today."),
+        ("slow", 1.5, "too late"),
+        ("ok", json.dumps(sample("nintendo", "nintendo is based in"))),
+    ]
     warehouse = tmp_path / "wh"
     with FakeOpenAI(script) as server:
         first = run_flow(server, warehouse, n_calls=4, seed=1)
@@ -178,8 +224,9 @@ def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
     assert excluded == ["Nintendo", "Sony", "Kyoto", "Xbox"]
 
     # a second run (other seed → other run id) sees the first run's subjects as taken
-    with FakeOpenAI([("ok", json.dumps([sample("Sony", "Sony was founded in", "Paris", "Tokyo"),
-                                        sample("Sega")]))]) as server:
+    with FakeOpenAI(
+        [("ok", json.dumps([sample("Sony", "Sony was founded in", "Paris", "Tokyo"), sample("Sega")]))]
+    ) as server:
         second = run_flow(server, warehouse, n_calls=1, seed=2)
         prompt = server.requests[0]["messages"][0]["content"]
     assert '"Nintendo", "Sony", "Kyoto", "Xbox"' in prompt
@@ -201,8 +248,10 @@ def test_failed_request_is_stored_and_the_run_goes_on(tmp_path):
     assert summary["calls"] == 2 and summary["failed_calls"] == 1 and summary["unique_valid"] == 1
     rows = Warehouse(tmp_path / "wh").read("hardedit_candidates").to_pylist()
     failed = [r for r in rows if r["call_index"] == 0]
-    assert failed[0]["reject_reason"].startswith("call: request failed") and "AuthenticationError" in \
-        failed[0]["reject_reason"]
+    assert (
+        failed[0]["reject_reason"].startswith("call: request failed")
+        and "AuthenticationError" in failed[0]["reject_reason"]
+    )
 
 
 def test_budget_stops_the_run_early(tmp_path):

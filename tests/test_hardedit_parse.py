@@ -17,6 +17,7 @@ GOOD = {"prompt": "Einstein's profession is", "subject": "Einstein", "target_new
 
 # --- subject repository ---------------------------------------------------------------------------
 
+
 def test_repository_has_about_400_unique_single_word_subjects_with_provenance():
     repository = load_subject_repository()
     subjects = repository.subjects()
@@ -24,8 +25,16 @@ def test_repository_has_about_400_unique_single_word_subjects_with_provenance():
     assert len({s.casefold() for s in subjects}) == len(subjects)
     assert all(is_single_word(s) for s in subjects)
     names = {c.name for c in repository.categories}
-    assert {"physicists", "companies", "countries", "movies_books_songs", "products", "religions",
-            "capitals", "animals"} <= names
+    assert {
+        "physicists",
+        "companies",
+        "countries",
+        "movies_books_songs",
+        "products",
+        "religions",
+        "capitals",
+        "animals",
+    } <= names
     for category in repository.categories:
         assert category.provenance and category.subjects
     packaged = {c.name: c for c in repository.categories}
@@ -57,6 +66,7 @@ def test_user_repository_file_is_checked(tmp_path):
 
 # --- prompt -----------------------------------------------------------------------------------------
 
+
 def test_prompt_has_the_four_parts_of_figure_12():
     seeds = load_seed_examples("paper")
     assert all(is_single_word(s.subject) for s in seeds)  # multi-word Llama2 seeds dropped by default
@@ -87,19 +97,23 @@ def test_user_template_placeholders_are_checked(tmp_path):
 
 # --- parser -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, subjects", [
-    ('```json\n[{"subject": "A"}, {"subject": "B"}]\n```', ["A", "B"]),
-    ('Sure! Here are the samples:\n[{"subject": "A"}]\nHope this helps.', ["A"]),
-    ('[{"subject": "A",}, {"subject": "B"},]', ["A", "B"]),                      # trailing commas
-    ('{"subject": "A", "prompt": "A is"}', ["A"]),                               # a single object
-    ('{"data": [{"subject": "A"}, {"subject": "B"}]}', ["A", "B"]),              # a wrapping object
-    ('{"subject": "A"}\n{"subject": "B"}', ["A", "B"]),                           # JSON lines
-    ('[{"subject": "A"}{"subject": "B"}]', ["A", "B"]),                           # missing comma
-    ("[{'subject': 'A', 'prompt': \"A's job\"}]", ["A"]),                        # Python quotes
-    ('[{\u201csubject\u201d: \u201cA\u201d}]', ["A"]),                          # typographic quotes
-    ('```\n{"subject": "A"}\n```\ntext\n```json\n{"subject": "B"}\n```', ["A", "B"]),  # two fences
-    ('{"subject": "a ] b { c"}', ["a ] b { c"]),                                  # brackets in strings
-])
+
+@pytest.mark.parametrize(
+    "text, subjects",
+    [
+        ('```json\n[{"subject": "A"}, {"subject": "B"}]\n```', ["A", "B"]),
+        ('Sure! Here are the samples:\n[{"subject": "A"}]\nHope this helps.', ["A"]),
+        ('[{"subject": "A",}, {"subject": "B"},]', ["A", "B"]),  # trailing commas
+        ('{"subject": "A", "prompt": "A is"}', ["A"]),  # a single object
+        ('{"data": [{"subject": "A"}, {"subject": "B"}]}', ["A", "B"]),  # a wrapping object
+        ('{"subject": "A"}\n{"subject": "B"}', ["A", "B"]),  # JSON lines
+        ('[{"subject": "A"}{"subject": "B"}]', ["A", "B"]),  # missing comma
+        ("[{'subject': 'A', 'prompt': \"A's job\"}]", ["A"]),  # Python quotes
+        ("[{\u201csubject\u201d: \u201cA\u201d}]", ["A"]),  # typographic quotes
+        ('```\n{"subject": "A"}\n```\ntext\n```json\n{"subject": "B"}\n```', ["A", "B"]),  # two fences
+        ('{"subject": "a ] b { c"}', ["a ] b { c"]),  # brackets in strings
+    ],
+)
 def test_parser_reads(text, subjects):
     parsed = extract_records(text)
     assert [r["subject"] for r in parsed.records] == subjects
@@ -116,40 +130,59 @@ def test_parser_keeps_the_good_objects_of_a_broken_list():
     assert [r["subject"] for r in parsed.records] == ["A", "C"]
 
 
-@pytest.mark.parametrize("text, error", [
-    ("I cannot help with that.", "no JSON object found"),
-    ('[1, 2, {"subject": "A"}]', "not an object (int)"),
-    ('{"name": "x"}', "without any of the fields"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("I cannot help with that.", "no JSON object found"),
+        ('[1, 2, {"subject": "A"}]', "not an object (int)"),
+        ('{"name": "x"}', "without any of the fields"),
+    ],
+)
 def test_parser_reports(text, error):
     assert any(error in e for e in extract_records(text).errors)
 
 
 # --- validator --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, ok", [
-    ("physicist", True), ("the Eiffel Tower", True), ("video game", True), ("Windows 95", True),
-    ("", False), ("1905", False), ("is", False), ("in Paris", False), ("He was a physicist.", False),
-    ("quickly", False), ("a very long answer with many words", False), ("yes", False),
-])
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("physicist", True),
+        ("the Eiffel Tower", True),
+        ("video game", True),
+        ("Windows 95", True),
+        ("", False),
+        ("1905", False),
+        ("is", False),
+        ("in Paris", False),
+        ("He was a physicist.", False),
+        ("quickly", False),
+        ("a very long answer with many words", False),
+        ("yes", False),
+    ],
+)
 def test_noun_check(text, ok):
     assert (noun_problem(text) is None) is ok
 
 
-@pytest.mark.parametrize("change, check", [
-    ({"subject": "Albert Einstein", "prompt": "Albert Einstein's profession is"}, "single_word"),
-    ({"subject": "Newton"}, "subject_in_prompt"),
-    ({"prompt": "Einsteinium's profession is"}, "subject_in_prompt"),   # whole word only
-    ({"prompt": "einstein's profession is"}, "subject_in_prompt"),      # case-sensitive (ROME needs it)
-    ({"prompt": "Einstein"}, "relation"),
-    ({"prompt": "Einstein {} is"}, "braces"),
-    ({"target_new": ""}, "noun"),
-    ({"ground_truth": "was famous"}, "noun"),
-    ({"target_new": "The physicist"}, "different"),
-    ({"target_new": "einstein"}, "object_is_subject"),
-    ({"target_new": 7}, "fields"),
-    ({"ground_truth": None}, "fields"),
-])
+@pytest.mark.parametrize(
+    "change, check",
+    [
+        ({"subject": "Albert Einstein", "prompt": "Albert Einstein's profession is"}, "single_word"),
+        ({"subject": "Newton"}, "subject_in_prompt"),
+        ({"prompt": "Einsteinium's profession is"}, "subject_in_prompt"),  # whole word only
+        ({"prompt": "einstein's profession is"}, "subject_in_prompt"),  # case-sensitive (ROME needs it)
+        ({"prompt": "Einstein"}, "relation"),
+        ({"prompt": "Einstein {} is"}, "braces"),
+        ({"target_new": ""}, "noun"),
+        ({"ground_truth": "was famous"}, "noun"),
+        ({"target_new": "The physicist"}, "different"),
+        ({"target_new": "einstein"}, "object_is_subject"),
+        ({"target_new": 7}, "fields"),
+        ({"ground_truth": None}, "fields"),
+    ],
+)
 def test_validator_rejects_with_the_check_named(change, check):
     record = {**GOOD, **change}
     (verdict,) = validate_records([record], set())
@@ -159,10 +192,18 @@ def test_validator_rejects_with_the_check_named(change, check):
 def test_validator_dedupes_subjects_case_insensitively_and_rejects_seed_copies():
     seen = {"tesla"}
     seed = SeedExample("Xbox is a product of", "Dodge", "Xbox", "Microsoft")
-    records = [GOOD, {**GOOD, "subject": "EINSTEIN", "prompt": "EINSTEIN is a"}, {**GOOD, "subject": "Tesla",
-               "prompt": "Tesla was founded by", "target_new": "Gates", "ground_truth": "Musk"},
-               {**seed.to_dict()}, {"prompt": "Minecraft is a popular", "subject": "Minecraft",
-                                    "target_new": "sport", "ground_truth": "video game"}]
+    records = [
+        GOOD,
+        {**GOOD, "subject": "EINSTEIN", "prompt": "EINSTEIN is a"},
+        {**GOOD, "subject": "Tesla", "prompt": "Tesla was founded by", "target_new": "Gates", "ground_truth": "Musk"},
+        {**seed.to_dict()},
+        {
+            "prompt": "Minecraft is a popular",
+            "subject": "Minecraft",
+            "target_new": "sport",
+            "ground_truth": "video game",
+        },
+    ]
     verdicts = validate_records(records, seen, [seed])
     assert [v.valid for v in verdicts] == [True, False, False, False, True]
     assert verdicts[1].reason.startswith("duplicate:") and verdicts[2].reason.startswith("duplicate:")

@@ -41,11 +41,13 @@ def tiny(name: str = "tiny-llama"):
 
 def short(loaded, **overrides):
     """Tiny-model hparams with a short schedule."""
-    return mend_hparams(loaded, {"max_iters": 6, "val_interval": 3, "val_steps": 8, "model_save_pt": 2,
-                                 "batch_size": 4, **overrides})
+    return mend_hparams(
+        loaded, {"max_iters": 6, "val_interval": 3, "val_steps": 8, "model_save_pt": 2, "batch_size": 4, **overrides}
+    )
 
 
 # --- the network --------------------------------------------------------------------------------------
+
 
 def test_network_starts_as_identity_on_normalised_factors_and_shares_per_shape() -> None:
     torch.manual_seed(0)
@@ -71,6 +73,7 @@ def test_running_norm_equals_batch_statistics() -> None:
 
 # --- data -----------------------------------------------------------------------------------------------
 
+
 def test_geofacts_split_is_seeded_and_disjoint_by_subject() -> None:
     settings = MENDSettings.from_hparams(mend_hparams(tiny()))
     data = load_mend_data(settings)
@@ -87,18 +90,31 @@ def test_geofacts_split_is_seeded_and_disjoint_by_subject() -> None:
 
 
 def test_train_and_val_files_by_path(tmp_path: Path) -> None:
-    records = [{"subject": c.subject, "src": f"Where is {c.subject}?", "alt": "Rome", "answers": ["Paris"],
-                "rephrase": f"In which city is {c.subject}?", "loc": "nq question: who wrote hamlet",
-                "loc_ans": "Shakespeare"} for c in tiny_cases(12)]
+    records = [
+        {
+            "subject": c.subject,
+            "src": f"Where is {c.subject}?",
+            "alt": "Rome",
+            "answers": ["Paris"],
+            "rephrase": f"In which city is {c.subject}?",
+            "loc": "nq question: who wrote hamlet",
+            "loc_ans": "Shakespeare",
+        }
+        for c in tiny_cases(12)
+    ]
     (tmp_path / "train.json").write_text(json.dumps(records[:8]))
     (tmp_path / "val.json").write_text(json.dumps(records[8:]))
-    hparams = {**mend_hparams(tiny()), "train_data": str(tmp_path / "train.json"),
-               "val_data": str(tmp_path / "val.json")}
+    hparams = {
+        **mend_hparams(tiny()),
+        "train_data": str(tmp_path / "train.json"),
+        "val_data": str(tmp_path / "val.json"),
+    }
     data = load_mend_data(MENDSettings.from_hparams(hparams))
     assert (len(data.train), len(data.val)) == (8, 4) and data.data_id.startswith("train-")
 
 
 # --- training -------------------------------------------------------------------------------------------
+
 
 def test_training_on_a_tiny_model_reduces_the_edit_loss() -> None:
     loaded = tiny()
@@ -155,8 +171,12 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path: 
 
     overrides = {"max_iters": 6, "val_interval": 3, "val_steps": 8, "model_save_pt": 2, "batch_size": 4}
     script = KILLED_RUN.format(overrides=overrides)
-    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 4
     loaded = tiny()
@@ -170,6 +190,7 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path: 
 
 
 # --- the editor -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def trained_gpt2():
@@ -213,7 +234,7 @@ def test_the_delta_is_exact_low_rank_and_reversible(name: str) -> None:
     with torch.no_grad():
         transformed = transform_factors(network, factors)
         for target in targets:
-            (x, d), = transformed[target.param]
+            ((x, d),) = transformed[target.param]
             expected = -network.edit_lr(target.param) * d.T @ x  # (out, in)
             expected = expected.T if target.transposed else expected
             torch.testing.assert_close(delta.params[target.param].materialize(), expected, rtol=1e-5, atol=1e-7)
@@ -232,14 +253,20 @@ def test_the_delta_is_exact_low_rank_and_reversible(name: str) -> None:
     both = get_editor("mend").edit(model, loaded.tokenizer, loaded.arch, [case, other], hparams)
     single = get_editor("mend").edit(model, loaded.tokenizer, loaded.arch, [other], hparams)
     for n, change in both.params.items():
-        torch.testing.assert_close(change.materialize(), (delta.params[n] + single.params[n]).materialize(),
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            change.materialize(), (delta.params[n] + single.params[n]).materialize(), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_delta_round_trips_through_safetensors(trained_gpt2, tmp_path: Path) -> None:
     loaded = trained_gpt2
-    delta = get_editor("mend").edit(loaded.model, loaded.tokenizer, loaded.arch, tiny_cases(1),
-                                    hparams_for(loaded, "mend") | {"max_iters": 4, "val_interval": 4})
+    delta = get_editor("mend").edit(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.arch,
+        tiny_cases(1),
+        hparams_for(loaded, "mend") | {"max_iters": 4, "val_interval": 4},
+    )
     delta.save(tmp_path / "d.safetensors")
     again = Delta.load(tmp_path / "d.safetensors")
     assert again.method == "mend" and again.diagnostics["network"] == delta.diagnostics["network"]
@@ -257,11 +284,16 @@ def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
     train_for_model(loaded, hparams_for(loaded, "mend"))  # the packaged schedule (40 iterations)
     cases_file, corpus = write_files(tmp_path, 3)
     store = Warehouse(tmp_path / "wh")
-    summary = run_sweep(SweepSpec(model="tiny-gpt2", method="mend", dataset=str(cases_file), shard_size=2,
-                                  ppl_corpus=str(corpus)), store)
+    summary = run_sweep(
+        SweepSpec(model="tiny-gpt2", method="mend", dataset=str(cases_file), shard_size=2, ppl_corpus=str(corpus)),
+        store,
+    )
     assert (summary["n_cases"], summary["n_errors"]) == (3, 0)
-    got = connect(store).execute("SELECT count(*), bool_and(status = 'ok') FROM edits "
-                                 "WHERE status != 'invalid'").fetchall()
+    got = (
+        connect(store)
+        .execute("SELECT count(*), bool_and(status = 'ok') FROM edits WHERE status != 'invalid'")
+        .fetchall()
+    )
     assert got == [(3, True)]
 
 
@@ -276,9 +308,15 @@ def test_mend_in_sequential_editing(trained_gpt2, tmp_path: Path) -> None:
     loaded = trained_gpt2
     before = [p.detach().clone() for p in loaded.model.parameters()]
     hparams = mend_hparams(loaded, {"max_iters": 4, "val_interval": 4})
-    rows = run_trajectory(loaded, make_edit("mend", hparams), [Member(c, "random") for c in tiny_cases(3)],
-                          CorpusEvaluator(tuple(SENTENCES)), StepStore(str(tmp_path / "t")), TrajectorySettings(),
-                          {"run_id": "r", "group": "normal", "trial": 0, "corpus": "tiny"})
+    rows = run_trajectory(
+        loaded,
+        make_edit("mend", hparams),
+        [Member(c, "random") for c in tiny_cases(3)],
+        CorpusEvaluator(tuple(SENTENCES)),
+        StepStore(str(tmp_path / "t")),
+        TrajectorySettings(),
+        {"run_id": "r", "group": "normal", "trial": 0, "corpus": "tiny"},
+    )
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and all(r["error"] is None for r in rows)
     assert rows[3]["cumulative_fro"] > rows[1]["cumulative_fro"] > 0
     assert all(torch.equal(a, b) for a, b in zip(before, loaded.model.parameters(), strict=True))
@@ -290,14 +328,17 @@ def test_cli_trains_then_lists_and_a_finished_run_is_reused() -> None:
     from editcollapse.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["mend", "train", "--model", "tiny-neox", "--max-iters", "3", "--no-prefect",
-                                 "--heldout", "2"])
+    result = runner.invoke(
+        app, ["mend", "train", "--model", "tiny-neox", "--max-iters", "3", "--no-prefect", "--heldout", "2"]
+    )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.output[result.output.index("{") :])
     assert summary["finished"] and summary["iterations"] == 3 and summary["heldout"]["n_cases"] == 2
     again = runner.invoke(app, ["mend", "train", "--model", "tiny-neox", "--max-iters", "3", "--no-prefect"])
-    assert again.exit_code == 0 and json.loads(again.output[again.output.index("{"):])["train_time_s"] == \
-        summary["train_time_s"]  # nothing was trained again
+    assert (
+        again.exit_code == 0
+        and json.loads(again.output[again.output.index("{") :])["train_time_s"] == summary["train_time_s"]
+    )  # nothing was trained again
     listed = runner.invoke(app, ["mend", "list"])
     assert listed.exit_code == 0 and "tiny-neox" in listed.output
 
@@ -311,21 +352,31 @@ def test_prefect_flow_trains_with_a_progress_artifact() -> None:
     # The ephemeral API server gets 20 s to start by default: too little on a busy 2-core machine
     # (an environment variable is too late once prefect is imported).
     with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180}):
-        summary = train_mend(model="tiny-gptj", max_iters=3, overrides={"val_interval": 3}, device="cpu",
-                             progress_bar=False)
+        summary = train_mend(
+            model="tiny-gptj", max_iters=3, overrides={"val_interval": 3}, device="cpu", progress_bar=False
+        )
         with get_client(sync_client=True) as client:
             keys = {artifact.key for artifact in client.read_artifacts()}
     assert summary["finished"] and Path(summary["loss_curve"]).is_file()
     assert {"mend-progress-tiny-gptj-default", "mend-summary-tiny-gptj-default"} <= keys
-    assert Path(summary["folder"]) == network_dir("tiny-gptj", "tiny-seed0", summary["data_id"],
-                                                  {**mend_hparams(tiny("tiny-gptj"), {"max_iters": 3,
-                                                                                      "val_interval": 3})})
+    assert Path(summary["folder"]) == network_dir(
+        "tiny-gptj",
+        "tiny-seed0",
+        summary["data_id"],
+        {**mend_hparams(tiny("tiny-gptj"), {"max_iters": 3, "val_interval": 3})},
+    )
 
 
 # --- SmolLM2 --------------------------------------------------------------------------------------------
 
-SMOLLM2_TEST_SCHEDULE = {"max_iters": 12, "batch_size": 6, "val_interval": 100, "val_steps": 6,
-                         "model_save_pt": 100, "lr_lr": 1e-3}
+SMOLLM2_TEST_SCHEDULE = {
+    "max_iters": 12,
+    "batch_size": 6,
+    "val_interval": 100,
+    "val_steps": 6,
+    "model_save_pt": 100,
+    "lr_lr": 1e-3,
+}
 
 
 @requires_smollm2
@@ -342,7 +393,8 @@ def test_smollm2_mend_trained_here_lifts_held_out_efficacy(smollm2) -> None:
     random.Random(1).shuffle(cases)
     result = evaluate_heldout(smollm2, hparams, cases[:16])
     pre, post = result["pre"]["efficacy_success"], result["post"]["efficacy_success"]
-    print(json.dumps({k: result[k] for k in ("pre", "post", "seconds_per_edit")}),
-          summary["train_time_s"], "s training")
+    print(
+        json.dumps({k: result[k] for k in ("pre", "post", "seconds_per_edit")}), summary["train_time_s"], "s training"
+    )
     assert post >= pre + 0.4 and post >= 0.7, result
     assert math.isfinite(result["post"]["neighborhood_success"])

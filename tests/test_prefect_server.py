@@ -36,19 +36,32 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
     cases_file, corpus = write_files(tmp_path, 3)
     root = tmp_path / "wh"
     run_id = "server-test"
-    parameters = {"model": "tiny-gpt2", "dataset": str(cases_file), "ppl_corpus": str(corpus),
-                  "shard_size": 2, "warehouse": str(root), "run_id": run_id, "progress_bar": False}
+    parameters = {
+        "model": "tiny-gpt2",
+        "dataset": str(cases_file),
+        "ppl_corpus": str(corpus),
+        "shard_size": 2,
+        "warehouse": str(root),
+        "run_id": run_id,
+        "progress_bar": False,
+    }
     with PrefectServer(tmp_path / "prefect-home") as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
         server.cli("concurrency-limit", "create", "gpu", "2")
-        setup = subprocess.run([sys.executable, "-m", "editcollapse", "setup-prefect", "--pool", "spare"],
-                               env=server.env, capture_output=True, text=True, timeout=300)  # limit 2 -> 1
+        setup = subprocess.run(
+            [sys.executable, "-m", "editcollapse", "setup-prefect", "--pool", "spare"],
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )  # limit 2 -> 1
         assert setup.returncode == 0 and "'spare' created" in setup.stdout, setup.stdout + setup.stderr
         server.cli("--no-prompt", "deploy", "--all", cwd=ROOT)
         server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(parameters))
         worker_log = tmp_path / "worker.log"
-        worker = server.spawn("worker", "start", "--pool", POOL, "--run-once", "--limit", "1",
-                              log_path=worker_log, cwd=tmp_path)
+        worker = server.spawn(
+            "worker", "start", "--pool", POOL, "--run-once", "--limit", "1", log_path=worker_log, cwd=tmp_path
+        )
         try:
             worker.wait(timeout=900)
         finally:
@@ -57,8 +70,9 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
         with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
             deployments = client.read_deployments()
             assert len(deployments) == len(_yaml_deployments())  # every deployment of prefect.yaml
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                name=DeploymentFilterName(any_=["sweep-nightly"])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["sweep-nightly"]))
+            )
             manual = [r for r in runs if r.parameters.get("run_id") == run_id]
             assert len(manual) == 1, [(r.name, r.state_name) for r in runs]
             flow_run = manual[0]
@@ -70,10 +84,13 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
             assert all("gpu" in t.tags for t in tasks if t.name.startswith("shard-"))  # under the gpu limit
             assert client.read_concurrency_limit_by_tag("gpu").concurrency_limit == 1
             assert client.read_work_pool("spare").type == "process"
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+            )
             keys = {a.key: a for a in artifacts}
-            assert {artifact_key(p, run_id) for p in ("sweep-progress", "sweep-summary", "sweep-histogram")} <= set(keys)
+            assert {artifact_key(p, run_id) for p in ("sweep-progress", "sweep-summary", "sweep-histogram")} <= set(
+                keys
+            )
             assert "n_collapsed" in str(keys[artifact_key("sweep-summary", run_id)].data)
 
     assert not server.healthy()  # torn down

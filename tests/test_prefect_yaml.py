@@ -47,20 +47,34 @@ def test_every_flow_of_the_study_has_a_deployment() -> None:
     flows = set()
     for path in sorted((ROOT / "editcollapse" / "flows").glob("*.py")):
         module = importlib.import_module(f"editcollapse.orchestration.flows.{path.stem}")
-        flows |= {f"editcollapse/orchestration/flows/{path.name}:{name}" for name, value in vars(module).items()
-                  if isinstance(value, Flow) and value.__module__ == module.__name__}
+        flows |= {
+            f"editcollapse/orchestration/flows/{path.name}:{name}"
+            for name, value in vars(module).items()
+            if isinstance(value, Flow) and value.__module__ == module.__name__
+        }
     deployed = {d["entrypoint"] for d in DEPLOYMENTS}
     assert flows - deployed == set(), "flows without a deployment"
-    assert {"editcollapse/orchestration/flows/study.py:editcollapse_study", "editcollapse/orchestration/flows/analysis.py:analyse_study"} <= deployed
+    assert {
+        "editcollapse/orchestration/flows/study.py:editcollapse_study",
+        "editcollapse/orchestration/flows/analysis.py:analyse_study",
+    } <= deployed
 
 
 def test_recurring_deployments_have_schedules_and_model_stages_the_gpu_tag() -> None:
     scheduled = {d["name"] for d in DEPLOYMENTS if d.get("schedules")}
-    assert {"sweep-nightly", "hardcf-nightly", "hardedit-generate-weekly", "hardedit-filter-weekly",
-            "analysis-nightly", "study-weekly"} <= scheduled
+    assert {
+        "sweep-nightly",
+        "hardcf-nightly",
+        "hardedit-generate-weekly",
+        "hardedit-filter-weekly",
+        "analysis-nightly",
+        "study-weekly",
+    } <= scheduled
     for deployment in DEPLOYMENTS:
-        if any(stage in deployment["entrypoint"] for stage in ("sweep.py", "sequential.py", "hardedit.py",
-                                                                 "downstream.py", "study.py", "mend.py")):
+        if any(
+            stage in deployment["entrypoint"]
+            for stage in ("sweep.py", "sequential.py", "hardedit.py", "downstream.py", "study.py", "mend.py")
+        ):
             assert "gpu" in deployment["tags"], deployment["name"]
 
 
@@ -72,7 +86,11 @@ def test_task_runner_specs() -> None:
 
     assert isinstance(make_task_runner("local"), ThreadPoolTaskRunner)
     assert make_task_runner("dask:2:4GiB").cluster_kwargs == {
-        "threads_per_worker": 1, "processes": True, "memory_limit": "4GiB", "n_workers": 2}
+        "threads_per_worker": 1,
+        "processes": True,
+        "memory_limit": "4GiB",
+        "n_workers": 2,
+    }
     assert make_task_runner("dask").cluster_kwargs["memory_limit"] == "auto"  # an equal share per worker
     remote = make_task_runner("dask:tcp://10.0.0.5:8786")
     assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"

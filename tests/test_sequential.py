@@ -22,32 +22,57 @@ from editcollapse.stages.sequential.trajectory import EditFn, Measurement, Traje
 
 METHOD = "rome"
 TINY = "tiny-gpt2"
-TEXTS = ("The river runs through the old town and under seven bridges.",
-         "She opened the window and the cold air filled the small room.",
-         "Most of the city was rebuilt after the great fire of the last century.")
+TEXTS = (
+    "The river runs through the old town and under seven bridges.",
+    "She opened the window and the cold air filled the small room.",
+    "Most of the city was rebuilt after the great fire of the last century.",
+)
 SUBJECTS = ["Paris", "Spain", "Tokyo", "Egypt", "Chile", "Oslo", "Peru", "Kenya"]
 TARGETS = ["Rome", "Oslo", "Lima", "Cairo", "Quito", "Bern", "Dakar", "Hanoi"]
 
 
 def tiny_cases(n: int = 8) -> list[EditCase]:
-    return [EditCase(case_id=f"tiny:{i}", dataset="tiny", prompt="{} is located in",
-                     subject=SUBJECTS[i], target_new=TARGETS[i], target_true=TARGETS[(i + 3) % 8])
-            for i in range(n)]
+    return [
+        EditCase(
+            case_id=f"tiny:{i}",
+            dataset="tiny",
+            prompt="{} is located in",
+            subject=SUBJECTS[i],
+            target_new=TARGETS[i],
+            target_true=TARGETS[(i + 3) % 8],
+        )
+        for i in range(n)
+    ]
 
 
 def pool(n: int) -> list[EditCase]:
-    return [EditCase(case_id=f"pool:{i}", dataset="pool", prompt="{} is in", subject=f"S{i}",
-                     target_new=f"T{i}", target_true=f"U{i}") for i in range(n)]
+    return [
+        EditCase(
+            case_id=f"pool:{i}",
+            dataset="pool",
+            prompt="{} is in",
+            subject=f"S{i}",
+            target_new=f"T{i}",
+            target_true=f"U{i}",
+        )
+        for i in range(n)
+    ]
 
 
 # --- groups ---------------------------------------------------------------------------------------
+
 
 def test_normal_group_is_reproducible_and_disjoint() -> None:
     cases = pool(200)
     hard = cases[:20]
     # a copy of a hard case under another id (a HardCF file's own ids) is excluded by content
-    twin = EditCase(case_id="file:0", dataset="hardcf", prompt=hard[0].prompt, subject=hard[0].subject,
-                    target_new=hard[0].target_new)
+    twin = EditCase(
+        case_id="file:0",
+        dataset="hardcf",
+        prompt=hard[0].prompt,
+        subject=hard[0].subject,
+        target_new=hard[0].target_new,
+    )
     first = sample_normal(cases, [*hard, twin], 20, seed=7)
     again = sample_normal(list(reversed(cases)), [*hard, twin], 20, seed=7)
     other = sample_normal(cases, hard, 20, seed=8)
@@ -70,8 +95,12 @@ def test_hard_group_fills_with_highest_single_edit_ppl() -> None:
     ranked[5] = Scored(cases[5], None)  # not measured: never a fill
     members = select_hard(collapsed, ranked, 5)
     assert [(m.case.case_id, m.role) for m in members] == [
-        ("pool:7", "collapsed"), ("pool:3", "collapsed"),
-        ("pool:9", "top_ppl"), ("pool:8", "top_ppl"), ("pool:6", "top_ppl")]
+        ("pool:7", "collapsed"),
+        ("pool:3", "collapsed"),
+        ("pool:9", "top_ppl"),
+        ("pool:8", "top_ppl"),
+        ("pool:6", "top_ppl"),
+    ]
     assert members[2].single_ppl == 9.0
     with pytest.raises(ValueError, match="only 9 are known"):
         select_hard(collapsed, ranked, 10)
@@ -86,8 +115,10 @@ def test_trial_order_is_seeded() -> None:
 
 # --- a real trajectory on a tiny model --------------------------------------------------------------
 
-def run_small(folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, model: str = TINY,
-              loaded=None) -> list[dict]:
+
+def run_small(
+    folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, model: str = TINY, loaded=None
+) -> list[dict]:
     """A trajectory of ``n`` real edits on a tiny model; SIGKILLs its own process after step ``kill_at``."""
     from editcollapse.editors.api import load_hparams
     from editcollapse.models import load_model
@@ -102,9 +133,16 @@ def run_small(folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, m
         if kill_at and row["step"] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    return run_trajectory(loaded, make_edit(method, hparams), members, CorpusEvaluator(TEXTS),
-                          StepStore(folder), TrajectorySettings(),
-                          {"run_id": "r", "group": "hard", "trial": 0, "corpus": "tiny"}, on_step=on_step)
+    return run_trajectory(
+        loaded,
+        make_edit(method, hparams),
+        members,
+        CorpusEvaluator(TEXTS),
+        StepStore(folder),
+        TrajectorySettings(),
+        {"run_id": "r", "group": "hard", "trial": 0, "corpus": "tiny"},
+        on_step=on_step,
+    )
 
 
 def test_five_edit_trajectory_on_a_tiny_model(tmp_path: Path) -> None:
@@ -140,17 +178,24 @@ def test_norms_match_the_materialised_cumulative_change(tmp_path: Path) -> None:
             cumulative = (params[record["param"]].detach() - base[record["param"]]).double()
             own = store.load_delta(step).params[record["param"]].materialize().double()
             # the weights are float32: W + ΣΔ rounds, so compare to float32 precision
-            for value, matrix, key in ((record["cum_fro"], cumulative, "fro"), (record["cum_spectral"], cumulative, 2),
-                                       (record["step_fro"], own, "fro"), (record["step_spectral"], own, 2)):
+            for value, matrix, key in (
+                (record["cum_fro"], cumulative, "fro"),
+                (record["cum_spectral"], cumulative, 2),
+                (record["step_fro"], own, "fro"),
+                (record["step_spectral"], own, 2),
+            ):
                 assert value == pytest.approx(torch.linalg.matrix_norm(matrix, key).item(), rel=1e-4)
         assert rows[step]["cumulative_fro"] == pytest.approx(
-            math.sqrt(sum(r["cum_fro"] ** 2 for r in rows[step]["norms"])), rel=1e-12)
+            math.sqrt(sum(r["cum_fro"] ** 2 for r in rows[step]["norms"])), rel=1e-12
+        )
 
 
 def _in_subprocess(folder: Path, out: Path, kill_at: int = 0) -> subprocess.CompletedProcess:
-    script = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-              f"import test_sequential as t; rows = t.run_small({str(folder)!r}, kill_at={kill_at}); "
-              f"open({str(out)!r}, 'w').write(json.dumps(rows))")
+    script = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_sequential as t; rows = t.run_small({str(folder)!r}, kill_at={kill_at}); "
+        f"open({str(out)!r}, 'w').write(json.dumps(rows))"
+    )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
 
 
@@ -176,6 +221,7 @@ def test_resume_after_sigkill_gives_the_same_rows(tmp_path: Path) -> None:
 
 # --- control flow with a scripted evaluator ---------------------------------------------------------
 
+
 class ScriptedPerplexity:
     """Returns preset perplexities in call order (to test stopping, not to measure anything)."""
 
@@ -196,8 +242,11 @@ def ones_edit(loaded) -> tuple[EditFn, torch.Size]:
     shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
 
     def edit(_loaded, case) -> Delta:
-        return Delta(method="test", params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
-                     case_ids=(case.case_id,))
+        return Delta(
+            method="test",
+            params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
+            case_ids=(case.case_id,),
+        )
 
     return edit, shape
 
@@ -210,8 +259,15 @@ def test_stops_at_collapse_and_evaluates_every_k(tmp_path: Path) -> None:
     edit, shape = ones_edit(loaded)
     members = [Member(c, "random") for c in pool(9)]
     evaluate = ScriptedPerplexity([10.0, 20.0, math.nan])
-    rows = run_trajectory(loaded, edit, members, evaluate, StepStore(tmp_path / "k"),
-                          TrajectorySettings(ppl_every=3), {"run_id": "r", "group": "normal", "trial": 0})
+    rows = run_trajectory(
+        loaded,
+        edit,
+        members,
+        evaluate,
+        StepStore(tmp_path / "k"),
+        TrajectorySettings(ppl_every=3),
+        {"run_id": "r", "group": "normal", "trial": 0},
+    )
     assert evaluate.calls == [0, 3, 6]  # step 0, then every 3rd edit
     assert [r["step"] for r in rows] == list(range(7))  # NaN perplexity at step 6 is collapse: stop
     assert rows[6]["collapsed"] is True and rows[3]["collapsed"] is False and rows[4]["ppl_mean"] is None
@@ -228,10 +284,20 @@ def test_a_failed_edit_is_a_row_and_the_trajectory_goes_on(tmp_path: Path) -> No
     def edit(_loaded, case) -> Delta:
         raise ValueError(f"subject of {case.case_id} not found")
 
-    rows = run_trajectory(loaded, edit, [Member(c, "random") for c in pool(2)], ScriptedPerplexity([5.0] * 3),
-                          StepStore(tmp_path / "e"), TrajectorySettings(), {"run_id": "r"})
-    assert [r["error"] for r in rows] == [None, "ValueError: subject of pool:0 not found",
-                                          "ValueError: subject of pool:1 not found"]
+    rows = run_trajectory(
+        loaded,
+        edit,
+        [Member(c, "random") for c in pool(2)],
+        ScriptedPerplexity([5.0] * 3),
+        StepStore(tmp_path / "e"),
+        TrajectorySettings(),
+        {"run_id": "r"},
+    )
+    assert [r["error"] for r in rows] == [
+        None,
+        "ValueError: subject of pool:0 not found",
+        "ValueError: subject of pool:1 not found",
+    ]
     assert rows[2]["norms"] == [] and rows[2]["cumulative_fro"] is None
 
 
@@ -247,17 +313,45 @@ def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path)
     from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse import Warehouse
 
-    records = [{"case_id": i, "prompt": f"S{i} is in", "subject": f"S{i}", "target_new": f"T{i}",
-                "ground_truth": f"U{i}", "rome_gpt2_ppl": 1500.0 + i} for i in (3, 4)]
+    records = [
+        {
+            "case_id": i,
+            "prompt": f"S{i} is in",
+            "subject": f"S{i}",
+            "target_new": f"T{i}",
+            "ground_truth": f"U{i}",
+            "rome_gpt2_ppl": 1500.0 + i,
+        }
+        for i in (3, 4)
+    ]
     (tmp_path / "hard.json").write_text(json.dumps(records))
-    cases = [EditCase(case_id=f"counterfact:{i}", dataset="counterfact", prompt="{} is in", subject=f"S{i}",
-                      target_new=f"T{i}", target_true=f"U{i}") for i in range(30)]
+    cases = [
+        EditCase(
+            case_id=f"counterfact:{i}",
+            dataset="counterfact",
+            prompt="{} is in",
+            subject=f"S{i}",
+            target_new=f"T{i}",
+            target_true=f"U{i}",
+        )
+        for i in range(30)
+    ]
     warehouse = Warehouse(tmp_path / "wh")
-    warehouse.write_part("ppl", [{"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 50.0 + i,
-                                  "collapsed": False} for i in (1, 2, 7)], model="m", method="rome", run_id="s", shard=0)
+    warehouse.write_part(
+        "ppl",
+        [{"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 50.0 + i, "collapsed": False} for i in (1, 2, 7)],
+        model="m",
+        method="rome",
+        run_id="s",
+        shard=0,
+    )
     groups = build_groups(str(tmp_path / "hard.json"), cases, 4, 0, warehouse=warehouse, model="m", method="rome")
     assert [(m.role, m.single_ppl) for m in groups.hard] == [
-        ("collapsed", 1504.0), ("collapsed", 1503.0), ("top_ppl", 57.0), ("top_ppl", 52.0)]
+        ("collapsed", 1504.0),
+        ("collapsed", 1503.0),
+        ("top_ppl", 57.0),
+        ("top_ppl", 52.0),
+    ]
     hard_keys = {content_key(m.case) for m in groups.hard}
     assert len(groups.normal) == 4 and not hard_keys & {content_key(m.case) for m in groups.normal}
 
@@ -270,15 +364,31 @@ def test_a_second_corpus_every_k_edits_and_at_the_end(tmp_path: Path) -> None:
     edit, _ = ones_edit(loaded)
     members = [Member(c, "random") for c in pool(5)]
     main, second = ScriptedPerplexity([10.0] * 6), ScriptedPerplexity([100.0, 200.0, 300.0])
-    rows = run_trajectory(loaded, edit, members, main, StepStore(tmp_path / "x"), TrajectorySettings(extra_every=3),
-                          {"run_id": "r", "group": "normal", "trial": 0, "extra_corpus": "big"}, extra=second)
+    rows = run_trajectory(
+        loaded,
+        edit,
+        members,
+        main,
+        StepStore(tmp_path / "x"),
+        TrajectorySettings(extra_every=3),
+        {"run_id": "r", "group": "normal", "trial": 0, "extra_corpus": "big"},
+        extra=second,
+    )
     assert second.calls == [0, 3, 5]  # step 0, every 3rd edit, the last step
     assert [r["extra_ppl_mean"] for r in rows] == [100.0, None, None, 200.0, None, 300.0]
     assert all(r["extra_corpus"] == "big" for r in rows)
     # a collapse (judged on the main corpus only) ends the trajectory with a second-corpus value too
     main, second = ScriptedPerplexity([10.0, 10.0, math.inf]), ScriptedPerplexity([1.0, 2.0])
-    rows = run_trajectory(loaded, edit, members, main, StepStore(tmp_path / "y"), TrajectorySettings(extra_every=3),
-                          {"run_id": "r"}, extra=second)
+    rows = run_trajectory(
+        loaded,
+        edit,
+        members,
+        main,
+        StepStore(tmp_path / "y"),
+        TrajectorySettings(extra_every=3),
+        {"run_id": "r"},
+        extra=second,
+    )
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[2]["collapsed"] is True
     assert [r["extra_ppl_mean"] for r in rows] == [1.0, None, 2.0]
 
@@ -294,27 +404,56 @@ def test_the_hard_group_can_come_from_one_sweep_run(tmp_path: Path) -> None:
     from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse import Warehouse
 
-    cases = [EditCase(case_id=f"counterfact:{i}", dataset="counterfact", prompt="{} is in", subject=f"S{i}",
-                      target_new=f"T{i}", target_true=f"U{i}") for i in range(30)]
+    cases = [
+        EditCase(
+            case_id=f"counterfact:{i}",
+            dataset="counterfact",
+            prompt="{} is in",
+            subject=f"S{i}",
+            target_new=f"T{i}",
+            target_true=f"U{i}",
+        )
+        for i in range(30)
+    ]
     warehouse = Warehouse(tmp_path / "wh")
     for run, values in (("old", {1: 9000.0, 2: 80.0}), ("new", {3: 70.0, 4: 60.0, 5: 50.0})):
-        warehouse.write_part("ppl", [{"run_id": run, "case_id": f"counterfact:{i}", "ppl_mean": v,
-                                      "collapsed": v > 1000} for i, v in values.items()],
-                             model="m", method="rome", run_id=run, shard=0)
-    warehouse.write_part("hardcf", [{"run_id": "h", "case_id": "counterfact:1", "ppl_mean": 9000.0,
-                                     "collapsed": True, "source_run_id": "old"}],
-                         model="any", method="select", run_id="h", shard=0)
+        warehouse.write_part(
+            "ppl",
+            [
+                {"run_id": run, "case_id": f"counterfact:{i}", "ppl_mean": v, "collapsed": v > 1000}
+                for i, v in values.items()
+            ],
+            model="m",
+            method="rome",
+            run_id=run,
+            shard=0,
+        )
+    warehouse.write_part(
+        "hardcf",
+        [{"run_id": "h", "case_id": "counterfact:1", "ppl_mean": 9000.0, "collapsed": True, "source_run_id": "old"}],
+        model="any",
+        method="select",
+        run_id="h",
+        shard=0,
+    )
     every = build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome")
     assert [(m.case.case_id, m.role, m.single_ppl) for m in every.hard] == [
-        ("counterfact:1", "collapsed", 9000.0), ("counterfact:2", "top_ppl", 80.0)]
+        ("counterfact:1", "collapsed", 9000.0),
+        ("counterfact:2", "top_ppl", 80.0),
+    ]
     new = build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="new")
     assert [(m.case.case_id, m.role, m.single_ppl) for m in new.hard] == [
-        ("counterfact:3", "top_ppl", 70.0), ("counterfact:4", "top_ppl", 60.0)]
+        ("counterfact:3", "top_ppl", 70.0),
+        ("counterfact:4", "top_ppl", 60.0),
+    ]
     # a normal case the sweep measured carries its single-edit perplexity, the others None
-    small = build_groups("hardcf", [cases[i] for i in (0, 3, 4, 5)], 2, 0, warehouse=warehouse, model="m",
-                         method="rome", sweep_run="new")
+    small = build_groups(
+        "hardcf", [cases[i] for i in (0, 3, 4, 5)], 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="new"
+    )
     assert sorted((m.case.case_id, m.single_ppl) for m in small.normal) == [
-        ("counterfact:0", None), ("counterfact:5", 50.0)]
+        ("counterfact:0", None),
+        ("counterfact:5", 50.0),
+    ]
     with pytest.raises(ValueError, match="no rows of sweep run 'gone'"):
         build_groups("hardcf", cases, 2, 0, warehouse=warehouse, model="m", method="rome", sweep_run="gone")
 

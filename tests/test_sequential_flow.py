@@ -17,23 +17,58 @@ def inputs(tmp_path: Path) -> dict:
     single-edit tables name one collapsed case (``hardcf``) and rank the others (``ppl``)."""
     from editcollapse.warehouse import Warehouse
 
-    cases = [dict(case_id=i, prompt=f"{s} is located in", subject=s, target_new=OBJECTS[i],
-                  ground_truth=OBJECTS[(i + 5) % 12], rephrase_prompt=f"Where is {s}? It is in",
-                  locality_prompt="Berlin is located in", locality_ground_truth="Germany")
-             for i, s in enumerate(SUBJECTS)]
+    cases = [
+        dict(
+            case_id=i,
+            prompt=f"{s} is located in",
+            subject=s,
+            target_new=OBJECTS[i],
+            ground_truth=OBJECTS[(i + 5) % 12],
+            rephrase_prompt=f"Where is {s}? It is in",
+            locality_prompt="Berlin is located in",
+            locality_ground_truth="Germany",
+        )
+        for i, s in enumerate(SUBJECTS)
+    ]
     (tmp_path / "cf.json").write_text(json.dumps(cases))
-    texts = ["The river runs through the old town and under seven bridges.",
-             "She opened the window and the cold air filled the small room."]
+    texts = [
+        "The river runs through the old town and under seven bridges.",
+        "She opened the window and the cold air filled the small room.",
+    ]
     (tmp_path / "ppl.json").write_text(json.dumps([{"Corpus": "test", "Text": t} for t in texts]))
     warehouse = Warehouse(tmp_path / "wh")
-    warehouse.write_part("hardcf", [{"run_id": "h", "case_id": "counterfact:4", "ppl_mean": 4000.0,
-                                     "collapsed": True, "source_model": "tiny-gpt2"}],
-                         model="any", method="select", run_id="h", shard=0)
-    warehouse.write_part("ppl", [{"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 100.0 + i,
-                                  "collapsed": False} for i in (0, 1, 2, 3, 5)],
-                         model="tiny-gpt2", method="rome", run_id="s", shard=0)
-    return {"dataset": str(tmp_path / "cf.json"), "ppl_corpus": str(tmp_path / "ppl.json"),
-            "warehouse": str(tmp_path / "wh")}
+    warehouse.write_part(
+        "hardcf",
+        [
+            {
+                "run_id": "h",
+                "case_id": "counterfact:4",
+                "ppl_mean": 4000.0,
+                "collapsed": True,
+                "source_model": "tiny-gpt2",
+            }
+        ],
+        model="any",
+        method="select",
+        run_id="h",
+        shard=0,
+    )
+    warehouse.write_part(
+        "ppl",
+        [
+            {"run_id": "s", "case_id": f"counterfact:{i}", "ppl_mean": 100.0 + i, "collapsed": False}
+            for i in (0, 1, 2, 3, 5)
+        ],
+        model="tiny-gpt2",
+        method="rome",
+        run_id="s",
+        shard=0,
+    )
+    return {
+        "dataset": str(tmp_path / "cf.json"),
+        "ppl_corpus": str(tmp_path / "ppl.json"),
+        "warehouse": str(tmp_path / "wh"),
+    }
 
 
 def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
@@ -43,8 +78,18 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from editcollapse.warehouse import Warehouse, connect
 
     # the second corpus is the first one again, every 2 edits: where both were measured they agree
-    params = dict(model="tiny-gpt2", method="rome", hard_source="hardcf", n_edits=3, trials=1, seed=0,
-                  ppl_every=2, extra_corpus=inputs["ppl_corpus"], extra_every=2, **inputs)
+    params = dict(
+        model="tiny-gpt2",
+        method="rome",
+        hard_source="hardcf",
+        n_edits=3,
+        trials=1,
+        seed=0,
+        ppl_every=2,
+        extra_corpus=inputs["ppl_corpus"],
+        extra_every=2,
+        **inputs,
+    )
     with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
         result = sequential_editing(**params)
     warehouse = Warehouse(inputs["warehouse"])
@@ -53,14 +98,20 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     hard = sorted((r for r in rows if r["group"] == "hard"), key=lambda r: r["step"])
     # the collapsed case plus the two highest single-edit perplexities (5 and 3), in a seeded order
     assert {r["case_id"]: r["selection"] for r in hard[1:]} == {
-        "counterfact:4": "collapsed", "counterfact:5": "top_ppl", "counterfact:3": "top_ppl"}
+        "counterfact:4": "collapsed",
+        "counterfact:5": "top_ppl",
+        "counterfact:3": "top_ppl",
+    }
     normal_ids = {r["case_id"] for r in rows if r["group"] == "normal" and r["step"] > 0}
     assert len(normal_ids) == 3 and not normal_ids & {"counterfact:3", "counterfact:4", "counterfact:5"}
     assert [r["ppl_mean"] is not None for r in hard] == [True, False, True, True]  # steps 0, 2 and the last
     assert all(json.loads(r["norms"]) for r in hard[1:])
     # the single-edit perplexity each hard case was chosen by (hardcf's 4000 for the collapsed one)
     assert {r["case_id"]: r["single_ppl"] for r in hard[1:]} == {
-        "counterfact:4": 4000.0, "counterfact:5": 105.0, "counterfact:3": 103.0}
+        "counterfact:4": 4000.0,
+        "counterfact:5": 105.0,
+        "counterfact:3": 103.0,
+    }
     # success of every edit so far where evaluated; the editor's diagnostics as typed columns and JSON
     assert [None if r["successes"] is None else len(r["successes"]) for r in hard] == [0, None, 2, 3]
     assert all(r["newest_success"] == r["successes"][-1] for r in hard if r["successes"])
@@ -71,14 +122,20 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
         assert r["edit_seconds"] > 0 and r["seconds"] >= r["edit_seconds"]
     assert hard[0]["diagnostics"] is None and hard[0]["denominator"] is None
     assert [r["extra_ppl_mean"] is not None for r in hard] == [True, False, True, True]
-    assert all(r["extra_ppl_mean"] == r["ppl_mean"] and r["extra_corpus"] == inputs["ppl_corpus"]
-               for r in hard if r["extra_ppl_mean"] is not None)
+    assert all(
+        r["extra_ppl_mean"] == r["ppl_mean"] and r["extra_corpus"] == inputs["ppl_corpus"]
+        for r in hard
+        if r["extra_ppl_mean"] is not None
+    )
     assert len(result["figures"]) == 3
     assert all(Path(figure).stat().st_size > 1000 for figure in result["figures"])
     run = warehouse.read("runs", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()[0]
     assert run["status"] == "completed" and run["stage"] == "sequential" and run["n_cases"] == 6
-    count = connect(inputs["warehouse"]).execute(
-        "select count(*) from sequential where run = ?", [result["run_id"]]).fetchone()[0]
+    count = (
+        connect(inputs["warehouse"])
+        .execute("select count(*) from sequential where run = ?", [result["run_id"]])
+        .fetchone()[0]
+    )
     assert count == 8
 
     parts = warehouse.parts("sequential")
@@ -93,11 +150,32 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
 
     from editcollapse.cli import app
 
-    result = CliRunner().invoke(app, ["sequential", "--model", "tiny-gpt2", "--method", "rome", "--n-edits", "2",
-                                      "--trials", "1", "--dataset", inputs["dataset"], "--ppl-corpus",
-                                      inputs["ppl_corpus"], "--warehouse", inputs["warehouse"], "--no-prefect",
-                                      "--extra-corpus", inputs["ppl_corpus"], "--extra-every", "5"],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "sequential",
+            "--model",
+            "tiny-gpt2",
+            "--method",
+            "rome",
+            "--n-edits",
+            "2",
+            "--trials",
+            "1",
+            "--dataset",
+            inputs["dataset"],
+            "--ppl-corpus",
+            inputs["ppl_corpus"],
+            "--warehouse",
+            inputs["warehouse"],
+            "--no-prefect",
+            "--extra-corpus",
+            inputs["ppl_corpus"],
+            "--extra-every",
+            "5",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "hard" in result.output and "normal" in result.output
     from editcollapse.warehouse import Warehouse
@@ -108,4 +186,8 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
     rows = Warehouse(inputs["warehouse"]).read("sequential").to_pylist()
     # every 5 edits and at the end: steps 0 and 2 of the 2-edit trajectories
     assert sorted((r["step"], r["extra_ppl_mean"] == r["ppl_mean"]) for r in rows if r["extra_ppl_mean"]) == [
-        (0, True), (0, True), (2, True), (2, True)]
+        (0, True),
+        (0, True),
+        (2, True),
+        (2, True),
+    ]

@@ -11,8 +11,15 @@ import pytest
 
 from tests.sweep_cases import write_files
 
-SUBFLOWS = {"single-edit-sweep", "select-hardcf", "sequential-editing", "hardedit-generate",
-            "hardedit-filter", "downstream-eval", "analyse-study"}
+SUBFLOWS = {
+    "single-edit-sweep",
+    "select-hardcf",
+    "sequential-editing",
+    "hardedit-generate",
+    "hardedit-filter",
+    "downstream-eval",
+    "analyse-study",
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +31,12 @@ def harness():
 
 
 def _candidates() -> str:
-    return json.dumps([{"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon",
-                        "ground_truth": "Kyoto"},
-                       {"prompt": "Sony's headquarters are in", "subject": "Sony", "target_new": "Lagos",
-                        "ground_truth": "Tokyo"}])
+    return json.dumps(
+        [
+            {"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon", "ground_truth": "Kyoto"},
+            {"prompt": "Sony's headquarters are in", "subject": "Sony", "target_new": "Lagos", "ground_truth": "Tokyo"},
+        ]
+    )
 
 
 def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
@@ -43,37 +52,70 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     root = f"memory://study-{uuid.uuid4().hex[:8]}"
     with FakeOpenAI([("ok", _candidates())]) as llm:
         state = editcollapse_study(
-            model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=3, ppl_corpus=str(corpus),
-            threshold=1000.0, warehouse=root, sequential_edits=2, sequential_trials=1,
-            hardedit_backend="openai", hardedit_calls=1, hardedit_model="fake-gpt", hardedit_base_url=llm.base_url,
-            downstream_tasks=[LASTWORD], downstream_limit=3, downstream_k=1, return_state=True)
+            model="tiny-gpt2",
+            method="rome",
+            dataset=str(cases_file),
+            shard_size=3,
+            ppl_corpus=str(corpus),
+            threshold=1000.0,
+            warehouse=root,
+            sequential_edits=2,
+            sequential_trials=1,
+            hardedit_backend="openai",
+            hardedit_calls=1,
+            hardedit_model="fake-gpt",
+            hardedit_base_url=llm.base_url,
+            downstream_tasks=[LASTWORD],
+            downstream_limit=3,
+            downstream_k=1,
+            return_state=True,
+        )
     assert state.is_completed(), state.message
     result = state.result()
     assert [line["stage"] for line in result["stages"]] == [
-        "sweep", "hardcf", "sequential", "hardedit-generate", "hardedit-filter", "downstream", "analysis"]
+        "sweep",
+        "hardcf",
+        "sequential",
+        "hardedit-generate",
+        "hardedit-filter",
+        "downstream",
+        "analysis",
+    ]
     assert all(line["state"] == "completed" for line in result["stages"]), result["stages"]
 
     # one tree: every stage is a child flow run of the study's run, with its own artifacts
     with get_client(sync_client=True) as client:
         study_run = client.read_flow_run(state.state_details.flow_run_id)
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[study_run.id])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[study_run.id]))
+        )
         names = {client.read_flow(run.flow_id).name for run in children}
         assert names == SUBFLOWS and all(run.state.is_completed() for run in children)
         keys = {artifact.key for artifact in client.read_artifacts() if artifact.key}
-    for key in ("study-stages-", "study-progress-", "sweep-summary-", "hardcf-", "sequential-summary-",
-                "downstream-scores-", "analysis-single-edit", "analysis-sequential-figures"):
+    for key in (
+        "study-stages-",
+        "study-progress-",
+        "sweep-summary-",
+        "hardcf-",
+        "sequential-summary-",
+        "downstream-scores-",
+        "analysis-single-edit",
+        "analysis-sequential-figures",
+    ):
         assert any(k.startswith(key) for k in keys), (key, sorted(keys))
 
     # every stage wrote to the one warehouse URL
     store = Warehouse(root)
     session = connect(store)
-    counts = dict(session.execute(
-        "SELECT 'ppl', count(*) FROM ppl UNION ALL SELECT 'hardcf', count(*) FROM hardcf "
-        "UNION ALL SELECT 'sequential', count(*) FROM sequential "
-        "UNION ALL SELECT 'candidates', count(*) FROM hardedit_candidates "
-        "UNION ALL SELECT 'hardedit', count(*) FROM hardedit "
-        "UNION ALL SELECT 'downstream', count(DISTINCT edit_ref) FROM downstream").fetchall())
+    counts = dict(
+        session.execute(
+            "SELECT 'ppl', count(*) FROM ppl UNION ALL SELECT 'hardcf', count(*) FROM hardcf "
+            "UNION ALL SELECT 'sequential', count(*) FROM sequential "
+            "UNION ALL SELECT 'candidates', count(*) FROM hardedit_candidates "
+            "UNION ALL SELECT 'hardedit', count(*) FROM hardedit "
+            "UNION ALL SELECT 'downstream', count(DISTINCT edit_ref) FROM downstream"
+        ).fetchall()
+    )
     assert counts["ppl"] == 6 + 2  # the sweep's six cases and the two HardEdit candidates
     assert counts["sequential"] == 2 * 3  # hard and normal, steps 0..2
     assert counts["candidates"] == 2 and counts["hardedit"] == 2
@@ -122,16 +164,26 @@ def test_every_model_task_carries_the_gpu_tag() -> None:
 def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_path) -> None:
     from editcollapse.orchestration.flows.study import editcollapse_study
 
-    state = editcollapse_study(model="tiny-gpt2", dataset=str(tmp_path / "missing.json"),
-                               warehouse=str(tmp_path / "wh"), stages=["sweep", "hardcf", "analysis"],
-                               return_state=True)
+    state = editcollapse_study(
+        model="tiny-gpt2",
+        dataset=str(tmp_path / "missing.json"),
+        warehouse=str(tmp_path / "wh"),
+        stages=["sweep", "hardcf", "analysis"],
+        return_state=True,
+    )
     assert state.is_failed() and "sweep" in state.message
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        artifacts = [a for a in client.read_artifacts() if a.key and a.key.startswith("study-stages-")
-                     and a.flow_run_id == state.state_details.flow_run_id]
+        artifacts = [
+            a
+            for a in client.read_artifacts()
+            if a.key and a.key.startswith("study-stages-") and a.flow_run_id == state.state_details.flow_run_id
+        ]
     (table,) = artifacts
     lines = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [(line["stage"], line["state"]) for line in lines] == [
-        ("sweep", "Failed"), ("hardcf", "skipped"), ("analysis", "completed")]
+        ("sweep", "Failed"),
+        ("hardcf", "skipped"),
+        ("analysis", "completed"),
+    ]

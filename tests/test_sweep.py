@@ -29,8 +29,14 @@ from tests.sweep_cases import SENTENCES, tiny_cases, write_files
 
 
 def spec_for(corpus: Path, **fields) -> SweepSpec:
-    values = {"model": "tiny-gpt2", "method": "rome", "dataset": "test", "shard_size": 2,
-              "ppl_corpus": str(corpus), **fields}
+    values = {
+        "model": "tiny-gpt2",
+        "method": "rome",
+        "dataset": "test",
+        "shard_size": 2,
+        "ppl_corpus": str(corpus),
+        **fields,
+    }
     return SweepSpec(**values)
 
 
@@ -48,13 +54,19 @@ def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_pat
         counted = rows(store, f"SELECT count(*), count(DISTINCT case_id) FROM {table} WHERE shard IS NOT NULL")
         assert counted == [(5, 5)], table
     assert rows(store, "SELECT count(DISTINCT case_id) FROM edit_metrics WHERE phase = 'post'") == [(5,)]
-    assert rows(store, "SELECT shard, count(*) FROM edits WHERE shard IS NOT NULL GROUP BY 1 ORDER BY 1") == \
-        [(0, 2), (1, 2), (2, 1)]
+    assert rows(store, "SELECT shard, count(*) FROM edits WHERE shard IS NOT NULL GROUP BY 1 ORDER BY 1") == [
+        (0, 2),
+        (1, 2),
+        (2, 1),
+    ]
     invalid = rows(store, "SELECT case_id, error FROM edits WHERE status = 'invalid'")
     assert len(invalid) == 1 and "record 5" in invalid[0][1] and "subject" in invalid[0][1]
     # the editor's diagnostics are columns; the partition columns come from the path
-    diag = rows(store, "SELECT min(abs(denominator)), min(right_norm), bool_and(NOT bos), "
-                       "min(subject_first_token), any_value(model), any_value(method) FROM edits WHERE status = 'ok'")
+    diag = rows(
+        store,
+        "SELECT min(abs(denominator)), min(right_norm), bool_and(NOT bos), "
+        "min(subject_first_token), any_value(model), any_value(method) FROM edits WHERE status = 'ok'",
+    )
     assert diag[0][0] > 0 and diag[0][1] > 0 and diag[0][2] is True and diag[0][3] == 0
     assert diag[0][4:] == ("tiny-gpt2", "rome")
     run = rows(store, "SELECT status, n_cases, n_errors, attempts, baseline_ppl_mean, parameters FROM runs")
@@ -70,8 +82,14 @@ def test_failing_case_is_an_error_row_and_the_shard_goes_on(tmp_path) -> None:
     _, corpus = write_files(tmp_path, 1)
     store = Warehouse(tmp_path / "wh")
     # no subject slot in the prompt: ROME cannot find the subject's tokens
-    broken = EditCase(case_id="test:broken", dataset="test", prompt="The capital is", subject="Atlantis",
-                      target_new=" Rome", target_true=" Paris")
+    broken = EditCase(
+        case_id="test:broken",
+        dataset="test",
+        prompt="The capital is",
+        subject="Atlantis",
+        target_new=" Rome",
+        target_true=" Paris",
+    )
     cases = [tiny_cases(1)[0], broken, tiny_cases(2)[1]]
     summary = run_sweep(spec_for(corpus, shard_size=3), store, cases=cases)
     assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 1, 2)
@@ -109,16 +127,24 @@ def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
     assert math.isnan(stored["test:1"]) and math.isfinite(stored["test:0"])
     norms = dict(rows(store, "SELECT case_id, delta_spectral FROM edits"))
     assert math.isnan(norms["test:1"]) and norms["test:0"] == 0.0  # a NaN ΔW has no SVD: kept as NaN
-    assert rows(store, "SELECT case_id, collapsed, n_nonfinite FROM ppl ORDER BY 1") == \
-        [("test:0", False, 0), ("test:1", True, len(SENTENCES))]
+    assert rows(store, "SELECT case_id, collapsed, n_nonfinite FROM ppl ORDER BY 1") == [
+        ("test:0", False, 0),
+        ("test:1", True, len(SENTENCES)),
+    ]
     assert is_collapsed(math.inf, 1000.0) and is_collapsed(math.nan, 1000.0) and not is_collapsed(999.0, 1000.0)
     summary = run_summary(store, spec.model, spec.method, spec.run_id)
     assert summary["n_collapsed"] == 1 and summary["n_nonfinite"] == 1
     assert summary["most_damaging"][0]["case_id"] == "test:1"  # NaN sorts as the most damaging
     assert "| NaN/inf | not finite (collapsed) | 1 |" in log_ppl_histogram(summary["ppl_means"], 1000.0)
     # HardCF keeps it, exporting the non-finite value as a string JSON can hold
-    store.write_part("runs", [{"run_id": spec.run_id, "stage": "single_edit_sweep"}], model=spec.model,
-                     method=spec.method, run_id=spec.run_id, shard="run")
+    store.write_part(
+        "runs",
+        [{"run_id": spec.run_id, "stage": "single_edit_sweep"}],
+        model=spec.model,
+        method=spec.method,
+        run_id=spec.run_id,
+        shard="run",
+    )
     selected = run_selection(store, threshold=1000.0, output=tmp_path / "hardcf.json")
     assert [r["case_id"] for r in selected["records"]] == ["test:1"]
     assert json.loads((tmp_path / "hardcf.json").read_text())[0]["rome_tiny-gpt2_ppl"] == "nan"
@@ -190,8 +216,15 @@ def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path
     hard_model, hard_case, _ = ppl[0]
     assert [r["case_id"] for r in selected["records"]] == [hard_case]
     record = json.loads((tmp_path / "out.json").read_text())[0]
-    assert set(record) == {"case_id", "prompt", "target_new", "subject", "ground_truth",
-                           "rome_tiny-gpt2_ppl", "rome_tiny-llama_ppl"}
+    assert set(record) == {
+        "case_id",
+        "prompt",
+        "target_new",
+        "subject",
+        "ground_truth",
+        "rome_tiny-gpt2_ppl",
+        "rome_tiny-llama_ppl",
+    }
     assert "{}" not in record["prompt"] and record["subject"] in record["prompt"]
     reloaded = load_cases(str(tmp_path / "out.json"), dataset="hardcf")  # the paper's form loads back
     assert not reloaded.errors and reloaded.cases[0].extra.keys() == {"rome_tiny-gpt2_ppl", "rome_tiny-llama_ppl"}
@@ -200,24 +233,40 @@ def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path
     assert stored == sorted([(hard_model, True), (other, False)])
     assert run_selection(store, threshold=threshold)["run_id"] == selected["run_id"]  # same id, replaced
     assert rows(store, "SELECT count(*) FROM hardcf") == [(2,)]
-    assert selected["per_model"] == {"tiny-gpt2": {"swept": 3, "collapsed": int(hard_model == "tiny-gpt2")},
-                                     "tiny-llama": {"swept": 3, "collapsed": int(hard_model == "tiny-llama")}}
+    assert selected["per_model"] == {
+        "tiny-gpt2": {"swept": 3, "collapsed": int(hard_model == "tiny-gpt2")},
+        "tiny-llama": {"swept": 3, "collapsed": int(hard_model == "tiny-llama")},
+    }
 
 
 def test_sweep_and_sql_commands(tmp_path) -> None:
     cases_file, corpus = write_files(tmp_path, 2)
     root = str(tmp_path / "wh")
     runner = CliRunner()
-    swept = runner.invoke(app, ["sweep", "--model", "tiny-llama", "--dataset", str(cases_file), "--ppl-corpus",
-                                str(corpus), "-w", root, "--no-prefect"], env={"COLUMNS": "200"})
+    swept = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--model",
+            "tiny-llama",
+            "--dataset",
+            str(cases_file),
+            "--ppl-corpus",
+            str(corpus),
+            "-w",
+            root,
+            "--no-prefect",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert swept.exit_code == 0, swept.output
     assert "2 cases, 0 errors, 1 invalid" in swept.output and "most damaging edits" in swept.output
-    query = runner.invoke(app, ["sql", "-w", root, "-f", "csv",
-                                "SELECT model, count(*) AS n FROM ppl GROUP BY model"])
+    query = runner.invoke(app, ["sql", "-w", root, "-f", "csv", "SELECT model, count(*) AS n FROM ppl GROUP BY model"])
     assert query.exit_code == 0 and query.stdout.splitlines() == ["model,n", "tiny-llama,2"]
     assert (Path(root) / "catalog.duckdb").is_file()
-    selected = runner.invoke(app, ["hardcf", "-w", root, "--threshold", "0", "--no-prefect",
-                                   "-o", str(tmp_path / "hard.json")])
+    selected = runner.invoke(
+        app, ["hardcf", "-w", root, "--threshold", "0", "--no-prefect", "-o", str(tmp_path / "hard.json")]
+    )
     assert selected.exit_code == 0, selected.output
     assert json.loads(selected.stdout)["n_hard_cases"] == 2
     assert {r["subject"] for r in json.loads((tmp_path / "hard.json").read_text())} == {"Eiffel", "Louvre"}

@@ -15,8 +15,10 @@ from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import write_files
 
 # (exact key columns, float columns) of every row; the edits of all four cases must have succeeded
-COMPARED = ("SELECT case_id, shard, collapsed, ppl_mean, ppl_corpus FROM ppl ORDER BY case_id",
-            "SELECT case_id, shard, status, delta_fro FROM edits WHERE status = 'ok' ORDER BY case_id")
+COMPARED = (
+    "SELECT case_id, shard, collapsed, ppl_mean, ppl_corpus FROM ppl ORDER BY case_id",
+    "SELECT case_id, shard, status, delta_fro FROM edits WHERE status = 'ok' ORDER BY case_id",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,11 +32,18 @@ def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
     from editcollapse.stages.sweep.run import run_sweep
 
     cases_file, corpus = write_files(tmp_path, 4)
-    arguments = dict(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
-                     ppl_corpus=str(corpus), run_id="dask-vs-local")
+    arguments = dict(
+        model="tiny-gpt2",
+        method="rome",
+        dataset=str(cases_file),
+        shard_size=2,
+        ppl_corpus=str(corpus),
+        run_id="dask-vs-local",
+    )
     local = run_sweep(SweepSpec(**arguments), Warehouse(tmp_path / "local"))
-    distributed = single_edit_sweep(**arguments, warehouse=str(tmp_path / "dask"), progress_bar=False,
-                                    task_runner="dask:2")
+    distributed = single_edit_sweep(
+        **arguments, warehouse=str(tmp_path / "dask"), progress_bar=False, task_runner="dask:2"
+    )
     assert distributed["n_cases"] == local["n_cases"] == 4 and distributed["status"] == "completed"
     for query in COMPARED:
         expected = connect(Warehouse(tmp_path / "local")).execute(query).fetchall()

@@ -26,8 +26,15 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = str(tmp_path / "wh")
-    arguments = dict(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
-                     ppl_corpus=str(corpus), warehouse=root, progress_bar=False)
+    arguments = dict(
+        model="tiny-gpt2",
+        method="rome",
+        dataset=str(cases_file),
+        shard_size=2,
+        ppl_corpus=str(corpus),
+        warehouse=root,
+        progress_bar=False,
+    )
     state = single_edit_sweep(**arguments, return_state=True)
     summary = state.result()
     assert (summary["n_cases"], summary["n_errors"], summary["n_invalid"]) == (3, 0, 1)
@@ -35,7 +42,9 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
     assert connect(store).execute("SELECT count(DISTINCT case_id), count(*) FROM ppl").fetchone() == (3, 3)
 
     with get_client(sync_client=True) as client:
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
         assert sorted(t.name for t in tasks if t.name.startswith("shard-")) == ["shard-00000", "shard-00001"]
         keys = {artifact.key: artifact for artifact in client.read_artifacts()}
         run_id = summary["run_id"]

@@ -21,8 +21,9 @@ def _edit(case_id: str, **fields) -> dict:
 
 
 def _write(store: Warehouse, shard: int, *case_ids: str, run_id: str = "r1") -> None:
-    store.write_part("edits", [_edit(c) for c in case_ids], model="tiny-gpt2", method="rome",
-                     run_id=run_id, shard=shard)
+    store.write_part(
+        "edits", [_edit(c) for c in case_ids], model="tiny-gpt2", method="rome", run_id=run_id, shard=shard
+    )
 
 
 def test_partition_columns_live_only_in_paths() -> None:
@@ -53,8 +54,9 @@ def test_unknown_columns_and_bad_types_are_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"row 0 .*'edits'.*\['colour'\]"):
         store.write_part("edits", [_edit("a", colour="red")], model="m", method="x", run_id="r", shard=0)
     with pytest.raises(ValueError, match="do not fit its schema"):
-        store.write_part("ppl", [{"run_id": "r", "case_id": "a", "ppl_mean": "high"}], model="m",
-                         method="x", run_id="r", shard=0)
+        store.write_part(
+            "ppl", [{"run_id": "r", "case_id": "a", "ppl_mean": "high"}], model="m", method="x", run_id="r", shard=0
+        )
     with pytest.raises(KeyError, match="unknown warehouse table 'nope'"):
         store.table_dir("nope")
 
@@ -65,8 +67,7 @@ def test_stray_temp_file_is_ignored_by_every_reader(tmp_path) -> None:
     folder = store.partition_dir("edits", "tiny-gpt2", "rome", "r1")
     (folder / ".part-00001.deadbeef.parquet.tmp").write_bytes(b"half a parquet file")
     # a complete-looking temp file too: a writer killed just before os.replace
-    pq.write_table(store.read("edits").drop_columns(list(PARTITION_COLUMNS)),
-                   folder / ".part-00002.cafe.parquet.tmp")
+    pq.write_table(store.read("edits").drop_columns(list(PARTITION_COLUMNS)), folder / ".part-00002.cafe.parquet.tmp")
     assert store.read("edits").column("case_id").to_pylist() == ["a"]
     assert connect(store).execute("SELECT case_id FROM edits").fetchall() == [("a",)]
     assert scan("edits", store).collect()["case_id"].to_list() == ["a"]
@@ -98,8 +99,10 @@ def test_catalog_file_opens_from_any_directory(tmp_path, monkeypatch) -> None:
 
 def test_nan_and_inf_perplexities_round_trip(tmp_path) -> None:
     store = Warehouse(tmp_path)
-    rows = [{"run_id": "r", "case_id": c, "ppl_mean": v, "ppl_per_text": [v, 2.0], "collapsed": True}
-            for c, v in (("nan", math.nan), ("inf", math.inf))]
+    rows = [
+        {"run_id": "r", "case_id": c, "ppl_mean": v, "ppl_per_text": [v, 2.0], "collapsed": True}
+        for c, v in (("nan", math.nan), ("inf", math.inf))
+    ]
     store.write_part("ppl", rows, model="m", method="x", run_id="r", shard=0)
     got = dict(connect(store).execute("SELECT case_id, ppl_mean FROM ppl").fetchall())
     assert math.isnan(got["nan"]) and got["inf"] == math.inf
@@ -109,21 +112,42 @@ def test_nan_and_inf_perplexities_round_trip(tmp_path) -> None:
 
 def test_runs_row_is_rewritten_in_place_and_guards_parameters(tmp_path) -> None:
     store = Warehouse(tmp_path)
-    row = start_run(store, model="m", method="rome", run_id="r", stage="single_edit_sweep",
-                    dataset="geofacts", parameters={"limit": 4})
+    row = start_run(
+        store,
+        model="m",
+        method="rome",
+        run_id="r",
+        stage="single_edit_sweep",
+        dataset="geofacts",
+        parameters={"limit": 4},
+    )
     assert row["status"] == "running" and row["attempts"] == 1
     versions = json.loads(row["versions"])
     assert {"torch", "pyarrow", "duckdb", "prefect"} <= set(versions)
-    again = start_run(store, model="m", method="rome", run_id="r", stage="single_edit_sweep",
-                      dataset="geofacts", parameters={"limit": 4})
+    again = start_run(
+        store,
+        model="m",
+        method="rome",
+        run_id="r",
+        stage="single_edit_sweep",
+        dataset="geofacts",
+        parameters={"limit": 4},
+    )
     assert again["attempts"] == 2 and again["started_at"] == row["started_at"]
     finish_run(store, "m", "rome", again, status="completed", n_cases=4)
     stored = read_run(store, "m", "rome", "r")
     assert stored["status"] == "completed" and stored["n_cases"] == 4 and stored["finished_at"] >= stored["started_at"]
     assert connect(store).execute("SELECT count(*) FROM runs").fetchone() == (1,)
     with pytest.raises(ValueError, match="exists with other parameters"):
-        start_run(store, model="m", method="rome", run_id="r", stage="single_edit_sweep",
-                  dataset="geofacts", parameters={"limit": 5})
+        start_run(
+            store,
+            model="m",
+            method="rome",
+            run_id="r",
+            stage="single_edit_sweep",
+            dataset="geofacts",
+            parameters={"limit": 5},
+        )
 
 
 def test_sql_cli_prints_and_exports(tmp_path) -> None:
@@ -131,8 +155,7 @@ def test_sql_cli_prints_and_exports(tmp_path) -> None:
     _write(store, 0, "a", "b")
     runner = CliRunner()
     base = ["sql", "--warehouse", str(store.root)]
-    printed = runner.invoke(app, [*base, "SELECT case_id, model FROM edits ORDER BY case_id;"],
-                            env={"COLUMNS": "120"})
+    printed = runner.invoke(app, [*base, "SELECT case_id, model FROM edits ORDER BY case_id;"], env={"COLUMNS": "120"})
     assert printed.exit_code == 0, printed.output
     assert "case_id" in printed.output and "tiny-gpt2" in printed.output and "b" in printed.output
     csv = runner.invoke(app, [*base, "--format", "csv", "SELECT case_id FROM edits ORDER BY 1"])

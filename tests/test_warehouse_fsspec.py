@@ -54,8 +54,7 @@ def test_memory_root_parts_are_deterministic_and_read_back(memory_root) -> None:
     assert store.part_path("edits", "tiny/gpt2", "rome", "r1", 3).startswith("memory:///")
     assert store.has_part("edits", "tiny/gpt2", "rome", "r1", 4)
     assert not store.has_part("edits", "tiny/gpt2", "rome", "r1", 5)
-    assert store.read_part("edits", "tiny/gpt2", "rome", "r1", 4, columns=["case_id"]).to_pylist() == [
-        {"case_id": "c"}]
+    assert store.read_part("edits", "tiny/gpt2", "rome", "r1", 4, columns=["case_id"]).to_pylist() == [{"case_id": "c"}]
     table = store.read("edits", model="tiny/gpt2")
     assert sorted(table.column("case_id").to_pylist()) == ["a", "b", "c"]
     assert set(table.column("model").to_pylist()) == {"tiny_gpt2"}
@@ -67,11 +66,25 @@ def test_duckdb_views_and_polars_scans_over_a_url(memory_root) -> None:
     store = Warehouse(memory_root)
     connection = connect(store)  # before any data: every view binds on the schema anchors
     assert connection.execute("SELECT count(*) FROM ppl").fetchone() == (0,)
-    store.write_part("ppl", [{"run_id": "r1", "case_id": "a", "ppl_mean": 12.5, "collapsed": False},
-                             {"run_id": "r1", "case_id": "b", "ppl_mean": float("inf"), "collapsed": True}],
-                     model="m", method="rome", run_id="r1", shard=0)
-    store.write_part("ppl", [{"run_id": "r2", "case_id": "a", "ppl_mean": 3000.0, "collapsed": True}],
-                     model="n", method="rome", run_id="r2", shard=0)
+    store.write_part(
+        "ppl",
+        [
+            {"run_id": "r1", "case_id": "a", "ppl_mean": 12.5, "collapsed": False},
+            {"run_id": "r1", "case_id": "b", "ppl_mean": float("inf"), "collapsed": True},
+        ],
+        model="m",
+        method="rome",
+        run_id="r1",
+        shard=0,
+    )
+    store.write_part(
+        "ppl",
+        [{"run_id": "r2", "case_id": "a", "ppl_mean": 3000.0, "collapsed": True}],
+        model="n",
+        method="rome",
+        run_id="r2",
+        shard=0,
+    )
     # the open session sees parts written after it started
     got = connection.execute("SELECT model, run, case_id, ppl_mean FROM ppl ORDER BY model, case_id").fetchall()
     assert got == [("m", "r1", "a", 12.5), ("m", "r1", "b", float("inf")), ("n", "r2", "a", 3000.0)]
@@ -85,12 +98,10 @@ def test_duckdb_views_and_polars_scans_over_a_url(memory_root) -> None:
 
 def test_runs_rows_on_a_url(memory_root) -> None:
     store = Warehouse(memory_root)
-    row = start_run(store, model="m", method="rome", run_id="r1", stage="test", dataset="d",
-                    parameters={"a": 1})
+    row = start_run(store, model="m", method="rome", run_id="r1", stage="test", dataset="d", parameters={"a": 1})
     assert read_run(store, "m", "rome", "r1")["status"] == "running"
     finish_run(store, "m", "rome", row, status="completed", n_cases=2)
-    again = start_run(store, model="m", method="rome", run_id="r1", stage="test", dataset="d",
-                      parameters={"a": 1})
+    again = start_run(store, model="m", method="rome", run_id="r1", stage="test", dataset="d", parameters={"a": 1})
     assert again["attempts"] == 2 and again["started_at"] == row["started_at"]
     with pytest.raises(ValueError, match="other parameters"):
         start_run(store, model="m", method="rome", run_id="r1", stage="test", dataset="d", parameters={"a": 2})
@@ -103,8 +114,10 @@ def test_url_claims_are_exclusive_and_stale_ones_are_broken(memory_root) -> None
     assert not store.claim(*key, 3)  # held: another worker computes it
     assert not Warehouse(memory_root).claim(*key, 3)  # a second handle on the same root agrees
     assert store.claim(*key, 4)
-    assert store.claims() == ["model=m/method=rome/run=run-1/shard-00003.claim",
-                              "model=m/method=rome/run=run-1/shard-00004.claim"]
+    assert store.claims() == [
+        "model=m/method=rome/run=run-1/shard-00003.claim",
+        "model=m/method=rome/run=run-1/shard-00004.claim",
+    ]
     fs = store.fs
     dead = f"{'another-host'} 1 {time.time() - 3600:.3f} x\n".encode()
     fs.pipe_file(store.claim_path(*key, 3), dead)  # its holder stopped an hour ago
@@ -143,11 +156,14 @@ def test_file_url_is_a_local_directory_with_its_guarantees(tmp_path) -> None:
 def test_claims_across_processes_on_a_file_url(tmp_path) -> None:
     """Four processes race for the same 20 shards of a ``file://`` root: each shard is won once."""
     root = f"file://{tmp_path}/wh"
-    script = ("import json, sys\nfrom editcollapse.warehouse import Warehouse\n"
-              "store = Warehouse(sys.argv[1])\n"
-              "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n")
-    processes = [subprocess.Popen([sys.executable, "-c", script, root], stdout=subprocess.PIPE, text=True)
-                 for _ in range(4)]
+    script = (
+        "import json, sys\nfrom editcollapse.warehouse import Warehouse\n"
+        "store = Warehouse(sys.argv[1])\n"
+        "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, root], stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     won = [json.loads(p.communicate(timeout=120)[0]) for p in processes]
     assert sorted(s for shards in won for s in shards) == list(range(20))
 
@@ -161,8 +177,14 @@ def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> N
     from tests.sweep_cases import write_files
 
     cases_file, corpus = write_files(tmp_path, 3)
-    spec = dict(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
-                ppl_corpus=str(corpus), run_id="url-vs-local")
+    spec = dict(
+        model="tiny-gpt2",
+        method="rome",
+        dataset=str(cases_file),
+        shard_size=2,
+        ppl_corpus=str(corpus),
+        run_id="url-vs-local",
+    )
     local = run_sweep(SweepSpec(**spec), Warehouse(tmp_path / "local"))
     remote_store = Warehouse(memory_root)
     remote = run_sweep(SweepSpec(**spec), remote_store)
@@ -171,7 +193,9 @@ def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> N
     assert connect(remote_store).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
     stamps = {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")}
     again = run_sweep(SweepSpec(**spec), Warehouse(memory_root))  # resumes: every shard is there
-    assert again["n_cases"] == 3 and {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")} == stamps
+    assert (
+        again["n_cases"] == 3 and {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")} == stamps
+    )
     assert remote_store.claims() == []
     selection = run_selection(remote_store, threshold=0.0)  # every case "collapsed" at threshold 0
     assert selection["n_hard_cases"] == 3

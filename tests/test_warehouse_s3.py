@@ -18,8 +18,7 @@ import pytest
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +54,19 @@ def test_parts_views_and_scans_on_s3(s3_endpoint) -> None:
     root = f"s3://bucket/wh-{uuid.uuid4().hex[:8]}"
     store = Warehouse(root)
     assert store.is_url and store.protocol == "s3"
-    rows = [{"run_id": "r1", "case_id": "a", "ppl_mean": 12.0, "collapsed": False},
-            {"run_id": "r1", "case_id": "b", "ppl_mean": float("nan"), "collapsed": True}]
+    rows = [
+        {"run_id": "r1", "case_id": "a", "ppl_mean": 12.0, "collapsed": False},
+        {"run_id": "r1", "case_id": "b", "ppl_mean": float("nan"), "collapsed": True},
+    ]
     store.write_part("ppl", rows, model="m", method="rome", run_id="r1", shard=0)
     store.write_part("ppl", rows, model="m", method="rome", run_id="r1", shard=0)  # replaced, not added
     objects = sorted(p.rsplit("/", 1)[1] for p in store.fs.find(root))
     assert objects == ["part-00000.parquet", "part-schema.parquet"]
     session = connect(store)
     assert session.execute("SELECT model, run, case_id, collapsed FROM ppl ORDER BY case_id").fetchall() == [
-        ("m", "r1", "a", False), ("m", "r1", "b", True)]
+        ("m", "r1", "a", False),
+        ("m", "r1", "b", True),
+    ]
     assert scan("ppl", store).filter(pl.col("collapsed")).select("case_id").collect().rows() == [("b",)]
 
 
@@ -71,13 +74,17 @@ def test_claims_on_s3_are_exclusive_across_processes(s3_endpoint, tmp_path) -> N
     """Four processes race for the same 20 shards of one s3:// run: every shard is won exactly once
     (S3 If-None-Match: the losers' PUTs get 412)."""
     root = f"s3://bucket/race-{uuid.uuid4().hex[:8]}"
-    script = ("import json, sys\nsys.path.extend(sys.argv[2:])\nfrom editcollapse.warehouse import Warehouse\n"
-              "store = Warehouse(sys.argv[1])\n"
-              "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n")
+    script = (
+        "import json, sys\nsys.path.extend(sys.argv[2:])\nfrom editcollapse.warehouse import Warehouse\n"
+        "store = Warehouse(sys.argv[1])\n"
+        "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n"
+    )
     env = {**os.environ, **CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
     extra = [p for p in sys.path if p and os.path.isdir(p)]
-    processes = [subprocess.Popen([sys.executable, "-c", script, root, *extra], stdout=subprocess.PIPE,
-                                  text=True, env=env) for _ in range(4)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, root, *extra], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
     won = [json.loads(p.communicate(timeout=300)[0]) for p in processes]
     assert sorted(s for shards in won for s in shards) == list(range(20))
     assert sum(1 for shards in won if shards) >= 1
@@ -90,14 +97,22 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
     from tests.sweep_cases import write_files
 
     cases_file, corpus = write_files(tmp_path, 3)
-    spec = dict(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
-                ppl_corpus=str(corpus), run_id="s3-vs-local")
+    spec = dict(
+        model="tiny-gpt2",
+        method="rome",
+        dataset=str(cases_file),
+        shard_size=2,
+        ppl_corpus=str(corpus),
+        run_id="s3-vs-local",
+    )
     run_sweep(SweepSpec(**spec), Warehouse(tmp_path / "local"))
     remote = Warehouse(f"s3://bucket/sweep-{uuid.uuid4().hex[:8]}")
     summary = run_sweep(SweepSpec(**spec), remote)
     assert summary["n_cases"] == 3 and summary["status"] == "completed" and remote.claims() == []
-    query = ("SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits "
-             "USING (case_id, shard) ORDER BY case_id")
+    query = (
+        "SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits "
+        "USING (case_id, shard) ORDER BY case_id"
+    )
     assert connect(remote).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
 
 
@@ -111,9 +126,17 @@ def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch)
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     cases_file, corpus = write_files(tmp_path, 4)
     root = f"s3://bucket/dask-{uuid.uuid4().hex[:8]}"
-    summary = single_edit_sweep(model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2,
-                                ppl_corpus=str(corpus), run_id="dask-s3", warehouse=root, progress_bar=False,
-                                task_runner="dask:2")
+    summary = single_edit_sweep(
+        model="tiny-gpt2",
+        method="rome",
+        dataset=str(cases_file),
+        shard_size=2,
+        ppl_corpus=str(corpus),
+        run_id="dask-s3",
+        warehouse=root,
+        progress_bar=False,
+        task_runner="dask:2",
+    )
     assert summary["n_cases"] == 4 and summary["status"] == "completed"
     store = Warehouse(root)
     assert [p.rsplit("/", 1)[1] for p in store.parts("ppl")] == ["part-00000.parquet", "part-00001.parquet"]

@@ -41,10 +41,12 @@ def list_sources() -> None:
 
 
 @data_app.command("show")
-def show(source: str = typer.Argument(..., help="source name, file or folder; or a perplexity corpus"),
-         limit: int = typer.Option(3, help="how many cases / sentences to print"),
-         case_id: str | None = typer.Option(None, "--case-id", help="print only this case"),
-         seed: int = typer.Option(0, help="seed of generated sources")) -> None:
+def show(
+    source: str = typer.Argument(..., help="source name, file or folder; or a perplexity corpus"),
+    limit: int = typer.Option(3, help="how many cases / sentences to print"),
+    case_id: str | None = typer.Option(None, "--case-id", help="print only this case"),
+    seed: int = typer.Option(0, help="seed of generated sources"),
+) -> None:
     """Print cases of a source as JSON (or sentences and source mix of a perplexity corpus)."""
     from editcollapse.datasets.loading import load_cases
     from editcollapse.datasets.ppl import EMBEDDED_SIZES, RELEASED, load_ppl_corpus
@@ -64,10 +66,12 @@ def show(source: str = typer.Argument(..., help="source name, file or folder; or
 
 
 @data_app.command("validate")
-def validate(source: str = typer.Argument(..., help="source name, file or folder"),
-             show_errors: int = typer.Option(20, "--show-errors", help="how many error rows to print"),
-             errors_out: str | None = typer.Option(None, "--errors-out", help="write every error row as JSON Lines"),
-             seed: int = typer.Option(0, help="seed of generated sources")) -> None:
+def validate(
+    source: str = typer.Argument(..., help="source name, file or folder"),
+    show_errors: int = typer.Option(20, "--show-errors", help="how many error rows to print"),
+    errors_out: str | None = typer.Option(None, "--errors-out", help="write every error row as JSON Lines"),
+    seed: int = typer.Option(0, help="seed of generated sources"),
+) -> None:
     """Load and validate every record; exit 1 when some are invalid."""
     from editcollapse.datasets.loading import load_cases
 
@@ -77,8 +81,10 @@ def validate(source: str = typer.Argument(..., help="source name, file or folder
     by_field: dict[str, int] = {}
     for error in load.errors:
         by_field[error.field] = by_field.get(error.field, 0) + 1
-    typer.echo(f"{source}: {len(load.cases)} valid cases, {len(load.errors)} error rows "
-               f"from {len(load.files)} file(s) in {seconds:.2f} s")
+    typer.echo(
+        f"{source}: {len(load.cases)} valid cases, {len(load.errors)} error rows "
+        f"from {len(load.files)} file(s) in {seconds:.2f} s"
+    )
     if by_field:
         typer.echo("errors by field: " + json.dumps(dict(sorted(by_field.items(), key=lambda kv: -kv[1]))))
     for error in load.errors[:show_errors]:

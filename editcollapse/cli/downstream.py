@@ -13,29 +13,39 @@ from editcollapse.cli.formatting import cell
 
 def downstream(
     model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
-    edits: str = typer.Option("extremes", help="none | extremes (k most and k least damaging sweep edits) | "
-                                               "hardcf | hardedit | sequential | comma-separated case ids"),
-    tasks: str = typer.Option(None, help="comma-separated tasks: offline suites (ec_lastword_embedded, "
-                                         "ec_geofacts_mc, ec_mmlu_sub) and/or lm-eval names (piqa, "
-                                         "hellaswag, lambada_openai …); default: the offline suites found here"),
-    paper_tasks: bool = typer.Option(False, "--paper-tasks", help="add the paper's lm-eval tasks (their data "
-                                                                  "must be online or in the HuggingFace cache)"),
+    edits: str = typer.Option(
+        "extremes",
+        help="none | extremes (k most and k least damaging sweep edits) | "
+        "hardcf | hardedit | sequential | comma-separated case ids",
+    ),
+    tasks: str = typer.Option(
+        None,
+        help="comma-separated tasks: offline suites (ec_lastword_embedded, "
+        "ec_geofacts_mc, ec_mmlu_sub) and/or lm-eval names (piqa, "
+        "hellaswag, lambada_openai …); default: the offline suites found here",
+    ),
+    paper_tasks: bool = typer.Option(
+        False,
+        "--paper-tasks",
+        help="add the paper's lm-eval tasks (their data must be online or in the HuggingFace cache)",
+    ),
     limit: int = typer.Option(50, help="items per task (0: all)"),
     method: str = typer.Option("rome", help="editing method of the edits (and of their re-run)"),
     k: int = typer.Option(2, help="with --edits extremes: how many most and least damaging edits"),
     max_edits: int = typer.Option(10, help="with hardcf / hardedit / sequential: at most this many"),
-    source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from "
-                                              "(default: the largest)"),
+    source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from (default: the largest)"),
     ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
     include_path: Path = typer.Option(None, help="a folder of your own lm-eval task YAMLs"),
-    mmlu_file: Path = typer.Option(None, help="MMLU JSON for ec_mmlu_sub (default $EDITCOLLAPSE_MMLU or "
-                                              "mmlu/mmlu.json under $EDITCOLLAPSE_DATA)"),
+    mmlu_file: Path = typer.Option(
+        None, help="MMLU JSON for ec_mmlu_sub (default $EDITCOLLAPSE_MMLU or mmlu/mmlu.json under $EDITCOLLAPSE_DATA)"
+    ),
     items: int = typer.Option(500, help="items built per offline suite (--limit evaluates the first ones)"),
     batch_size: int = typer.Option(8, help="lm-eval batch size"),
     bootstrap_iters: int = typer.Option(1000, help="bootstrap resamples for perplexity-type stderrs"),
     seed: int = typer.Option(0, help="seed of the offline suites' sampling and of re-run edits"),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w",
-                                   help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
+    warehouse: Path = typer.Option(
+        None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
+    ),
     run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
@@ -51,19 +61,40 @@ def downstream(
     if paper_tasks:
         names += [name for name in PAPER_TASKS if name not in names]
     runner = downstream_eval if prefect else run_downstream
-    result = runner(model=model, edits=edits, tasks=names, limit=limit or None, method=method, k=k,
-                    max_edits=max_edits, source_run=source_run, ppl_corpus=ppl_corpus,
-                    include_path=None if include_path is None else str(include_path),
-                    mmlu_file=None if mmlu_file is None else str(mmlu_file), items=items,
-                    batch_size=batch_size, bootstrap_iters=bootstrap_iters, seed=seed, run_id=run_id,
-                    warehouse=None if warehouse is None else str(warehouse), device=device)
+    result = runner(
+        model=model,
+        edits=edits,
+        tasks=names,
+        limit=limit or None,
+        method=method,
+        k=k,
+        max_edits=max_edits,
+        source_run=source_run,
+        ppl_corpus=ppl_corpus,
+        include_path=None if include_path is None else str(include_path),
+        mmlu_file=None if mmlu_file is None else str(mmlu_file),
+        items=items,
+        batch_size=batch_size,
+        bootstrap_iters=bootstrap_iters,
+        seed=seed,
+        run_id=run_id,
+        warehouse=None if warehouse is None else str(warehouse),
+        device=device,
+    )
     console = formatting.console()
     scores = Table(title=f"downstream run {result['run_id']}")
     for column in ("edit", "ME-PPL", "task", "metric", "value", "stderr", "n"):
         scores.add_column(column)
     for row in sorted(result["rows"], key=lambda r: (r["edit_ref"] != "baseline", -r["ppl_mean"], r["task"])):
-        scores.add_row(row["edit_ref"], cell(row["ppl_mean"]), row["task"], row["metric"],
-                       cell(row["value"]), cell(row["stderr"]), str(row["n"]))
+        scores.add_row(
+            row["edit_ref"],
+            cell(row["ppl_mean"]),
+            row["task"],
+            row["metric"],
+            cell(row["value"]),
+            cell(row["stderr"]),
+            str(row["n"]),
+        )
     console.print(scores)
     stats = Table(title="perplexity vs score across models (Pearson on log10 ppl)")
     for column in ("task", "metric", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"):

@@ -11,8 +11,9 @@ import typer
 from editcollapse.cli import formatting
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 
-hardedit_app = typer.Typer(help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.",
-                           no_args_is_help=True)
+hardedit_app = typer.Typer(
+    help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.", no_args_is_help=True
+)
 
 
 def _warehouse(path: Path | None) -> str | None:
@@ -31,16 +32,23 @@ def _run(flow, arguments: dict, prefect: bool) -> None:
 
 @hardedit_app.command("generate")
 def generate(
-    backend: str = typer.Option("local", help="local (a transformers chat model) or openai (any "
-                                "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)"),
+    backend: str = typer.Option(
+        "local",
+        help="local (a transformers chat model) or openai (any "
+        "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)",
+    ),
     calls: int = typer.Option(5, help="generation calls (each asks for --points samples)"),
     local_model: str = typer.Option("smollm2-135m", help="model of the local backend"),
-    model: str = typer.Option(None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL "
-                              "or gpt-3.5-turbo)"),
-    base_url: str = typer.Option(None, help="endpoint of the openai backend (default "
-                                 "$EDITCOLLAPSE_LLM_BASE_URL or $OPENAI_BASE_URL)"),
-    seeds: str = typer.Option("paper", help="seed examples: 'paper' (packaged) or a load_cases source "
-                              "(hardcf, a HardCF/HardEdit/CounterFact file)"),
+    model: str = typer.Option(
+        None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL or gpt-3.5-turbo)"
+    ),
+    base_url: str = typer.Option(
+        None, help="endpoint of the openai backend (default $EDITCOLLAPSE_LLM_BASE_URL or $OPENAI_BASE_URL)"
+    ),
+    seeds: str = typer.Option(
+        "paper",
+        help="seed examples: 'paper' (packaged) or a load_cases source (hardcf, a HardCF/HardEdit/CounterFact file)",
+    ),
     n_seeds: int = typer.Option(30, help="seed examples per prompt (the paper: 30)"),
     subjects: Path = typer.Option(None, help="subject repository JSON (default: the packaged one)"),
     template: Path = typer.Option(None, help="prompt template file (default: the packaged Figure 12 one)"),
@@ -52,27 +60,44 @@ def generate(
     max_new_tokens: int = typer.Option(1024, help="completion length cap"),
     temperature: float = typer.Option(None, help="sampling temperature (default 0.7 local, 1.0 openai)"),
     seed: int = typer.Option(0),
-    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; the same "
-                               "command resumes the same run)"),
+    run_id: str = typer.Option(
+        None, help="run id (default: a digest of the parameters; the same command resumes the same run)"
+    ),
     warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
 ) -> None:
     """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
     from editcollapse.orchestration.flows.hardedit import generate_hardedit_candidates
 
-    arguments = dict(backend=backend, n_calls=calls, local_model=local_model, model=model, base_url=base_url,
-                     seed=seed, seeds_source=seeds, n_seeds=n_seeds, subjects_file=str(subjects) if subjects else None,
-                     template_file=str(template) if template else None, subjects_per_prompt=subjects_per_prompt,
-                     n_points=points, max_requests=max_requests, max_tokens=max_tokens, requests_per_minute=rpm,
-                     max_new_tokens=max_new_tokens, temperature=temperature, run_id=run_id,
-                     warehouse=_warehouse(warehouse))
+    arguments = dict(
+        backend=backend,
+        n_calls=calls,
+        local_model=local_model,
+        model=model,
+        base_url=base_url,
+        seed=seed,
+        seeds_source=seeds,
+        n_seeds=n_seeds,
+        subjects_file=str(subjects) if subjects else None,
+        template_file=str(template) if template else None,
+        subjects_per_prompt=subjects_per_prompt,
+        n_points=points,
+        max_requests=max_requests,
+        max_tokens=max_tokens,
+        requests_per_minute=rpm,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        run_id=run_id,
+        warehouse=_warehouse(warehouse),
+    )
     _run(generate_hardedit_candidates, arguments, prefect)
 
 
 @hardedit_app.command("filter")
 def filter_(
-    model: list[str] = typer.Option(None, "--model", help="reference model (repeat for several; "
-                                    "default smollm2-135m; the paper: gpt2-xl)"),
+    model: list[str] = typer.Option(
+        None, "--model", help="reference model (repeat for several; default smollm2-135m; the paper: gpt2-xl)"
+    ),
     method: str = typer.Option("rome", help="editing method of the filter"),
     run: list[str] = typer.Option(None, "--run", help="only candidates of this generation run (repeatable)"),
     limit: int = typer.Option(None, help="first N valid candidates"),
@@ -89,10 +114,20 @@ def filter_(
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
     from editcollapse.orchestration.flows.hardedit import filter_hardedit
 
-    arguments = dict(reference_models=model or None, method=method, candidate_run_ids=run or None, limit=limit,
-                     ppl_corpus=ppl_corpus, threshold=threshold, shard_size=shard_size, seed=seed,
-                     export=str(output) if output else None, run_id=run_id, warehouse=_warehouse(warehouse),
-                     device=device)
+    arguments = dict(
+        reference_models=model or None,
+        method=method,
+        candidate_run_ids=run or None,
+        limit=limit,
+        ppl_corpus=ppl_corpus,
+        threshold=threshold,
+        shard_size=shard_size,
+        seed=seed,
+        export=str(output) if output else None,
+        run_id=run_id,
+        warehouse=_warehouse(warehouse),
+        device=device,
+    )
     _run(filter_hardedit, arguments, prefect)
 
 
@@ -108,8 +143,7 @@ def subjects(path: Path = typer.Option(None, help="a subject repository JSON (de
     for column in ("category", "n", "examples", "provenance"):
         table.add_column(column)
     for category in repository.categories:
-        table.add_row(category.name, str(len(category.subjects)), ", ".join(category.subjects[:5]),
-                      category.provenance)
+        table.add_row(category.name, str(len(category.subjects)), ", ".join(category.subjects[:5]), category.provenance)
     formatting.console().print(table)
 
 

@@ -14,8 +14,11 @@ mend_app = typer.Typer(help="MEND: train the editor network a model's MEND edits
 @mend_app.command("train")
 def train(
     model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
-    dataset: str = typer.Option(None, help="training cases: geofacts (default: the hparams' train_data, the "
-                                           "embedded split), a named source (zsre-train-1k …) or a file"),
+    dataset: str = typer.Option(
+        None,
+        help="training cases: geofacts (default: the hparams' train_data, the "
+        "embedded split), a named source (zsre-train-1k …) or a file",
+    ),
     val_dataset: str = typer.Option(None, help="held-out cases (default: a seeded split of --dataset by subject)"),
     max_iters: int = typer.Option(None, help="iterations (default: the hparams'; changes the network's identity)"),
     device: str = typer.Option(None, help="cpu, cuda, … (default: cuda when present)"),
@@ -27,16 +30,30 @@ def train(
     if prefect:
         from editcollapse.orchestration.flows.mend import train_mend
 
-        summary = train_mend(model=model, dataset=dataset, val_dataset=val_dataset, max_iters=max_iters,
-                             device=device, resume=resume, heldout=heldout)
+        summary = train_mend(
+            model=model,
+            dataset=dataset,
+            val_dataset=val_dataset,
+            max_iters=max_iters,
+            device=device,
+            resume=resume,
+            heldout=heldout,
+        )
     else:  # the same training without Prefect (no server, no artifacts): the bar only
         from editcollapse.editors.mend.progress import ProgressBar
         from editcollapse.stages.mend.run import train_named_model
 
         with ProgressBar(f"MEND {model}", enabled=True) as bar:
-            summary = train_named_model(model, dataset=dataset, val_dataset=val_dataset, device=device,
-                                        overrides={} if max_iters is None else {"max_iters": max_iters},
-                                        resume=resume, heldout=heldout, on_iteration=bar.update)
+            summary = train_named_model(
+                model,
+                dataset=dataset,
+                val_dataset=val_dataset,
+                device=device,
+                overrides={} if max_iters is None else {"max_iters": max_iters},
+                resume=resume,
+                heldout=heldout,
+                on_iteration=bar.update,
+            )
     shown = {k: v for k, v in summary.items() if k not in ("hparams",)}
     typer.echo(json.dumps(shown, indent=1, default=str))
 

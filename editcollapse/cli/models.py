@@ -17,8 +17,7 @@ def models() -> None:
         table.add_column(column)
     for model in KNOWN_MODELS.values():
         source = model.hub_id if model.source == "hub" else model.source
-        table.add_row(model.name, model.family, source, "yes" if available_offline(model) else "no",
-                      model.note)
+        table.add_row(model.name, model.family, source, "yes" if available_offline(model) else "no", model.note)
     console = formatting.console()
     console.print(table)
     console.print("Any local model folder or HuggingFace hub id (owner/name) is accepted too.")

@@ -19,8 +19,10 @@ def setup_prefect(
     from editcollapse.orchestration.ops.setup import setup_server
 
     done = setup_server(pool, gpu_limit)
-    typer.echo(f"work pool {done['pool']!r} {'created' if done['pool_created'] else 'already there'}; "
-               f"tag {done['tag']!r} limited to {done['limit']} concurrent task run(s)")
+    typer.echo(
+        f"work pool {done['pool']!r} {'created' if done['pool_created'] else 'already there'}; "
+        f"tag {done['tag']!r} limited to {done['limit']} concurrent task run(s)"
+    )
 
 
 def study(
@@ -32,34 +34,52 @@ def study(
     ppl_corpus: str = typer.Option("me-ppl-50"),
     threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
     warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    task_runner: str = typer.Option("local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"),
+    task_runner: str = typer.Option(
+        "local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"
+    ),
     sequential_edits: int = typer.Option(20),
     sequential_trials: int = typer.Option(3),
     hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
     hardedit_calls: int = typer.Option(5),
     downstream_limit: int = typer.Option(50, help="documents per downstream task"),
-    stage: list[str] = typer.Option(None, help="run only these stages (repeat): sweep, hardcf, sequential, "
-                                    "hardedit, downstream, analysis"),
+    stage: list[str] = typer.Option(
+        None, help="run only these stages (repeat): sweep, hardcf, sequential, hardedit, downstream, analysis"
+    ),
 ) -> None:
     """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from editcollapse.orchestration.flows.study import editcollapse_study
 
-    result = editcollapse_study(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
-                                ppl_corpus=ppl_corpus, threshold=threshold, warehouse=warehouse,
-                                task_runner=task_runner, sequential_edits=sequential_edits,
-                                sequential_trials=sequential_trials, hardedit_backend=hardedit_backend,
-                                hardedit_calls=hardedit_calls, downstream_limit=downstream_limit,
-                                stages=stage or None)
+    result = editcollapse_study(
+        model=model,
+        method=method,
+        dataset=dataset,
+        limit=limit,
+        shard_size=shard_size,
+        ppl_corpus=ppl_corpus,
+        threshold=threshold,
+        warehouse=warehouse,
+        task_runner=task_runner,
+        sequential_edits=sequential_edits,
+        sequential_trials=sequential_trials,
+        hardedit_backend=hardedit_backend,
+        hardedit_calls=hardedit_calls,
+        downstream_limit=downstream_limit,
+        stages=stage or None,
+    )
     for line in result["stages"]:
         typer.echo(f"{line['stage']:18} {line['state']:10} {line['result']}")
 
 
 def analyse(
     warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    output: str = typer.Option(None, "--output", "-o", help="folder for PNG/CSV/report.md "
-                               "(default <warehouse>/analysis; a URL warehouse: its local folder)"),
+    output: str = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="folder for PNG/CSV/report.md (default <warehouse>/analysis; a URL warehouse: its local folder)",
+    ),
     threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
     prefect: bool = typer.Option(False, help="run as the Prefect flow analyse-study (artifacts in the UI)"),
 ) -> None:

@@ -22,11 +22,16 @@ def sequential(
     ppl_every: int = typer.Option(1, help="evaluate perplexity and edit success every k edits (and at the last)"),
     threshold: float = typer.Option(1000.0, help="collapse threshold on the mean per-sentence perplexity"),
     group_size: int = typer.Option(None, help="cases per group (default n_edits; larger: trials sample from it)"),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"),
+    warehouse: Path = typer.Option(
+        None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
+    ),
     run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
     ppl_batch_size: int = typer.Option(16, help="perplexity batch size"),
-    extra_corpus: str = typer.Option(None, help="a second perplexity corpus (e.g. me-ppl-1k), measured every "
-                                     "--extra-every edits, at step 0 and at each trajectory's last step"),
+    extra_corpus: str = typer.Option(
+        None,
+        help="a second perplexity corpus (e.g. me-ppl-1k), measured every "
+        "--extra-every edits, at step 0 and at each trajectory's last step",
+    ),
     extra_every: int = typer.Option(10, help="interval of --extra-corpus in edits"),
     sweep_run: str = typer.Option(None, help="hard group from this single-edit sweep run's ppl/hardcf rows only"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
@@ -41,15 +46,38 @@ def sequential(
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     runner = sequential_editing if prefect else sequential_editing.fn
-    result = runner(model=model, method=method, hard_source=hard_source, n_edits=n_edits, trials=trials,
-                    seed=seed, ppl_corpus=ppl_corpus, ppl_every=ppl_every, dataset=dataset,
-                    threshold=threshold, group_size=group_size,
-                    warehouse=None if warehouse is None else str(warehouse), run_id=run_id,
-                    ppl_batch_size=ppl_batch_size, extra_corpus=extra_corpus, extra_every=extra_every,
-                    sweep_run=sweep_run)
+    result = runner(
+        model=model,
+        method=method,
+        hard_source=hard_source,
+        n_edits=n_edits,
+        trials=trials,
+        seed=seed,
+        ppl_corpus=ppl_corpus,
+        ppl_every=ppl_every,
+        dataset=dataset,
+        threshold=threshold,
+        group_size=group_size,
+        warehouse=None if warehouse is None else str(warehouse),
+        run_id=run_id,
+        ppl_batch_size=ppl_batch_size,
+        extra_corpus=extra_corpus,
+        extra_every=extra_every,
+        sweep_run=sweep_run,
+    )
     table = Table(title=f"sequential run {result['run_id']}")
-    columns = ("group", "trial", "edits", "baseline_ppl", "final_ppl", "collapsed_at", "final_all_success",
-               "cumulative_fro", "cumulative_spectral", "errors")
+    columns = (
+        "group",
+        "trial",
+        "edits",
+        "baseline_ppl",
+        "final_ppl",
+        "collapsed_at",
+        "final_all_success",
+        "cumulative_fro",
+        "cumulative_spectral",
+        "errors",
+    )
     if extra_corpus is not None:
         columns = (*columns[:5], "baseline_extra_ppl", "final_extra_ppl", *columns[5:])
     for column in columns:

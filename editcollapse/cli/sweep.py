@@ -24,24 +24,44 @@ def sweep(
     dataset: str = typer.Option("geofacts", help="case source name (geofacts, counterfact, zsre …) or file"),
     limit: int = typer.Option(None, help="first N valid cases (default: all)"),
     shard_size: int = typer.Option(10, help="cases per shard (the unit of work, resume and Parquet part)"),
-    ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (me-ppl-50 falls back to "
-                                   "embedded-50 when the released file is not available)"),
-    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; the same "
-                               "command resumes the same run)"),
+    ppl_corpus: str = typer.Option(
+        "me-ppl-50",
+        help="perplexity corpus (me-ppl-50 falls back to embedded-50 when the released file is not available)",
+    ),
+    run_id: str = typer.Option(
+        None, help="run id (default: a digest of the parameters; the same command resumes the same run)"
+    ),
     warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
     seed: int = typer.Option(0),
     device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
-    batch: int = typer.Option(10, help="edits computed together by the batched engine (ROME, r-ROME); "
-                              "1 = the one-at-a-time reference loop; other methods always run one at a time"),
-    task_runner: str = typer.Option("local", help="where shards run: local, threads:N, dask (local cluster), "
-                                    "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)"),
+    batch: int = typer.Option(
+        10,
+        help="edits computed together by the batched engine (ROME, r-ROME); "
+        "1 = the one-at-a-time reference loop; other methods always run one at a time",
+    ),
+    task_runner: str = typer.Option(
+        "local",
+        help="where shards run: local, threads:N, dask (local cluster), "
+        "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)",
+    ),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
-    arguments = dict(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
-                     ppl_corpus=ppl_corpus, run_id=run_id, warehouse=str(warehouse) if warehouse else None,
-                     threshold=threshold, seed=seed, device=device, batch=batch)
+    arguments = dict(
+        model=model,
+        method=method,
+        dataset=dataset,
+        limit=limit,
+        shard_size=shard_size,
+        ppl_corpus=ppl_corpus,
+        run_id=run_id,
+        warehouse=str(warehouse) if warehouse else None,
+        threshold=threshold,
+        seed=seed,
+        device=device,
+        batch=batch,
+    )
     if prefect:
         _prefect_defaults()
         from editcollapse.orchestration.flows.sweep import single_edit_sweep
@@ -73,10 +93,12 @@ def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
     console = formatting.console()
-    console.print(f"run [bold]{summary['run_id']}[/bold] ({summary['model']} / {summary['method']}): "
-                  f"{summary['n_cases']} cases, {summary['n_errors']} errors, {summary['n_invalid']} invalid "
-                  f"records, {summary['n_collapsed']} collapsed (ME-PPL > {summary['threshold']:g} or NaN/inf); "
-                  f"unedited ME-PPL {summary['baseline_ppl_mean']:.4g}")
+    console.print(
+        f"run [bold]{summary['run_id']}[/bold] ({summary['model']} / {summary['method']}): "
+        f"{summary['n_cases']} cases, {summary['n_errors']} errors, {summary['n_invalid']} invalid "
+        f"records, {summary['n_collapsed']} collapsed (ME-PPL > {summary['threshold']:g} or NaN/inf); "
+        f"unedited ME-PPL {summary['baseline_ppl_mean']:.4g}"
+    )
     table = Table(title="most damaging edits")
     for column in ("case_id", "ME-PPL", "subject", "target_new", "prompt"):
         table.add_column(column)
@@ -100,15 +122,28 @@ def hardcf(
         _prefect_defaults()
         from editcollapse.orchestration.flows.hardcf import select_hardcf
 
-        summary = select_hardcf(threshold=threshold, method=method, models=model or None, runs=run or None,
-                                dataset=dataset, warehouse=str(warehouse) if warehouse else None,
-                                output=str(output) if output else None)
+        summary = select_hardcf(
+            threshold=threshold,
+            method=method,
+            models=model or None,
+            runs=run or None,
+            dataset=dataset,
+            warehouse=str(warehouse) if warehouse else None,
+            output=str(output) if output else None,
+        )
     else:
         from editcollapse.stages.hardcf.select import run_selection
         from editcollapse.warehouse.store import Warehouse
 
-        summary = run_selection(Warehouse(warehouse), threshold=threshold, method=method, models=model or None,
-                                run_ids=run or None, dataset=dataset, output=output)
+        summary = run_selection(
+            Warehouse(warehouse),
+            threshold=threshold,
+            method=method,
+            models=model or None,
+            run_ids=run or None,
+            dataset=dataset,
+            output=output,
+        )
         summary.pop("records")
     typer.echo(json.dumps(summary, indent=2))
 

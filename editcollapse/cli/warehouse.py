@@ -22,16 +22,23 @@ class OutputFormat(str, Enum):
     parquet = "parquet"
 
 
-_COPY_OPTIONS = {OutputFormat.csv: "FORMAT csv, HEADER true", OutputFormat.json: "FORMAT json",
-                 OutputFormat.parquet: "FORMAT parquet"}
+_COPY_OPTIONS = {
+    OutputFormat.csv: "FORMAT csv, HEADER true",
+    OutputFormat.json: "FORMAT json",
+    OutputFormat.parquet: "FORMAT parquet",
+}
 
 
 def sql(
-    query: str = typer.Argument(..., help="SQL over the views runs, cases, edits, edit_metrics, ppl, "
-                                "hardcf, sequential, hardedit_candidates, hardedit, downstream"),
+    query: str = typer.Argument(
+        ...,
+        help="SQL over the views runs, cases, edits, edit_metrics, ppl, "
+        "hardcf, sequential, hardedit_candidates, hardedit, downstream",
+    ),
     warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
-                                               help="table (print), csv, json (one object a line) or parquet"),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", "-f", help="table (print), csv, json (one object a line) or parquet"
+    ),
     output: Path = typer.Option(None, "--output", "-o", help="file to write (csv/json default to stdout)"),
     max_rows: int = typer.Option(100, help="rows to print in table format"),
 ) -> None:

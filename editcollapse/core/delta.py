@@ -58,8 +58,9 @@ class ParamDelta:
 
     def __add__(self, other: ParamDelta) -> ParamDelta:
         if self.dense is None and other.dense is None:
-            return ParamDelta(u=torch.cat([self.u, other.u.to(self.u)], dim=1),
-                              v=torch.cat([self.v, other.v.to(self.v)], dim=1))
+            return ParamDelta(
+                u=torch.cat([self.u, other.u.to(self.u)], dim=1), v=torch.cat([self.v, other.v.to(self.v)], dim=1)
+            )
         base = self.materialize()
         return ParamDelta(dense=base + other.materialize(base.dtype, base.device))
 
@@ -109,8 +110,10 @@ class Delta:
                 for name, change in self.params.items():
                     weight = backup.parameters[name]
                     if tuple(weight.shape) != tuple(change.materialize().shape):
-                        raise ValueError(f"delta for {name} has shape {tuple(change.materialize().shape)}, "
-                                         f"the parameter {tuple(weight.shape)}")
+                        raise ValueError(
+                            f"delta for {name} has shape {tuple(change.materialize().shape)}, "
+                            f"the parameter {tuple(weight.shape)}"
+                        )
                     weight.add_(change.materialize(weight.dtype, weight.device))
         except BaseException:
             backup.restore()
@@ -134,9 +137,13 @@ class Delta:
         for name, change in other.params.items():
             params[name] = params[name] + change if name in params else change
         method = self.method if self.method == other.method else f"{self.method}+{other.method}"
-        return Delta(method=method, params=params, hparams_hash=self.hparams_hash,
-                     case_ids=self.case_ids + other.case_ids,
-                     diagnostics={"composed_of": len(self.case_ids) + len(other.case_ids)})
+        return Delta(
+            method=method,
+            params=params,
+            hparams_hash=self.hparams_hash,
+            case_ids=self.case_ids + other.case_ids,
+            diagnostics={"composed_of": len(self.case_ids) + len(other.case_ids)},
+        )
 
     def norms(self) -> dict[str, dict[str, float]]:
         """Per-parameter Frobenius and spectral norms of ΔW."""
@@ -156,9 +163,13 @@ class Delta:
                 tensors[f"{name}::u"] = change.u.detach().cpu().contiguous()
                 tensors[f"{name}::v"] = change.v.detach().cpu().contiguous()
                 kinds[name] = "lowrank"
-        metadata = {"method": self.method, "hparams_hash": self.hparams_hash,
-                    "case_ids": json.dumps(list(self.case_ids)), "params": json.dumps(kinds),
-                    "diagnostics": json.dumps(self.diagnostics)}
+        metadata = {
+            "method": self.method,
+            "hparams_hash": self.hparams_hash,
+            "case_ids": json.dumps(list(self.case_ids)),
+            "params": json.dumps(kinds),
+            "diagnostics": json.dumps(self.diagnostics),
+        }
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
@@ -177,9 +188,13 @@ class Delta:
                 params[name] = ParamDelta(dense=tensors[f"{name}::dense"])
             else:
                 params[name] = ParamDelta(u=tensors[f"{name}::u"], v=tensors[f"{name}::v"])
-        return cls(method=metadata["method"], params=params, hparams_hash=metadata["hparams_hash"],
-                   case_ids=tuple(json.loads(metadata["case_ids"])),
-                   diagnostics=json.loads(metadata["diagnostics"]))
+        return cls(
+            method=metadata["method"],
+            params=params,
+            hparams_hash=metadata["hparams_hash"],
+            case_ids=tuple(json.loads(metadata["case_ids"])),
+            diagnostics=json.loads(metadata["diagnostics"]),
+        )
 
 
 class WeightBackup:

@@ -28,8 +28,7 @@ def _ids(tokenizer: PreTrainedTokenizerBase, text: str, special: bool) -> list[i
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str,
-                target: str) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> tuple[list[int], list[int]]:
     """(prompt ids, target ids) of ``prompt`` followed by ``" " + target`` (see the module doc)."""
     prompt = prompt.rstrip()
     if not target.strip():
@@ -39,8 +38,8 @@ def encode_pair(tokenizer: PreTrainedTokenizerBase, prompt: str,
     if not prompt_ids:
         raise ValueError(f"empty prompt before target {target!r}: nothing conditions the first token")
     joint = _ids(tokenizer, prompt + target_text, special=True)
-    if len(joint) > len(prompt_ids) and joint[:len(prompt_ids)] == prompt_ids:
-        return prompt_ids, joint[len(prompt_ids):]
+    if len(joint) > len(prompt_ids) and joint[: len(prompt_ids)] == prompt_ids:
+        return prompt_ids, joint[len(prompt_ids) :]
     return prompt_ids, _ids(tokenizer, target_text, special=False)
 
 
@@ -56,8 +55,9 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, *,
-              side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, *, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``input_ids`` and ``attention_mask`` of ``sequences`` padded on ``side`` ("right" or "left").
 
     Scoring pads on the right (real tokens keep positions 0..n-1); generation pads on the left
@@ -75,8 +75,9 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.dev
     return ids.to(device), mask.to(device)
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_right(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask`` (the layout teacher-forced scoring uses)."""
     return pad_batch(sequences, pad_id, device, side="right")
 
@@ -94,4 +95,4 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

@@ -54,7 +54,8 @@ def fetch(url: str, dest: Path, *, sha256: str | None = None, timeout: float = 6
         got = sha256_of(partial)
         if got != sha256:
             partial.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"{url}: sha256 {got} does not match the pinned {sha256}; "
-                                   f"nothing was written to {dest}")
+            raise ChecksumMismatch(
+                f"{url}: sha256 {got} does not match the pinned {sha256}; nothing was written to {dest}"
+            )
     os.replace(partial, dest)
     return dest

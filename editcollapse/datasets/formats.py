@@ -70,8 +70,9 @@ def _strings(value: Any, field: str) -> tuple[str, ...]:
         return (value,)
     if not isinstance(value, list):
         raise FieldError(field, f"expected a list, got {type(value).__name__}")
-    return tuple(_string(item.get("prompt") if isinstance(item, dict) else item, f"{field}[{i}]")
-                 for i, item in enumerate(value))
+    return tuple(
+        _string(item.get("prompt") if isinstance(item, dict) else item, f"{field}[{i}]") for i, item in enumerate(value)
+    )
 
 
 def template(prompt: str, subject: str) -> str:
@@ -81,7 +82,7 @@ def template(prompt: str, subject: str) -> str:
     at = prompt.find(subject) if subject else -1
     if at < 0:
         raise FieldError("subject", f"subject {subject!r} does not occur in prompt {prompt!r}")
-    return prompt[:at] + "{}" + prompt[at + len(subject):]
+    return prompt[:at] + "{}" + prompt[at + len(subject) :]
 
 
 def case_id(dataset: str, record: dict[str, Any], index: int, tag: str) -> str:
@@ -92,11 +93,17 @@ def case_id(dataset: str, record: dict[str, Any], index: int, tag: str) -> str:
     return f"{dataset}:{tag}/{index}" if tag else f"{dataset}:{index}"
 
 
-def _case(record: dict[str, Any], dataset: str, index: int, tag: str, *, prompt: str, subject: str,
-          **fields: Any) -> EditCase:
+def _case(
+    record: dict[str, Any], dataset: str, index: int, tag: str, *, prompt: str, subject: str, **fields: Any
+) -> EditCase:
     """An EditCase with the id, dataset and ``{}`` template every format derives the same way."""
-    return EditCase(case_id=fields.pop("case_id", None) or case_id(dataset, record, index, tag),
-                    dataset=dataset, prompt=template(prompt, subject), subject=subject, **fields)
+    return EditCase(
+        case_id=fields.pop("case_id", None) or case_id(dataset, record, index, tag),
+        dataset=dataset,
+        prompt=template(prompt, subject),
+        subject=subject,
+        **fields,
+    )
 
 
 def parse_rome(record: dict[str, Any], dataset: str, index: int, tag: str) -> EditCase:
@@ -121,15 +128,20 @@ def parse_rome(record: dict[str, Any], dataset: str, index: int, tag: str) -> Ed
     if record.get("attribute_prompts"):
         extra["attribute_prompts"] = list(_strings(record["attribute_prompts"], "attribute_prompts"))
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         prompt=_string(_get(rewrite, "prompt", "requested_rewrite"), "requested_rewrite.prompt"),
         subject=subject,
         target_new=target_new,
         target_true=target_true,
         relation_id=rewrite.get("relation_id"),
         paraphrase_prompts=_strings(record.get("paraphrase_prompts", []), "paraphrase_prompts"),
-        neighborhood=tuple(NeighborhoodPrompt(p, target_true) for p in
-                           _strings(record.get("neighborhood_prompts", []), "neighborhood_prompts")),
+        neighborhood=tuple(
+            NeighborhoodPrompt(p, target_true)
+            for p in _strings(record.get("neighborhood_prompts", []), "neighborhood_prompts")
+        ),
         generation_prompts=_strings(record.get("generation_prompts", []), "generation_prompts"),
         extra=extra,
     )
@@ -140,11 +152,17 @@ def parse_easyedit_cf(record: dict[str, Any], dataset: str, index: int, tag: str
     subject = _string(_get(record, "subject"), "subject")
     neighborhood: tuple[NeighborhoodPrompt, ...] = ()
     if record.get("locality_prompt") is not None:
-        neighborhood = (NeighborhoodPrompt(_string(record["locality_prompt"], "locality_prompt"),
-                                           _target(_get(record, "locality_ground_truth"),
-                                                   "locality_ground_truth")),)
+        neighborhood = (
+            NeighborhoodPrompt(
+                _string(record["locality_prompt"], "locality_prompt"),
+                _target(_get(record, "locality_ground_truth"), "locality_ground_truth"),
+            ),
+        )
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
@@ -165,14 +183,18 @@ def parse_zsre(record: dict[str, Any], dataset: str, index: int, tag: str) -> Ed
     if len(answers) > 1:
         extra["answers"] = list(answers)
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         prompt=_string(_get(record, "src"), "src"),
         subject=subject,
         target_new=_target(_get(record, "alt"), "alt"),
         target_true=_target(answers, "answers"),
         paraphrase_prompts=_strings(record.get("rephrase", []), "rephrase"),
-        neighborhood=(NeighborhoodPrompt(_string(_get(record, "loc"), "loc"),
-                                         _target(_get(record, "loc_ans"), "loc_ans")),),
+        neighborhood=(
+            NeighborhoodPrompt(_string(_get(record, "loc"), "loc"), _target(_get(record, "loc_ans"), "loc_ans")),
+        ),
         extra=extra,
     )
 
@@ -187,12 +209,18 @@ def parse_qaedit(record: dict[str, Any], dataset: str, index: int, tag: str) -> 
     for i, item in enumerate(locality):
         if not isinstance(item, dict):
             raise FieldError(f"locality[{i}]", "expected an object with loc and loc_ans")
-        neighborhood.append(NeighborhoodPrompt(_string(item.get("loc"), f"locality[{i}].loc"),
-                                               _target(item.get("loc_ans"), f"locality[{i}].loc_ans")))
+        neighborhood.append(
+            NeighborhoodPrompt(
+                _string(item.get("loc"), f"locality[{i}].loc"), _target(item.get("loc_ans"), f"locality[{i}].loc_ans")
+            )
+        )
     # QAEdit ids are unique only within a source (NQ 3368 and TQA 3368 are different questions).
     qa_id = f"{record['source']}-{record['id']}" if "source" in record and "id" in record else None
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         case_id=f"{dataset}:{qa_id}" if qa_id else None,
         prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
@@ -207,11 +235,13 @@ def parse_qaedit(record: dict[str, Any], dataset: str, index: int, tag: str) -> 
 def parse_hardedit(record: dict[str, Any], dataset: str, index: int, tag: str) -> EditCase:
     """HardCF / HardEdit: CounterFact-like fields plus each model's post-edit perplexity."""
     subject = _string(_get(record, "subject"), "subject")
-    known = {"case_id", "id", "prompt", "subject", "target_new", "ground_truth", "target_true",
-             "relation_id"}
+    known = {"case_id", "id", "prompt", "subject", "target_new", "ground_truth", "target_true", "relation_id"}
     true_key = "ground_truth" if "ground_truth" in record else "target_true"
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
@@ -234,22 +264,30 @@ def parse_portability(record: dict[str, Any], dataset: str, index: int, tag: str
             raise FieldError(f"portable_prompts[{i}]", "expected an object")
         new = _get(item, "portable_target_new")
         true = item.get("portable_target_true")
-        portability.append(PortabilityPrompt(
-            _string(item.get("prompt"), f"portable_prompts[{i}].prompt"),
-            _target(new, f"portable_prompts[{i}].portable_target_new"),
-            _target(true, f"portable_prompts[{i}].portable_target_true") if true else None))
+        portability.append(
+            PortabilityPrompt(
+                _string(item.get("prompt"), f"portable_prompts[{i}].prompt"),
+                _target(new, f"portable_prompts[{i}].portable_target_new"),
+                _target(true, f"portable_prompts[{i}].portable_target_true") if true else None,
+            )
+        )
         if isinstance(new, list) and len(new) > 1:
             alternatives[str(i)] = list(new)
     return _case(
-        record, dataset, index, tag,
+        record,
+        dataset,
+        index,
+        tag,
         prompt=_string(_get(record, "prompt"), "prompt"),
         subject=subject,
         target_new=_target(_get(record, "target_new"), "target_new"),
         target_true=target_true,
         relation_id=record.get("relation_id"),
         paraphrase_prompts=_strings(record.get("paraphrase_prompts", []), "paraphrase_prompts"),
-        neighborhood=tuple(NeighborhoodPrompt(p, target_true) for p in
-                           _strings(record.get("neighborhood_prompts", []), "neighborhood_prompts")),
+        neighborhood=tuple(
+            NeighborhoodPrompt(p, target_true)
+            for p in _strings(record.get("neighborhood_prompts", []), "neighborhood_prompts")
+        ),
         portability=tuple(portability),
         extra={"portable_target_new_alternatives": alternatives} if alternatives else {},
     )

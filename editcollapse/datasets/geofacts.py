@@ -46,28 +46,55 @@ class Relation:
         return self.subject_first + self.subject_inside
 
 
-RELATIONS: dict[str, Relation] = {r.name: r for r in (
-    Relation("capital", "P36",
-             ("{}'s capital city is", "{} has its capital in", "{} is governed from its capital,"),
-             ("The capital of {} is", "The capital city of {} is", "In {}, the seat of government is in")),
-    Relation("capital-of", "P1376",
-             ("{} is the capital of", "{} is the capital city of", "{} serves as the capital of"),
-             ("The city of {} is the capital of", "As a capital, {} governs the country of",
-              "The government sits in {}, the capital of")),
-    Relation("city-country", "P17",
-             ("{} is a city in", "{} is located in the country of", "{} is a large city in"),
-             ("The city of {} is located in", "The city of {} is in the country of",
-              "Many people live in {}, a city in")),
-    Relation("continent", "P30",
-             ("{} is located in the continent of", "{} is a country in", "{} is part of the continent of"),
-             ("The continent of {} is", "The country of {} is located in", "On a world map, {} lies in")),
-    Relation("currency", "P38",
-             ("{}'s official currency is the", "{} uses the currency called the", "{} pays in its currency, the"),
-             ("The currency of {} is the", "The official currency of {} is the", "In {}, people pay with the")),
-    Relation("language", "P37",
-             ("{}'s official language is", "{} has the official language", "{} mostly speaks the language of"),
-             ("The official language of {} is", "In {}, the official language is", "The people of {} speak")),
-)}
+RELATIONS: dict[str, Relation] = {
+    r.name: r
+    for r in (
+        Relation(
+            "capital",
+            "P36",
+            ("{}'s capital city is", "{} has its capital in", "{} is governed from its capital,"),
+            ("The capital of {} is", "The capital city of {} is", "In {}, the seat of government is in"),
+        ),
+        Relation(
+            "capital-of",
+            "P1376",
+            ("{} is the capital of", "{} is the capital city of", "{} serves as the capital of"),
+            (
+                "The city of {} is the capital of",
+                "As a capital, {} governs the country of",
+                "The government sits in {}, the capital of",
+            ),
+        ),
+        Relation(
+            "city-country",
+            "P17",
+            ("{} is a city in", "{} is located in the country of", "{} is a large city in"),
+            (
+                "The city of {} is located in",
+                "The city of {} is in the country of",
+                "Many people live in {}, a city in",
+            ),
+        ),
+        Relation(
+            "continent",
+            "P30",
+            ("{} is located in the continent of", "{} is a country in", "{} is part of the continent of"),
+            ("The continent of {} is", "The country of {} is located in", "On a world map, {} lies in"),
+        ),
+        Relation(
+            "currency",
+            "P38",
+            ("{}'s official currency is the", "{} uses the currency called the", "{} pays in its currency, the"),
+            ("The currency of {} is the", "The official currency of {} is the", "In {}, people pay with the"),
+        ),
+        Relation(
+            "language",
+            "P37",
+            ("{}'s official language is", "{} has the official language", "{} mostly speaks the language of"),
+            ("The official language of {} is", "In {}, the official language is", "The people of {} speak"),
+        ),
+    )
+}
 
 _PARENTHESES = re.compile(r"\s*\(.*\)")
 
@@ -93,8 +120,11 @@ def geofacts_facts() -> dict[str, dict[str, tuple[str, str]]]:
     continents = {code: data["name"] for code, data in cache.get_continents().items()}
     # GeoNames still lists dissolved states ("Serbia and Montenegro", whose capital is Serbia's):
     # keep the countries that have a current ISO 3166-1 code.
-    countries = {iso: c for iso, c in cache.get_countries().items()
-                 if c["population"] >= MIN_COUNTRY_POPULATION and pycountry.countries.get(alpha_2=iso)}
+    countries = {
+        iso: c
+        for iso, c in cache.get_countries().items()
+        if c["population"] >= MIN_COUNTRY_POPULATION and pycountry.countries.get(alpha_2=iso)
+    }
     facts: dict[str, dict[str, tuple[str, str]]] = {name: {} for name in RELATIONS}
     for iso, country in sorted(countries.items()):
         name, capital = country["name"], country["capital"]
@@ -116,8 +146,13 @@ def geofacts_facts() -> dict[str, dict[str, tuple[str, str]]]:
     for geonameid, city in sorted(cities.items(), key=lambda item: int(item[0])):
         country = countries.get(city["countrycode"])
         name = _english_spelling(city["name"])
-        if (country and name and city["population"] >= MIN_CITY_POPULATION and name_counts[city["name"]] == 1
-                and name not in country_names):
+        if (
+            country
+            and name
+            and city["population"] >= MIN_CITY_POPULATION
+            and name_counts[city["name"]] == 1
+            and name not in country_names
+        ):
             facts["city-country"][str(geonameid)] = (name, country["name"])
     return {relation: _unambiguous(pairs) for relation, pairs in facts.items()}
 
@@ -149,24 +184,27 @@ def build_geofacts(seed: int = 0) -> list[EditCase]:
             subject, target_true = facts[key]
             templates = list(relation.templates)
             rng.shuffle(templates)
-            prompt, paraphrases = templates[0], templates[1:1 + N_PARAPHRASES]
+            prompt, paraphrases = templates[0], templates[1 : 1 + N_PARAPHRASES]
             target_new = rng.choice([obj for obj in objects if obj != target_true])
             same = [k for k in keys if k != key and facts[k][1] == target_true]
             other = [k for k in keys if k != key and facts[k][1] != target_true]
             chosen = rng.sample(same, min(len(same), N_NEIGHBORS))
             chosen += rng.sample(other, N_NEIGHBORS - len(chosen))
-            neighborhood = tuple(NeighborhoodPrompt(rng.choice(relation.templates).format(facts[k][0]), facts[k][1])
-                                 for k in chosen)
-            cases.append(EditCase(
-                case_id=f"geofacts:{relation.name}:{key}",
-                dataset="geofacts",
-                prompt=prompt,
-                subject=subject,
-                target_new=target_new,
-                target_true=target_true,
-                relation_id=relation.relation_id,
-                paraphrase_prompts=tuple(p.format(subject) for p in paraphrases),
-                neighborhood=neighborhood,
-                extra={"relation": relation.name, "subject_first": prompt.startswith("{}"), "seed": seed},
-            ))
+            neighborhood = tuple(
+                NeighborhoodPrompt(rng.choice(relation.templates).format(facts[k][0]), facts[k][1]) for k in chosen
+            )
+            cases.append(
+                EditCase(
+                    case_id=f"geofacts:{relation.name}:{key}",
+                    dataset="geofacts",
+                    prompt=prompt,
+                    subject=subject,
+                    target_new=target_new,
+                    target_true=target_true,
+                    relation_id=relation.relation_id,
+                    paraphrase_prompts=tuple(p.format(subject) for p in paraphrases),
+                    neighborhood=neighborhood,
+                    extra={"relation": relation.name, "subject_first": prompt.startswith("{}"), "seed": seed},
+                )
+            )
     return cases

@@ -62,8 +62,10 @@ def validate_case(case: EditCase) -> list[tuple[str, str]]:
     if case.target_true is not None:
         if not isinstance(case.target_true, str) or not case.target_true.strip():
             problems.append(("target_true", "empty (use null when unknown)"))
-        elif isinstance(case.target_new, str) and \
-                case.target_true.strip().casefold() == case.target_new.strip().casefold():
+        elif (
+            isinstance(case.target_new, str)
+            and case.target_true.strip().casefold() == case.target_new.strip().casefold()
+        ):
             problems.append(("target_new", f"equals target_true {case.target_true!r}: not an edit"))
     for i, prompt in enumerate(case.paraphrase_prompts):
         if not isinstance(prompt, str) or not prompt.strip():
@@ -103,7 +105,7 @@ def _file_tag(path: Path, dataset: str) -> str:
         return ""
     for prefix in (f"{dataset}_mend_", f"{dataset}_", f"{dataset}-"):
         if tag.startswith(prefix) and len(tag) > len(prefix):
-            return tag[len(prefix):]
+            return tag[len(prefix) :]
     return tag
 
 
@@ -115,8 +117,9 @@ def parse_file(path: Path, dataset: str | None = None) -> Iterator[tuple[int, Ed
     fmt = next((f for f in map(detect_format, records[:20]) if f), None)
     if fmt is None:
         first = sorted(records[0]) if isinstance(records[0], dict) else type(records[0]).__name__
-        raise DatasetError(f"{path}: record format not recognised (first record: {first}); known formats: "
-                           f"{', '.join(FORMATS)}")
+        raise DatasetError(
+            f"{path}: record format not recognised (first record: {first}); known formats: {', '.join(FORMATS)}"
+        )
     default_dataset, parser = FORMATS[fmt]
     dataset = dataset or default_dataset
     tag = _file_tag(path, dataset)
@@ -148,8 +151,15 @@ def _source_files(source: str, download: bool) -> tuple[list[Path], str | None]:
     raise DatasetError(f"unknown data source '{source}': not a known name ({known}) nor an existing path")
 
 
-def load_cases(source: str, *, limit: int | None = None, strict: bool = False, seed: int = 0,
-               dataset: str | None = None, download: bool = True) -> CaseLoad:
+def load_cases(
+    source: str,
+    *,
+    limit: int | None = None,
+    strict: bool = False,
+    seed: int = 0,
+    dataset: str | None = None,
+    download: bool = True,
+) -> CaseLoad:
     """Load edit cases from a named source, a file or a folder of files.
 
     ``limit`` keeps the first N valid cases (file order). ``seed`` only matters for generated
@@ -175,8 +185,14 @@ def load_cases(source: str, *, limit: int | None = None, strict: bool = False, s
                 continue
             where = f"{path}[{index}]"
             if item.case_id in first_seen:
-                load.errors.append(CaseError(str(path), index, "case_id",
-                                             f"duplicate id {item.case_id} (first at {first_seen[item.case_id]})"))
+                load.errors.append(
+                    CaseError(
+                        str(path),
+                        index,
+                        "case_id",
+                        f"duplicate id {item.case_id} (first at {first_seen[item.case_id]})",
+                    )
+                )
                 continue
             first_seen[item.case_id] = where
             load.cases.append(item)

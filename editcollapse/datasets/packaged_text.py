@@ -38,13 +38,17 @@ def gensim_test_data() -> Path:
     """The folder of gensim's bundled test data (located without importing gensim)."""
     spec = importlib.util.find_spec("gensim")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the embedded English corpus reads text shipped in the PyPI package "
-                                  "'gensim'; install it: pip install gensim")
+        raise ModuleNotFoundError(
+            "the embedded English corpus reads text shipped in the PyPI package "
+            "'gensim'; install it: pip install gensim"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data"
     missing = [name for name in (WIKI_FILE, *NEWS_FILES) if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"gensim at {folder.parent.parent} lacks its test data {missing}; "
-                                "reinstall it from the PyPI wheel (pip install --force-reinstall gensim)")
+        raise FileNotFoundError(
+            f"gensim at {folder.parent.parent} lacks its test data {missing}; "
+            "reinstall it from the PyPI wheel (pip install --force-reinstall gensim)"
+        )
     return folder
 
 

@@ -21,8 +21,15 @@ from pathlib import Path
 from editcollapse.datasets.sources import SOURCES, locate
 
 #: Source mix of the released ME-PPL 10k file (paper Table 5).
-ME_PPL_MIX: dict[str, int] = {"OpenWebText": 5000, "C4": 2500, "Wikipedia": 1000, "cc_news": 700,
-                              "Roots": 500, "Gutenberg": 250, "BookCorpus": 50}
+ME_PPL_MIX: dict[str, int] = {
+    "OpenWebText": 5000,
+    "C4": 2500,
+    "Wikipedia": 1000,
+    "cc_news": 700,
+    "Roots": 500,
+    "Gutenberg": 250,
+    "BookCorpus": 50,
+}
 #: Mix of the embedded corpora: the packaged Wikipedia sample and the ABC news articles.
 EMBEDDED_MIX: dict[str, int] = {"Wikipedia": 3, "News": 2}
 EMBEDDED_SIZES: dict[str, int] = {"embedded-50": 50, "embedded-1k": 1000, "embedded-5k": 5000}
@@ -33,13 +40,15 @@ RELEASED = ("me-ppl-10k", "me-ppl-1k", "me-ppl-50")
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st jr sr vs etc e.g i.e no fig gen col lt sgt rev hon inc ltd co corp "
-    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n a.m p.m approx est".split())
+    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n a.m p.m approx est".split()
+)
 _STOPWORDS = frozenset(
     "the of and to a in is was that for it with as on be by at this had not are but from or have an "
     "they which one you were her all she there would their we him been has when who will more no if "
     "out so said what up its about into than them can only other new some could time these two may "
     "then do first any my now such like our over man me even most made after also did many before "
-    "must through back years where much your way well down should because each just those people".split())
+    "must through back years where much your way well down should because each just those people".split()
+)
 _MARKUP = re.compile(r"[|{}<>=\\_*#~^]|\[\[|\]\]|https?://|www\.")
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -129,8 +138,14 @@ def proportional_quotas(mix: Mapping[str, int | float], total: int) -> dict[str,
     return quotas
 
 
-def build_ppl_corpus(documents: Mapping[str, Iterable[str]], quotas: Mapping[str, int], *,
-                     seed: int = 0, name: str = "custom", min_words: int = 11) -> PplCorpus:
+def build_ppl_corpus(
+    documents: Mapping[str, Iterable[str]],
+    quotas: Mapping[str, int],
+    *,
+    seed: int = 0,
+    name: str = "custom",
+    min_words: int = 11,
+) -> PplCorpus:
     """An ME-PPL-style corpus: ``quotas[source]`` sentences drawn (seeded) from each source's pool.
 
     ``documents`` maps a source name (the ``corpus`` column) to its texts. A source without
@@ -139,13 +154,15 @@ def build_ppl_corpus(documents: Mapping[str, Iterable[str]], quotas: Mapping[str
     missing = [source for source, quota in quotas.items() if quota > 0 and source not in documents]
     if missing:
         raise KeyError(f"{name}: no documents for source '{missing[0]}' (have {sorted(documents)})")
-    pools = {source: sentence_pool(documents[source], min_words=min_words)
-             for source, quota in quotas.items() if quota > 0}
+    pools = {
+        source: sentence_pool(documents[source], min_words=min_words) for source, quota in quotas.items() if quota > 0
+    }
     return sample_ppl_corpus(pools, quotas, seed=seed, name=name)
 
 
-def sample_ppl_corpus(pools: Mapping[str, Sequence[str]], quotas: Mapping[str, int], *,
-                      seed: int = 0, name: str = "custom") -> PplCorpus:
+def sample_ppl_corpus(
+    pools: Mapping[str, Sequence[str]], quotas: Mapping[str, int], *, seed: int = 0, name: str = "custom"
+) -> PplCorpus:
     """Draw ``quotas[source]`` sentences from each ready-made sentence pool, then shuffle (seeded)."""
     picked: list[tuple[str, str]] = []
     for source, quota in quotas.items():
@@ -153,8 +170,7 @@ def sample_ppl_corpus(pools: Mapping[str, Sequence[str]], quotas: Mapping[str, i
             continue
         pool = pools[source]
         if len(pool) < quota:
-            raise ValueError(f"{name}: source '{source}' has {len(pool)} eligible sentences, "
-                             f"quota is {quota}")
+            raise ValueError(f"{name}: source '{source}' has {len(pool)} eligible sentences, quota is {quota}")
         rng = random.Random(f"{seed}:{source}")
         picked.extend((source, sentence) for sentence in rng.sample(list(pool), quota))
     random.Random(f"{seed}:order").shuffle(picked)
@@ -164,8 +180,9 @@ def sample_ppl_corpus(pools: Mapping[str, Sequence[str]], quotas: Mapping[str, i
 def read_ppl_file(path: Path, name: str | None = None) -> PplCorpus:
     """Read a released ME-PPL file (a JSON list of ``{"Corpus", "Text"}``) or JSON Lines of it."""
     raw = path.read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in raw.splitlines() if line.strip()] if path.suffix == ".jsonl" \
-        else json.loads(raw)
+    rows = (
+        [json.loads(line) for line in raw.splitlines() if line.strip()] if path.suffix == ".jsonl" else json.loads(raw)
+    )
     texts, sources = [], []
     for index, row in enumerate(rows):
         text = row.get("Text") if isinstance(row, dict) else None
@@ -207,8 +224,10 @@ def load_ppl_corpus(name: str) -> PplCorpus:
     if path.is_file():
         return read_ppl_file(path)
     known = ", ".join([*RELEASED, *EMBEDDED_SIZES])
-    raise KeyError(f"unknown perplexity corpus '{name}' (known: {known}, or a path to a "
-                   '[{"Corpus": ..., "Text": ...}] JSON file)')
+    raise KeyError(
+        f"unknown perplexity corpus '{name}' (known: {known}, or a path to a "
+        '[{"Corpus": ..., "Text": ...}] JSON file)'
+    )
 
 
 def english_texts(name: str = "embedded") -> list[str]:

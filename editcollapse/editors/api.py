@@ -51,8 +51,14 @@ class Editor(Protocol):
 
     method: str
 
-    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+    def edit(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        cases: list[EditCase],
+        hparams: dict[str, Any],
+    ) -> Delta:
         """Compute the weight change that makes ``cases`` true."""
         ...
 
@@ -88,8 +94,10 @@ def hparams_path(method: str, model_name: str) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted(path.stem for path in folder.glob("*.yaml"))
-    raise ValueError(f"no {method} hyperparameters for model {model_name!r} in {folder}; "
-                     f"known: {', '.join(known)} (copy one to {model_name}.yaml and adapt it)")
+    raise ValueError(
+        f"no {method} hyperparameters for model {model_name!r} in {folder}; "
+        f"known: {', '.join(known)} (copy one to {model_name}.yaml and adapt it)"
+    )
 
 
 def load_hparams(method: str, model_name: str) -> dict[str, Any]:

@@ -29,8 +29,7 @@ from editcollapse.core.paths import cache_dir
 from editcollapse.core.tokens import pad_id_of, pad_right
 from editcollapse.models.hooks import StopForward, forward_hook, model_device
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -59,11 +58,19 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80] or "x"
 
 
-def cache_key(model_id: str, revision: str, module_name: str, corpus_id: str, n_samples: int,
-              max_length: int, dtype: torch.dtype) -> dict[str, str]:
+def cache_key(
+    model_id: str, revision: str, module_name: str, corpus_id: str, n_samples: int, max_length: int, dtype: torch.dtype
+) -> dict[str, str]:
     """Everything the statistics depend on, as strings."""
-    return {"model_id": model_id, "revision": revision, "module": module_name, "corpus": corpus_id,
-            "n_samples": str(n_samples), "max_length": str(max_length), "dtype": str(dtype)}
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "module": module_name,
+        "corpus": corpus_id,
+        "n_samples": str(n_samples),
+        "max_length": str(max_length),
+        "dtype": str(dtype),
+    }
 
 
 def cache_path(key: dict[str, str]) -> Path:
@@ -75,9 +82,16 @@ def cache_path(key: dict[str, str]) -> Path:
 
 
 @torch.no_grad()
-def second_moment(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
-                  texts: Sequence[str], *, batch_tokens: int = 4096, max_length: int = 256,
-                  progress: bool = True) -> tuple[torch.Tensor, int]:
+def second_moment(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    module_name: str,
+    texts: Sequence[str],
+    *,
+    batch_tokens: int = 4096,
+    max_length: int = 256,
+    progress: bool = True,
+) -> tuple[torch.Tensor, int]:
     """Σ k kᵀ (float64) over every token of ``texts`` at the input of ``module_name``, and the token count."""
     if not texts:
         raise ValueError("no texts to compute key statistics from")
@@ -98,8 +112,10 @@ def second_moment(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_n
         captured["keys"] = args[0]
         raise StopForward
 
-    with forward_hook(module, hook), tqdm(total=len(encoded), desc=f"key statistics {module_name}",
-                                          unit="text", disable=not progress) as bar:
+    with (
+        forward_hook(module, hook),
+        tqdm(total=len(encoded), desc=f"key statistics {module_name}", unit="text", disable=not progress) as bar,
+    ):
         for batch in batches:
             input_ids, attention_mask = pad_right([encoded[index] for index in batch], pad_id_of(tokenizer), device)
             try:
@@ -113,11 +129,22 @@ def second_moment(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_n
     return total, count
 
 
-def layer_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, *,
-                     model_id: str, revision: str, texts: Sequence[str] | None = None,
-                     corpus_id: str = "embedded", n_samples: int = 1000,
-                     dtype: str | torch.dtype = "float32", max_length: int = 256,
-                     batch_tokens: int = 4096, progress: bool = True, use_cache: bool = True) -> torch.Tensor:
+def layer_covariance(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    module_name: str,
+    *,
+    model_id: str,
+    revision: str,
+    texts: Sequence[str] | None = None,
+    corpus_id: str = "embedded",
+    n_samples: int = 1000,
+    dtype: str | torch.dtype = "float32",
+    max_length: int = 256,
+    batch_tokens: int = 4096,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> torch.Tensor:
     """C = E[k kᵀ] of the inputs of ``module_name`` over the first ``n_samples`` texts of a corpus.
 
     ``texts`` given: they are the corpus and ``corpus_id`` must name them for the cache. Otherwise
@@ -131,20 +158,27 @@ def layer_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, modul
     corpus = list(texts) if texts is not None else corpus_texts(corpus_id)
     if len(corpus) < n_samples:
         raise ValueError(f"corpus {corpus_id!r} has {len(corpus)} texts, fewer than mom2_n_samples={n_samples}")
-    total, count = second_moment(model, tokenizer, module_name, corpus[:n_samples], batch_tokens=batch_tokens,
-                                 max_length=max_length, progress=progress)
+    total, count = second_moment(
+        model,
+        tokenizer,
+        module_name,
+        corpus[:n_samples],
+        batch_tokens=batch_tokens,
+        max_length=max_length,
+        progress=progress,
+    )
     moment = (total / count).to(dtype)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
-        save_file({"mom2": moment.cpu().contiguous()}, str(temporary),
-                  metadata={**key, "tokens": str(count)})
+        save_file({"mom2": moment.cpu().contiguous()}, str(temporary), metadata={**key, "tokens": str(count)})
         temporary.replace(path)
     return moment
 
 
-def hparams_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
-                       hparams: dict[str, Any]) -> torch.Tensor:
+def hparams_covariance(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, hparams: dict[str, Any]
+) -> torch.Tensor:
     """:func:`layer_covariance` as a method's hparams ask for it (EasyEdit's ``mom2_*`` keys).
 
     ``model_name``/``model_revision`` key the cache (:func:`editcollapse.editors.api.hparams_for`
@@ -153,10 +187,16 @@ def hparams_covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, mod
     missing = [key for key in ("mom2_n_samples", "model_name") if key not in hparams]
     if missing:
         raise ValueError(f"hparams lack {missing} (needed for the key covariance of {module_name})")
-    return layer_covariance(model, tokenizer, module_name, model_id=str(hparams["model_name"]),
-                            revision=str(hparams.get("model_revision", "unknown-revision")),
-                            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
-                            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
+    return layer_covariance(
+        model,
+        tokenizer,
+        module_name,
+        model_id=str(hparams["model_name"]),
+        revision=str(hparams.get("model_revision", "unknown-revision")),
+        corpus_id=str(hparams.get("mom2_dataset", "embedded")),
+        n_samples=int(hparams["mom2_n_samples"]),
+        dtype=hparams.get("mom2_dtype", "float32"),
+    )
 
 
 def _load(path: Path, key: dict[str, str]) -> torch.Tensor:

@@ -50,8 +50,9 @@ class _Batch:
 class EditedForward:
     """Forward passes of the model from the edited block on, with one rank-one edit per row."""
 
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap, layer: int,
-                 module: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap, layer: int, module: nn.Module
+    ) -> None:
         self.model, self.tokenizer, self.arch, self.layer, self.module = model, tokenizer, arch, layer, module
         self.device = model_device(model)
         self.pad = pad_id_of(tokenizer)
@@ -61,8 +62,9 @@ class EditedForward:
         """Pad ``sequences`` and compute their input of the edited block (no edit can change it)."""
         ids, mask = pad_right(sequences, self.pad, self.device)
         with eval_mode(self.model):
-            hidden = hidden_below(self.model, self.arch, self.layer,
-                                  lambda: self.model.base_model(input_ids=ids, attention_mask=mask))
+            hidden = hidden_below(
+                self.model, self.arch, self.layer, lambda: self.model.base_model(input_ids=ids, attention_mask=mask)
+            )
         return _Batch(ids=ids, mask=mask, hidden=hidden, members=members)
 
     def final_hidden(self, batch: _Batch, edits: Sequence[RankOne | None], repeat: int = 1) -> torch.Tensor:
@@ -81,8 +83,7 @@ class EditedForward:
         with eval_mode(self.model), skipping_below(self.model, self.arch, self.layer, hidden):
             if all(edit is None for edit in edits):
                 return self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            with row_rank_one(self.module, ins.repeat_interleave(n * repeat, 0),
-                              outs.repeat_interleave(n * repeat, 0)):
+            with row_rank_one(self.module, ins.repeat_interleave(n * repeat, 0), outs.repeat_interleave(n * repeat, 0)):
                 return self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
 
     def _widths(self, edits: Sequence[RankOne | None]) -> tuple[int, int]:
@@ -117,15 +118,21 @@ class PerplexityCorpus:
         for batch in self.batches:
             step = self.forward.edits_per_pass(batch)
             for first in range(0, len(edits), step):
-                chunk = edits[first:first + step]
+                chunk = edits[first : first + step]
                 hidden = self.forward.final_hidden(batch, chunk)
                 ids, mask = batch.ids.repeat(len(chunk), 1), batch.mask.repeat(len(chunk), 1)
                 scored = mask[:, 1:].bool()
                 states, labels = hidden[:, :-1][scored], ids[:, 1:][scored]
-                token_nll = torch.cat([
-                    torch.nn.functional.cross_entropy(self.forward.head(states[start:start + HEAD_CHUNK]).double(),
-                                                      labels[start:start + HEAD_CHUNK], reduction="none")
-                    for start in range(0, len(labels), HEAD_CHUNK)])
+                token_nll = torch.cat(
+                    [
+                        torch.nn.functional.cross_entropy(
+                            self.forward.head(states[start : start + HEAD_CHUNK]).double(),
+                            labels[start : start + HEAD_CHUNK],
+                            reduction="none",
+                        )
+                        for start in range(0, len(labels), HEAD_CHUNK)
+                    ]
+                )
                 per_row = torch.zeros(len(chunk) * len(batch.members), dtype=torch.float64, device=token_nll.device)
                 per_row.index_add_(0, scored.nonzero()[:, 0], token_nll)
                 per_row = per_row.view(len(chunk), len(batch.members)).tolist()
@@ -157,8 +164,10 @@ class CaseScores:
             self.encoded.extend(encoded)
             self.owner.extend([index] * len(encoded))
         sequences = [p + t for p, t in self.encoded]
-        self.batches = [forward.batch([sequences[i] for i in group], group)
-                        for group in equal_length_groups([len(s) for s in sequences], batch_size)]
+        self.batches = [
+            forward.batch([sequences[i] for i in group], group)
+            for group in equal_length_groups([len(s) for s in sequences], batch_size)
+        ]
 
     @torch.no_grad()
     def scores(self, edits: Sequence[RankOne | None] | None = None) -> dict[int, dict[str, list[TargetScore]]]:
@@ -179,13 +188,18 @@ class CaseScores:
             log_probs = torch.log_softmax(head(hidden[torch.tensor(rows), torch.tensor(columns)]).double(), dim=-1)
             for (offset, length), pair in zip(spans, batch.members, strict=True):
                 prompt_ids, target_ids = self.encoded[pair]
-                block = log_probs[offset:offset + length]
+                block = log_probs[offset : offset + length]
                 target = torch.tensor(target_ids, device=block.device)
-                flat[pair] = TargetScore(prompt_ids=tuple(prompt_ids), target_ids=tuple(target_ids),
-                                         logprobs=tuple(block.gather(1, target[:, None])[:, 0].tolist()),
-                                         predictions=tuple(block.argmax(dim=-1).tolist()))
-        return {case: {slot: [flat[self.first[case] + i] for i in indices] for slot, indices in slots.items()}
-                for case, slots in self.slots.items()}
+                flat[pair] = TargetScore(
+                    prompt_ids=tuple(prompt_ids),
+                    target_ids=tuple(target_ids),
+                    logprobs=tuple(block.gather(1, target[:, None])[:, 0].tolist()),
+                    predictions=tuple(block.argmax(dim=-1).tolist()),
+                )
+        return {
+            case: {slot: [flat[self.first[case] + i] for i in indices] for slot, indices in slots.items()}
+            for case, slots in self.slots.items()
+        }
 
     def _hidden(self, batch: _Batch, row_edits: list[RankOne | None]) -> torch.Tensor:
         """Final hidden states of ``batch``, each row under its own case's edit."""
@@ -195,19 +209,28 @@ class CaseScores:
         width_in, width_out = forward._widths(row_edits)
         ins = torch.stack([torch.zeros(width_in, device=forward.device) if e is None else e[0] for e in row_edits])
         outs = torch.stack([torch.zeros(width_out, device=forward.device) if e is None else e[1] for e in row_edits])
-        with eval_mode(forward.model), skipping_below(forward.model, forward.arch, forward.layer, batch.hidden), \
-                row_rank_one(forward.module, ins, outs):
+        with (
+            eval_mode(forward.model),
+            skipping_below(forward.model, forward.arch, forward.layer, batch.hidden),
+            row_rank_one(forward.module, ins, outs),
+        ):
             return forward.model.base_model(input_ids=batch.ids, attention_mask=batch.mask).last_hidden_state
 
-    def metrics(self, edits: Sequence[RankOne | None] | None = None,
-                references: Sequence[LocalityReference | None] | None = None) -> dict[int, dict[str, float]]:
+    def metrics(
+        self,
+        edits: Sequence[RankOne | None] | None = None,
+        references: Sequence[LocalityReference | None] | None = None,
+    ) -> dict[int, dict[str, float]]:
         """Per case, :func:`~editcollapse.evaluation.edit_metrics.measure_cases`'s metrics."""
-        return {case: metrics_from_scores(got, None if references is None else references[case])
-                for case, got in self.scores(edits).items()}
+        return {
+            case: metrics_from_scores(got, None if references is None else references[case])
+            for case, got in self.scores(edits).items()
+        }
 
 
 def locality_references(scores: dict[int, dict[str, list[TargetScore]]]) -> dict[int, LocalityReference]:
     """The unedited model's argmax tokens at each case's neighborhood answers, from its "pre" scores
     (:func:`~editcollapse.evaluation.edit_metrics.locality_reference`)."""
-    return {case: tuple(score.predictions for score in got.get("neighbour_expected", []))
-            for case, got in scores.items()}
+    return {
+        case: tuple(score.predictions for score in got.get("neighbour_expected", [])) for case, got in scores.items()
+    }

@@ -85,8 +85,9 @@ def case_pairs(case: EditCase) -> tuple[list[tuple[str, str]], dict[str, list[in
     return plan.pairs, plan.slots
 
 
-def metrics_from_scores(got: dict[str, list[TargetScore]],
-                        reference: LocalityReference | None = None) -> dict[str, float]:
+def metrics_from_scores(
+    got: dict[str, list[TargetScore]], reference: LocalityReference | None = None
+) -> dict[str, float]:
     """A case's metrics from its slots' scores (what :func:`measure_cases` returns for it)."""
     return _metrics(got, reference)
 
@@ -115,14 +116,20 @@ def _agreement(scores: Sequence[TargetScore], reference: LocalityReference) -> f
 
 def _metrics(got: dict[str, list[TargetScore]], reference: LocalityReference | None) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    for name, slot in (("rewrite_acc", "rewrite_new"), ("rephrase_acc", "rephrase_new"),
-                       ("neighborhood_acc", "neighbour_expected"), ("portability_acc", "portability_new")):
+    for name, slot in (
+        ("rewrite_acc", "rewrite_new"),
+        ("rephrase_acc", "rephrase_new"),
+        ("neighborhood_acc", "neighbour_expected"),
+        ("portability_acc", "portability_new"),
+    ):
         if slot in got:
             metrics[name] = _mean([s.token_accuracy for s in got[slot]])
-    for name, better, worse in (("efficacy", "rewrite_new", "rewrite_true"),
-                                ("paraphrase", "rephrase_new", "rephrase_true"),
-                                ("neighborhood", "neighbour_expected", "neighbour_new"),
-                                ("portability", "portability_pair_new", "portability_pair_true")):
+    for name, better, worse in (
+        ("efficacy", "rewrite_new", "rewrite_true"),
+        ("paraphrase", "rephrase_new", "rephrase_true"),
+        ("neighborhood", "neighbour_expected", "neighbour_new"),
+        ("portability", "portability_pair_new", "portability_pair_true"),
+    ):
         if worse in got:
             metrics[f"{name}_success"], metrics[f"{name}_magnitude"] = _compare(got[better], got[worse])
     if reference is not None and "neighbour_expected" in got:
@@ -130,8 +137,9 @@ def _metrics(got: dict[str, list[TargetScore]], reference: LocalityReference | N
     return metrics
 
 
-def _score_plans(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase],
-                 batch_size: int) -> list[dict[str, list[TargetScore]]]:
+def _score_plans(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], batch_size: int
+) -> list[dict[str, list[TargetScore]]]:
     plans = [_plan(case) for case in cases]
     flat = [pair for plan in plans for pair in plan.pairs]
     scores = score_targets(model, tokenizer, flat, batch_size=batch_size)
@@ -142,9 +150,14 @@ def _score_plans(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cas
     return results
 
 
-def measure_cases(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], *,
-                  reference: Sequence[LocalityReference] | None = None,
-                  batch_size: int = 32) -> list[dict[str, float]]:
+def measure_cases(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cases: Sequence[EditCase],
+    *,
+    reference: Sequence[LocalityReference] | None = None,
+    batch_size: int = 32,
+) -> list[dict[str, float]]:
     """The metrics of every case (see the module doc), batched across cases, in input order."""
     if reference is not None and len(reference) != len(cases):
         raise ValueError(f"{len(reference)} locality references for {len(cases)} cases")
@@ -153,19 +166,25 @@ def measure_cases(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ca
     return [_metrics(got, ref) for got, ref in zip(scored, refs, strict=True)]
 
 
-def measure_case(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, case: EditCase, *,
-                 reference: LocalityReference | None = None) -> dict[str, float]:
+def measure_case(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    case: EditCase,
+    *,
+    reference: LocalityReference | None = None,
+) -> dict[str, float]:
     """The metrics of one case (see the module doc)."""
     return measure_cases(model, tokenizer, [case], reference=None if reference is None else [reference])[0]
 
 
-def locality_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], *,
-                       batch_size: int = 32) -> list[LocalityReference]:
+def locality_reference(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], *, batch_size: int = 32
+) -> list[LocalityReference]:
     """The unedited model's argmax tokens at each case's neighborhood answers (for ``locality_acc``)."""
     pairs = [[(n.prompt, n.target) for n in case.neighborhood] for case in cases]
     scores = score_targets(model, tokenizer, [p for group in pairs for p in group], batch_size=batch_size)
     references, offset = [], 0
     for group in pairs:
-        references.append(tuple(s.predictions for s in scores[offset:offset + len(group)]))
+        references.append(tuple(s.predictions for s in scores[offset : offset + len(group)]))
         offset += len(group)
     return references

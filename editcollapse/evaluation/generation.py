@@ -43,9 +43,16 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     return text[:cut]
 
 
-def greedy_generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
-                    max_new_tokens: int = 40, stop_strings: Sequence[str] = (),
-                    batch_size: int = 8, add_special_tokens: bool = True) -> list[str]:
+def greedy_generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 40,
+    stop_strings: Sequence[str] = (),
+    batch_size: int = 8,
+    add_special_tokens: bool = True,
+) -> list[str]:
     """Greedy continuation of each prompt (left-padded batches), cut at the first stop string.
 
     Generation also ends at the tokenizer's EOS. By default the prompt is tokenised as the
@@ -63,41 +70,67 @@ def greedy_generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     with eval_mode(model):
         for batch in length_batches([len(ids) for ids in encoded], batch_size):
             ids, mask = pad_batch([encoded[i] for i in batch], pad_id, device, side="left")
-            generated = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
-                                       max_new_tokens=max_new_tokens, pad_token_id=pad_id,
-                                       eos_token_id=tokenizer.eos_token_id, **extra)
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **extra,
+            )
             for row, index in enumerate(batch):
-                text = tokenizer.decode(generated[row, ids.shape[1]:], skip_special_tokens=True)
+                text = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True)
                 outputs[index] = cut_at_stop(text, stop_strings)
     return outputs
 
 
 def case_prompts(case: EditCase) -> list[tuple[str, str]]:
     """(kind, prompt) of each of the five kinds the case provides (first prompt of each list)."""
-    found = {"original": case.filled_prompt,
-             "paraphrase": case.paraphrase_prompts[0] if case.paraphrase_prompts else None,
-             "neighborhood": case.neighborhood[0].prompt if case.neighborhood else None,
-             "reversion": case.extra.get("reversion_prompt"),
-             "portability": case.portability[0].prompt if case.portability else None}
+    found = {
+        "original": case.filled_prompt,
+        "paraphrase": case.paraphrase_prompts[0] if case.paraphrase_prompts else None,
+        "neighborhood": case.neighborhood[0].prompt if case.neighborhood else None,
+        "reversion": case.extra.get("reversion_prompt"),
+        "portability": case.portability[0].prompt if case.portability else None,
+    }
     return [(kind, found[kind]) for kind in PROMPT_KINDS if found[kind]]
 
 
-def generate_cases(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], *,
-                   stage: str, max_new_tokens: int = 40, batch_size: int = 8) -> list[Generation]:
+def generate_cases(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cases: Sequence[EditCase],
+    *,
+    stage: str,
+    max_new_tokens: int = 40,
+    batch_size: int = 8,
+) -> list[Generation]:
     """Greedy continuations of every case's prompt kinds, tagged with ``stage``."""
     items = [(case.case_id, kind, prompt) for case in cases for kind, prompt in case_prompts(case)]
-    texts = greedy_generate(model, tokenizer, [prompt for _, _, prompt in items],
-                            max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return [Generation(case_id, kind, prompt, text, stage)
-            for (case_id, kind, prompt), text in zip(items, texts, strict=True)]
+    texts = greedy_generate(
+        model, tokenizer, [prompt for _, _, prompt in items], max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return [
+        Generation(case_id, kind, prompt, text, stage)
+        for (case_id, kind, prompt), text in zip(items, texts, strict=True)
+    ]
 
 
-def generate_pre_post(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase],
-                      delta: Delta, *, max_new_tokens: int = 40, batch_size: int = 8) -> list[Generation]:
+def generate_pre_post(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cases: Sequence[EditCase],
+    delta: Delta,
+    *,
+    max_new_tokens: int = 40,
+    batch_size: int = 8,
+) -> list[Generation]:
     """Generations of the unedited model ("pre") and with ``delta`` applied ("post"); the model is restored."""
-    pre = generate_cases(model, tokenizer, cases, stage="pre", max_new_tokens=max_new_tokens,
-                         batch_size=batch_size)
+    pre = generate_cases(model, tokenizer, cases, stage="pre", max_new_tokens=max_new_tokens, batch_size=batch_size)
     with delta.applied(model):
-        post = generate_cases(model, tokenizer, cases, stage="post", max_new_tokens=max_new_tokens,
-                              batch_size=batch_size)
+        post = generate_cases(
+            model, tokenizer, cases, stage="post", max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
     return pre + post

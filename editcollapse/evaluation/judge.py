@@ -62,9 +62,13 @@ def judge_config_from_env(environ: dict[str, str] | None = None) -> JudgeConfig 
         retries = int(env.get("EDITCOLLAPSE_JUDGE_RETRIES", "3"))
     except ValueError as error:
         raise JudgeError(f"EDITCOLLAPSE_JUDGE_TIMEOUT / _RETRIES must be numbers: {error}") from error
-    return JudgeConfig(base_url=base_url or OPENAI_BASE_URL, api_key=api_key,
-                       model=env.get("EDITCOLLAPSE_JUDGE_MODEL") or DEFAULT_MODEL,
-                       timeout_s=timeout, max_retries=retries)
+    return JudgeConfig(
+        base_url=base_url or OPENAI_BASE_URL,
+        api_key=api_key,
+        model=env.get("EDITCOLLAPSE_JUDGE_MODEL") or DEFAULT_MODEL,
+        timeout_s=timeout,
+        max_retries=retries,
+    )
 
 
 def parse_verdict(reply: str) -> float:
@@ -83,8 +87,12 @@ class LLMJudge:
             raise JudgeError("the LLM judge needs the `openai` package: pip install openai") from error
         self.config = config
         # Local OpenAI-compatible servers usually ignore the key, but the client requires one.
-        self._client = OpenAI(base_url=config.base_url, api_key=config.api_key or "unused",
-                              timeout=config.timeout_s, max_retries=config.max_retries)
+        self._client = OpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "unused",
+            timeout=config.timeout_s,
+            max_retries=config.max_retries,
+        )
 
     def grade(self, question: str, gold: str, predicted: str) -> float:
         """1.0 (correct), 0.0 (incorrect) or NaN (the judge's reply was not A or B)."""
@@ -93,8 +101,8 @@ class LLMJudge:
         content = GRADER_PROMPT.format(question=question, gold=gold, predicted=predicted)
         try:
             completion = self._client.chat.completions.create(
-                model=self.config.model, temperature=0.0, max_tokens=2,
-                messages=[{"role": "user", "content": content}])
+                model=self.config.model, temperature=0.0, max_tokens=2, messages=[{"role": "user", "content": content}]
+            )
         except openai.OpenAIError as error:
             raise JudgeError(f"judge request to {self.config.base_url} failed: {error}") from error
         return parse_verdict(completion.choices[0].message.content or "")

@@ -41,8 +41,14 @@ def _summarise(nll_sums: list[float], counts: list[int]) -> PerplexityResult:
     total_tokens = sum(counts)
     mean = math.fsum(per_text) / len(per_text) if per_text else math.nan  # nan/inf propagate
     corpus = math.exp(math.fsum(nll_sums) / total_tokens) if total_tokens else math.nan
-    return PerplexityResult(per_text=per_text, nll_sums=nll_sums, n_tokens_per_text=counts,
-                            mean_per_text=mean, corpus=corpus, n_tokens=total_tokens)
+    return PerplexityResult(
+        per_text=per_text,
+        nll_sums=nll_sums,
+        n_tokens_per_text=counts,
+        mean_per_text=mean,
+        corpus=corpus,
+        n_tokens=total_tokens,
+    )
 
 
 def _check_lengths(model: PreTrainedModel, encoded: Sequence[Sequence[int]]) -> None:
@@ -54,8 +60,7 @@ def _check_lengths(model: PreTrainedModel, encoded: Sequence[Sequence[int]]) -> 
             raise ValueError(f"text {index} has {len(ids)} tokens, more than the model's {limit} positions")
 
 
-def encode_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                 texts: Sequence[str]) -> list[list[int]]:
+def encode_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text as :func:`perplexity` scores it (no special tokens), length-checked."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string")
@@ -69,8 +74,9 @@ def summarise(nll_sums: list[float], counts: list[int]) -> PerplexityResult:
     return _summarise(nll_sums, counts)
 
 
-def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
-               batch_size: int = 8) -> PerplexityResult:
+def perplexity(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, batch_size: int = 8
+) -> PerplexityResult:
     """Per-text and corpus perplexity of ``model`` on ``texts`` (see the module doc)."""
     encoded = encode_texts(model, tokenizer, texts)
     nll_sums = [0.0] * len(encoded)
@@ -84,8 +90,7 @@ def perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts
             scored = mask[:, 1:].bool()
             # Only real positions, in float64: float32 cross-entropy over (batch, vocab, length)
             # drifts by ~1e-4 nats per token on a 49k vocabulary.
-            token_nll = torch.nn.functional.cross_entropy(
-                logits[scored].double(), ids[:, 1:][scored], reduction="none")
+            token_nll = torch.nn.functional.cross_entropy(logits[scored].double(), ids[:, 1:][scored], reduction="none")
             per_row = torch.zeros(len(rows), dtype=torch.float64, device=token_nll.device)
             per_row.index_add_(0, scored.nonzero()[:, 0], token_nll)
             for row, index in enumerate(rows):

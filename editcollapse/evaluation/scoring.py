@@ -48,8 +48,13 @@ class TargetScore:
         return hits / self.n_tokens
 
 
-def score_targets(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                  pairs: Sequence[tuple[str, str]], *, batch_size: int = 32) -> list[TargetScore]:
+def score_targets(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    batch_size: int = 32,
+) -> list[TargetScore]:
     """Teacher-forced :class:`TargetScore` of each (prompt, target) pair, in input order."""
     encoded = [encode_pair(tokenizer, prompt, target) for prompt, target in pairs]
     sequences = [p + t for p, t in encoded]
@@ -66,7 +71,8 @@ def score_targets(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 log_probs = torch.log_softmax(logits[row, start:stop].double(), dim=-1)
                 target = torch.tensor(target_ids, device=log_probs.device)
                 scores[index] = TargetScore(
-                    prompt_ids=tuple(prompt_ids), target_ids=tuple(target_ids),
+                    prompt_ids=tuple(prompt_ids),
+                    target_ids=tuple(target_ids),
                     logprobs=tuple(log_probs.gather(1, target[:, None])[:, 0].tolist()),
                     predictions=tuple(log_probs.argmax(dim=-1).tolist()),
                 )

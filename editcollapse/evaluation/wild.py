@@ -98,8 +98,10 @@ def build_input(tokenizer: PreTrainedTokenizerBase, question: str, context_type:
     if name == "qa-inst":
         return instruction
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("context type chat-template needs a tokenizer with a chat template "
-                         "(a chat/instruct model); this tokenizer has none")
+        raise ValueError(
+            "context type chat-template needs a tokenizer with a chat template "
+            "(a chat/instruct model); this tokenizer has none"
+        )
     messages = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": instruction}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -111,24 +113,48 @@ def _items(case: EditCase) -> list[tuple[str, str, str]]:
     return items
 
 
-def wild_evaluate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], *,
-                  context_type: str = "question-only", judge: LLMJudge | None = None,
-                  max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8) -> list[WildRecord]:
+def wild_evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cases: Sequence[EditCase],
+    *,
+    context_type: str = "question-only",
+    judge: LLMJudge | None = None,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 8,
+) -> list[WildRecord]:
     """Generate and score the rewrite, rephrase and locality answers of every case."""
     name = canonical_context_type(context_type)
     items = [(case.case_id, *item) for case in cases for item in _items(case)]
     inputs = [build_input(tokenizer, question, name) for _, _, question, _ in items]
-    answers = greedy_generate(model, tokenizer, inputs, max_new_tokens=max_new_tokens,
-                              stop_strings=STOP_STRINGS, batch_size=batch_size,
-                              add_special_tokens=name != "chat-template")
+    answers = greedy_generate(
+        model,
+        tokenizer,
+        inputs,
+        max_new_tokens=max_new_tokens,
+        stop_strings=STOP_STRINGS,
+        batch_size=batch_size,
+        add_special_tokens=name != "chat-template",
+    )
     records = []
     for (case_id, kind, question, gold), raw in zip(items, answers, strict=True):
         answer = raw.strip()
         em = exact_match(answer, gold)
         verdict = judge.grade(question, gold, answer) if judge is not None else None
-        records.append(WildRecord(case_id=case_id, kind=kind, context_type=name, question=question,
-                                  gold=gold, answer=answer, exact_match=em, f1=token_f1(answer, gold),
-                                  judge=verdict, score=em if verdict is None else verdict))
+        records.append(
+            WildRecord(
+                case_id=case_id,
+                kind=kind,
+                context_type=name,
+                question=question,
+                gold=gold,
+                answer=answer,
+                exact_match=em,
+                f1=token_f1(answer, gold),
+                judge=verdict,
+                score=em if verdict is None else verdict,
+            )
+        )
     return records
 
 

@@ -51,8 +51,7 @@ class ArchMap:
     def all_module_names(self) -> list[str]:
         """Every module name this map knows, for every layer (used to check a map against a model)."""
         names = [self.ln_f_module, self.lm_head_module, self.embed_module]
-        per_layer = ("layer_module_tmp", "mlp_module_tmp", "attn_module_tmp",
-                     "mlp_in_module_tmp", "rewrite_module_tmp")
+        per_layer = ("layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "mlp_in_module_tmp", "rewrite_module_tmp")
         for layer in range(self.n_layers):
             names.extend(self.name(field, layer) for field in per_layer)
         return names
@@ -103,8 +102,14 @@ _TEMPLATES: dict[str, dict[str, object]] = {
 }
 
 # transformers' ``config.model_type`` → our family name.
-_MODEL_TYPES = {"gpt2": "gpt2", "gptj": "gptj", "gpt_neox": "gpt_neox", "llama": "llama",
-                "mistral": "llama", "qwen2": "llama"}
+_MODEL_TYPES = {
+    "gpt2": "gpt2",
+    "gptj": "gptj",
+    "gpt_neox": "gpt_neox",
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "llama",
+}
 
 FAMILIES = tuple(_TEMPLATES)
 
@@ -114,7 +119,5 @@ def arch_map_for(model: nn.Module) -> ArchMap:
     model_type = getattr(model.config, "model_type", None)
     family = _MODEL_TYPES.get(model_type)
     if family is None:
-        raise ValueError(
-            f"unsupported architecture {model_type!r}: editcollapse knows {sorted(_MODEL_TYPES)}"
-        )
+        raise ValueError(f"unsupported architecture {model_type!r}: editcollapse knows {sorted(_MODEL_TYPES)}")
     return ArchMap(family=family, n_layers=model.config.num_hidden_layers, **_TEMPLATES[family])

@@ -80,8 +80,7 @@ def convert_gguf(gguf: Path, target: Path, fingerprint: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to an fp32 safetensors cache at %s (once)", gguf.name, target)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The GGUF loader marks the model as quantized; it is plain fp32 now and must save as such.
     if hasattr(model.config, "quantization_config"):
@@ -96,8 +95,13 @@ def convert_gguf(gguf: Path, target: Path, fingerprint: str) -> None:
         weights = _weights_file(staging)
         with safe_open(str(weights), framework="pt") as handle:
             n_tensors = len(list(handle.keys()))
-        manifest = {"format": FORMAT_VERSION, "gguf": fingerprint, "source": EMBEDDED_GGUF,
-                    "weights_bytes": weights.stat().st_size, "n_tensors": n_tensors}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "gguf": fingerprint,
+            "source": EMBEDDED_GGUF,
+            "weights_bytes": weights.stat().st_size,
+            "n_tensors": n_tensors,
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if target.exists():
             shutil.rmtree(target)

@@ -35,8 +35,9 @@ def _first_tensor(value) -> torch.Tensor:
 
 
 @torch.no_grad()
-def module_io_at(model: nn.Module, module: nn.Module, sequences: Sequence[Sequence[int]],
-                 positions: Sequence[int], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def module_io_at(
+    model: nn.Module, module: nn.Module, sequences: Sequence[Sequence[int]], positions: Sequence[int], pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The input and output of ``module`` at ``positions[i]`` of ``sequences[i]`` (one batch).
 
     The forward pass stops right after ``module`` runs. Returns ``(inputs, outputs)`` of shape

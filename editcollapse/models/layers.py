@@ -32,7 +32,7 @@ def equal_length_groups(lengths: list[int], max_rows: int | None = None) -> list
     for length in sorted(by_length, reverse=True):
         members = by_length[length]
         step = max_rows or len(members)
-        groups.extend(members[start:start + step] for start in range(0, len(members), step))
+        groups.extend(members[start : start + step] for start in range(0, len(members), step))
     return groups
 
 
@@ -98,8 +98,10 @@ def skipping_below(model: nn.Module, arch: ArchMap, layer: int, hidden: torch.Te
 
     def feed(_module, args, kwargs):
         if tuple(_hidden_argument(args, kwargs).shape) != tuple(hidden.shape):
-            raise ValueError(f"stored hidden states {tuple(hidden.shape)} do not match the batch "
-                             f"{tuple(_hidden_argument(args, kwargs).shape)}")
+            raise ValueError(
+                f"stored hidden states {tuple(hidden.shape)} do not match the batch "
+                f"{tuple(_hidden_argument(args, kwargs).shape)}"
+            )
         if args:
             return (hidden, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": hidden}

@@ -51,11 +51,15 @@ def _local_revision(folder: Path) -> str:
 
 def _check_local_folder(folder: Path) -> None:
     if not (folder / "config.json").is_file():
-        raise ModelNotAvailable(f"{folder} has no config.json: point at a folder made by "
-                                "`save_pretrained` or downloaded from the HuggingFace hub")
+        raise ModelNotAvailable(
+            f"{folder} has no config.json: point at a folder made by "
+            "`save_pretrained` or downloaded from the HuggingFace hub"
+        )
     if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
-        raise ModelNotAvailable(f"{folder} has no model weights (*.safetensors or pytorch_model*.bin): "
-                                "copy the weight files into it, or pass another folder")
+        raise ModelNotAvailable(
+            f"{folder} has no model weights (*.safetensors or pytorch_model*.bin): "
+            "copy the weight files into it, or pass another folder"
+        )
 
 
 def _from_pretrained(source: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -101,8 +105,13 @@ def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel,
     )
 
 
-def load_model(name: str = "smollm2-135m", *, device: str | torch.device | None = None,
-               dtype: torch.dtype = torch.float32, seed: int = 0) -> LoadedModel:
+def load_model(
+    name: str = "smollm2-135m",
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> LoadedModel:
     """Load ``name`` (a known name, a local folder or a hub id) in eval mode on ``device``.
 
     ``seed`` seeds torch after loading (and the weights of tiny models), so everything downstream
@@ -114,5 +123,12 @@ def load_model(name: str = "smollm2-135m", *, device: str | torch.device | None 
         tokenizer.pad_token = tokenizer.eos_token
     model = model.to(target).eval()
     torch.manual_seed(seed)
-    return LoadedModel(name=name, model=model, tokenizer=tokenizer, arch=arch_map_for(model),
-                       revision=revision, device=target, dtype=dtype)
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        arch=arch_map_for(model),
+        revision=revision,
+        device=target,
+        dtype=dtype,
+    )

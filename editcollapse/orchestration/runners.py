@@ -44,5 +44,7 @@ def make_task_runner(spec: str) -> TaskRunner:
             return DaskTaskRunner(cluster_kwargs=options)
         if "://" in argument:
             return DaskTaskRunner(address=argument)
-    raise ValueError(f"task runner {spec!r}: expected 'local', 'threads:N', 'dask', 'dask:N', 'dask:N:MEMORY' "
-                     "(e.g. dask:2:4GiB) or 'dask:ADDRESS' (tcp://host:8786)")
+    raise ValueError(
+        f"task runner {spec!r}: expected 'local', 'threads:N', 'dask', 'dask:N', 'dask:N:MEMORY' "
+        "(e.g. dask:2:4GiB) or 'dask:ADDRESS' (tcp://host:8786)"
+    )

@@ -35,8 +35,10 @@ def _quote(text: str) -> str:
 
 def view_sql(warehouse: Warehouse, table: str) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement for ``table``."""
-    return (f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_quote(warehouse.glob(table))}, "
-            f"hive_partitioning=true, union_by_name=true, hive_types={_HIVE_TYPES})")
+    return (
+        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_quote(warehouse.glob(table))}, "
+        f"hive_partitioning=true, union_by_name=true, hive_types={_HIVE_TYPES})"
+    )
 
 
 def create_views(connection: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> None:
@@ -63,8 +65,9 @@ def connect(warehouse: Warehouse | str | os.PathLike[str] | None = None) -> duck
     return connection
 
 
-def build_catalog(warehouse: Warehouse | str | os.PathLike[str] | None = None,
-                  path: str | os.PathLike[str] | None = None) -> Path:
+def build_catalog(
+    warehouse: Warehouse | str | os.PathLike[str] | None = None, path: str | os.PathLike[str] | None = None
+) -> Path:
     """Write a DuckDB database file holding only the views (default ``<root>/catalog.duckdb``),
     for analysts who open it with the ``duckdb`` CLI or any DuckDB client. Built in a temp file
     and renamed, so a reader never finds a half-written catalog."""
@@ -93,8 +96,9 @@ def scan(table: str, warehouse: Warehouse | str | os.PathLike[str] | None = None
     store = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     store.ensure_anchor(table)
     if store.fs is None:
-        return pl.scan_parquet(store.glob(table), hive_partitioning=True,
-                               hive_schema={column: pl.String for column in PARTITION_COLUMNS})
+        return pl.scan_parquet(
+            store.glob(table), hive_partitioning=True, hive_schema={column: pl.String for column in PARTITION_COLUMNS}
+        )
     import pyarrow.dataset as ds
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
@@ -102,8 +106,15 @@ def scan(table: str, warehouse: Warehouse | str | os.PathLike[str] | None = None
 
     partitioning = ds.partitioning(pa.schema([(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive")
     files = [*store.parts(table), str(store.ensure_anchor(table))]
-    dataset = ds.dataset(files, schema=schema_for(table).append(pa.field("model", pa.string()))
-                         .append(pa.field("method", pa.string())).append(pa.field("run", pa.string())),
-                         format="parquet", filesystem=PyFileSystem(FSSpecHandler(store.fs)),
-                         partitioning=partitioning, partition_base_dir=str(store.table_dir(table)))
+    dataset = ds.dataset(
+        files,
+        schema=schema_for(table)
+        .append(pa.field("model", pa.string()))
+        .append(pa.field("method", pa.string()))
+        .append(pa.field("run", pa.string())),
+        format="parquet",
+        filesystem=PyFileSystem(FSSpecHandler(store.fs)),
+        partitioning=partitioning,
+        partition_base_dir=str(store.table_dir(table)),
+    )
     return pl.scan_pyarrow_dataset(dataset)

@@ -78,7 +78,7 @@ def normalise_root(root: str | os.PathLike[str]) -> str:
     text = os.fspath(root)
     mangled = _MANGLED_URL.match(text)
     if mangled and not _URL.match(text) and len(mangled.group(1)) > 1:
-        text = f"{mangled.group(1)}://{text[mangled.end():]}"
+        text = f"{mangled.group(1)}://{text[mangled.end() :]}"
     return text
 
 
@@ -206,8 +206,16 @@ class Warehouse:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def write_part(self, table: str, rows: Iterable[Mapping[str, Any]] | pa.Table, *, model: str,
-                   method: str, run_id: str, shard: int | str) -> Path | str:
+    def write_part(
+        self,
+        table: str,
+        rows: Iterable[Mapping[str, Any]] | pa.Table,
+        *,
+        model: str,
+        method: str,
+        run_id: str,
+        shard: int | str,
+    ) -> Path | str:
         """Atomically write one part (replacing an earlier one of the same name); return where."""
         data = to_arrow(table, rows)
         self.ensure_anchor(table)
@@ -255,8 +263,7 @@ class Warehouse:
     def claim_path(self, model: str, method: str, run_id: str, shard: int) -> Path | str:
         return self._join(CLAIMS, *self._partition_parts(model, method, run_id), f"shard-{shard:05d}.claim")
 
-    def claim(self, model: str, method: str, run_id: str, shard: int, *,
-              stale_after_s: float = STALE_CLAIM_S) -> bool:
+    def claim(self, model: str, method: str, run_id: str, shard: int, *, stale_after_s: float = STALE_CLAIM_S) -> bool:
         """Take the claim on one shard (True), or find it held by a live worker (False).
 
         The claim (``host pid time``) is created only if absent, so of several workers one wins:
@@ -355,7 +362,7 @@ class Warehouse:
             return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.claim")) if folder.is_dir() else []
         folder = str(self._join(CLAIMS)).strip("/")
         self.fs.invalidate_cache()
-        return sorted(p.strip("/")[len(folder) + 1:] for p in self.fs.glob(f"{self._join(CLAIMS)}/**/*.claim"))
+        return sorted(p.strip("/")[len(folder) + 1 :] for p in self.fs.glob(f"{self._join(CLAIMS)}/**/*.claim"))
 
     # --- finding and reading --------------------------------------------------------------------
 
@@ -371,8 +378,9 @@ class Warehouse:
         with self.fs.open(path, "rb") as handle:
             return pq.read_schema(handle)
 
-    def _read_file(self, path: Path | str, schema: pa.Schema | None = None,
-                   columns: list[str] | None = None) -> pa.Table:
+    def _read_file(
+        self, path: Path | str, schema: pa.Schema | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
         if self.fs is None:
             return pq.read_table(path, schema=schema, columns=columns)
         with self.fs.open(path, "rb") as handle:
@@ -381,8 +389,9 @@ class Warehouse:
     def has_part(self, table: str, model: str, method: str, run_id: str, shard: int | str) -> bool:
         return self._exists(self._part(table, model, method, run_id, shard))
 
-    def read_part(self, table: str, model: str, method: str, run_id: str, shard: int | str,
-                  columns: list[str] | None = None) -> pa.Table:
+    def read_part(
+        self, table: str, model: str, method: str, run_id: str, shard: int | str, columns: list[str] | None = None
+    ) -> pa.Table:
         """One part's rows (without partition columns); FileNotFoundError if it is not there."""
         return self._read_file(self._part(table, model, method, run_id, shard), schema_for(table), columns)
 
@@ -398,19 +407,19 @@ class Warehouse:
         self.fs.invalidate_cache()
         if not self.fs.isdir(folder):
             return []
-        return sorted(p for p in self.fs.glob(f"{folder}/**/*.parquet")
-                      if f"model={ANCHOR}" not in p.split("/"))
+        return sorted(p for p in self.fs.glob(f"{folder}/**/*.parquet") if f"model={ANCHOR}" not in p.split("/"))
 
     def _partition_values(self, table: str, path: Path | str) -> dict[str, str]:
         if self.fs is None:
             segments = Path(path).parent.relative_to(Path(self.table_dir(table))).parts
         else:
             folder = str(self.table_dir(table)).strip("/")
-            segments = self.fs._parent(path).strip("/")[len(folder) + 1:].split("/")
+            segments = self.fs._parent(path).strip("/")[len(folder) + 1 :].split("/")
         return dict(segment.split("=", 1) for segment in segments)
 
-    def read(self, table: str, *, model: str | None = None, method: str | None = None,
-             run_id: str | None = None) -> pa.Table:
+    def read(
+        self, table: str, *, model: str | None = None, method: str | None = None, run_id: str | None = None
+    ) -> pa.Table:
         """All rows of ``table`` (optionally one model/method/run) with the partition columns added."""
         wanted = {"model": model, "method": method, "run": run_id}
         pieces = []
@@ -429,8 +438,7 @@ class Warehouse:
             return schema.empty_table()
         return pa.concat_tables(pieces)
 
-    def remove_stray_temps(self, table: str, model: str, method: str, run_id: str,
-                           older_than_s: float = 600.0) -> int:
+    def remove_stray_temps(self, table: str, model: str, method: str, run_id: str, older_than_s: float = 600.0) -> int:
         """Delete temp files of killed writers in one run's folder (only ones older than
         ``older_than_s``, so a live writer is never disturbed); return how many were removed.
         A URL root writes no temp files: nothing to remove."""

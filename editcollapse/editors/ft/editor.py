@@ -61,12 +61,16 @@ class FTSettings:
         objective = hparams.get("objective_optimization", "prompt_last")
         if objective not in OBJECTIVES:
             raise ValueError(f"FT hparams: objective_optimization {objective!r} not in {OBJECTIVES}")
-        return cls(layers=tuple(int(layer) for layer in hparams["layers"]),
-                   num_steps=int(hparams["num_steps"]), lr=float(hparams["lr"]),
-                   weight_decay=float(hparams.get("weight_decay", 0) or 0),
-                   norm_constraint=constraint, batch_size=int(hparams.get("batch_size", 0) or 0),
-                   objective=objective,
-                   rewrite_module_tmp=hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp))
+        return cls(
+            layers=tuple(int(layer) for layer in hparams["layers"]),
+            num_steps=int(hparams["num_steps"]),
+            lr=float(hparams["lr"]),
+            weight_decay=float(hparams.get("weight_decay", 0) or 0),
+            norm_constraint=constraint,
+            batch_size=int(hparams.get("batch_size", 0) or 0),
+            objective=objective,
+            rewrite_module_tmp=hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp),
+        )
 
 
 def trained_parameter_names(model: nn.Module, settings: FTSettings) -> list[str]:
@@ -77,8 +81,10 @@ def trained_parameter_names(model: nn.Module, settings: FTSettings) -> list[str]
         name = settings.rewrite_module_tmp.format(layer)
         name = name if name in available else f"{name}.weight"
         if name not in available:
-            raise ValueError(f"FT hparams: rewrite_module_tmp {settings.rewrite_module_tmp!r} at layer "
-                             f"{layer} names no module weight or parameter of this model")
+            raise ValueError(
+                f"FT hparams: rewrite_module_tmp {settings.rewrite_module_tmp!r} at layer "
+                f"{layer} names no module weight or parameter of this model"
+            )
         names.append(name)
     return names
 
@@ -93,8 +99,7 @@ class TargetBatch:
     target_ids: list[list[int]]
 
 
-def target_batch(tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase],
-                 device: torch.device) -> TargetBatch:
+def target_batch(tokenizer: PreTrainedTokenizerBase, cases: Sequence[EditCase], device: torch.device) -> TargetBatch:
     """Tokenise each case's prompt followed by ``" " + target_new``, right-padded.
 
     The split into prompt and target tokens is the evaluation's (:func:`encode_pair`), so FT trains
@@ -125,8 +130,15 @@ def target_loss(logits: torch.Tensor, batch: TargetBatch, objective: str) -> tor
     return torch.stack(losses).mean()
 
 
-def fine_tune(model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-              cases: Sequence[EditCase], hparams: dict[str, Any], *, method: str = "ft") -> Delta:
+def fine_tune(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    arch: ArchMap,
+    cases: Sequence[EditCase],
+    hparams: dict[str, Any],
+    *,
+    method: str = "ft",
+) -> Delta:
     """Fine-tune the chosen weights on ``cases`` and return the change as a dense :class:`Delta`."""
     if not cases:
         raise ValueError("FT needs at least one case")
@@ -134,21 +146,19 @@ def fine_tune(model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMa
     names = trained_parameter_names(model, settings)
     originals = {name: param for name, param in model.named_parameters() if name in names}
     trained = {name: originals[name].detach().clone().requires_grad_(True) for name in names}
-    optimizer = torch.optim.Adam(list(trained.values()), lr=settings.lr,
-                                 weight_decay=settings.weight_decay)
+    optimizer = torch.optim.Adam(list(trained.values()), lr=settings.lr, weight_decay=settings.weight_decay)
     device = next(model.parameters()).device
     chunk = settings.batch_size or len(cases)
-    batches = [target_batch(tokenizer, cases[start:start + chunk], device)
-               for start in range(0, len(cases), chunk)]
+    batches = [target_batch(tokenizer, cases[start : start + chunk], device) for start in range(0, len(cases), chunk)]
 
     epoch_losses: list[float] = []
     steps = 0
     for _ in range(settings.num_steps):
         total = 0.0
         for batch in batches:
-            outputs = functional_call(model, trained, args=(),
-                                      kwargs={"input_ids": batch.input_ids,
-                                              "attention_mask": batch.attention_mask})
+            outputs = functional_call(
+                model, trained, args=(), kwargs={"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+            )
             loss = target_loss(outputs.logits, batch, settings.objective)
             total += loss.item() * batch.input_ids.shape[0]
             if loss.item() >= STOP_LOSS:
@@ -163,20 +173,26 @@ def fine_tune(model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMa
         if epoch_losses[-1] < STOP_LOSS:
             break
 
-    params = {name: ParamDelta(dense=(trained[name].detach() - originals[name].detach()))
-              for name in names}
+    params = {name: ParamDelta(dense=(trained[name].detach() - originals[name].detach())) for name in names}
     diagnostics = {
-        "epochs": len(epoch_losses), "optimizer_steps": steps,
-        "first_epoch_loss": epoch_losses[0], "last_epoch_loss": epoch_losses[-1],
-        "norm_constraint": settings.norm_constraint, "objective": settings.objective,
+        "epochs": len(epoch_losses),
+        "optimizer_steps": steps,
+        "first_epoch_loss": epoch_losses[0],
+        "last_epoch_loss": epoch_losses[-1],
+        "norm_constraint": settings.norm_constraint,
+        "objective": settings.objective,
         "max_abs_change": {name: float(change.dense.abs().max()) for name, change in params.items()},
     }
-    return Delta(method=method, params=params, hparams_hash=hparams_hash(hparams),
-                 case_ids=tuple(case.case_id for case in cases), diagnostics=diagnostics)
+    return Delta(
+        method=method,
+        params=params,
+        hparams_hash=hparams_hash(hparams),
+        case_ids=tuple(case.case_id for case in cases),
+        diagnostics=diagnostics,
+    )
 
 
-def _project_linf(trained: dict[str, torch.Tensor], originals: dict[str, torch.Tensor],
-                  radius: float) -> None:
+def _project_linf(trained: dict[str, torch.Tensor], originals: dict[str, torch.Tensor], radius: float) -> None:
     """Clamp each trained weight into [original − radius, original + radius], in place."""
     with torch.no_grad():
         for name, tensor in trained.items():
@@ -190,12 +206,20 @@ class FTEditor:
 
     method: str
 
-    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+    def edit(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        cases: list[EditCase],
+        hparams: dict[str, Any],
+    ) -> Delta:
         """Fine-tune on ``cases``; FT-L∞ refuses hparams without an L∞ bound."""
         if self.method == "ft-l-inf" and hparams.get("norm_constraint") in (None, False):
-            raise ValueError("ft-l-inf hparams need a numeric norm_constraint (the L∞ radius); "
-                             f"got {hparams.get('norm_constraint')!r} (model {hparams.get('model_name', '?')})")
+            raise ValueError(
+                "ft-l-inf hparams need a numeric norm_constraint (the L∞ radius); "
+                f"got {hparams.get('norm_constraint')!r} (model {hparams.get('model_name', '?')})"
+            )
         return fine_tune(model, tokenizer, arch, cases, hparams, method=self.method)
 
 

@@ -40,13 +40,24 @@ from editcollapse.editors.rome.target_vector import TargetSettings, optimize_tar
 from editcollapse.models.archmap import ArchMap
 from editcollapse.models.hooks import module_io_at
 
-MEMIT_KEYS = ("layers", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
-              "kl_factor", "mom2_adjustment", "mom2_update_weight", "context_template_length_params")
+MEMIT_KEYS = (
+    "layers",
+    "fact_token",
+    "v_num_grad_steps",
+    "v_lr",
+    "v_weight_decay",
+    "clamp_norm_factor",
+    "kl_factor",
+    "mom2_adjustment",
+    "mom2_update_weight",
+    "context_template_length_params",
+)
 FORWARD_CHUNK = 256  # sequences per forward pass when reading keys
 
 
-def closed_form_update(keys: torch.Tensor, residuals: torch.Tensor, covariance: torch.Tensor | None,
-                       mom2_update_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def closed_form_update(
+    keys: torch.Tensor, residuals: torch.Tensor, covariance: torch.Tensor | None, mom2_update_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MEMIT's least-squares update ``ΔW = R Kᵀ (λC + K Kᵀ)⁻¹`` as factors, in float64.
 
     ``keys`` (B, d_in) and ``residuals`` (B, d_out) hold one case per row; ``covariance`` (d_in, d_in)
@@ -57,8 +68,11 @@ def closed_form_update(keys: torch.Tensor, residuals: torch.Tensor, covariance: 
         raise ValueError(f"{keys.shape[0]} keys but {residuals.shape[0]} residuals")
     k = keys.double().T
     r = residuals.double().T
-    c = torch.eye(k.shape[0], dtype=torch.float64, device=k.device) if covariance is None \
+    c = (
+        torch.eye(k.shape[0], dtype=torch.float64, device=k.device)
+        if covariance is None
         else covariance.to(dtype=torch.float64, device=k.device)
+    )
     adjusted = torch.linalg.solve(mom2_update_weight * c + k @ k.T, k)
     return r, adjusted
 
@@ -100,12 +114,16 @@ class _Lookups:
         return [row[0].ids for row in self.located], [row[0].position for row in self.located]
 
 
-def _module_io(model: nn.Module, module: nn.Module, sequences: list[list[int]], positions: list[int],
-               pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _module_io(
+    model: nn.Module, module: nn.Module, sequences: list[list[int]], positions: list[int], pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`module_io_at` in chunks of :data:`FORWARD_CHUNK` sequences."""
-    parts = [module_io_at(model, module, sequences[start:start + FORWARD_CHUNK],
-                          positions[start:start + FORWARD_CHUNK], pad)
-             for start in range(0, len(sequences), FORWARD_CHUNK)]
+    parts = [
+        module_io_at(
+            model, module, sequences[start : start + FORWARD_CHUNK], positions[start : start + FORWARD_CHUNK], pad
+        )
+        for start in range(0, len(sequences), FORWARD_CHUNK)
+    ]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -115,8 +133,14 @@ class MEMITEditor:
 
     method: str = "memit"
 
-    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+    def edit(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        cases: list[EditCase],
+        hparams: dict[str, Any],
+    ) -> Delta:
         """One MEMIT batch: all ``cases`` at once, a rank-``len(cases)`` update per layer."""
         if not cases:
             raise ValueError("MEMIT needs at least one case")
@@ -128,15 +152,27 @@ class MEMITEditor:
         z_name = hparams.get("layer_module_tmp", arch.layer_module_tmp).format(layers[-1])
         settings = TargetSettings.from_hparams(hparams)
         length_params = hparams["context_template_length_params"]
-        templates = context_templates(model, tokenizer, length_params,
-                                      seed=int(hparams.get("context_template_seed", 0)))
+        templates = context_templates(
+            model, tokenizer, length_params, seed=int(hparams.get("context_template_seed", 0))
+        )
         groups = template_groups(length_params)
-        lookups = _Lookups([[locate(tokenizer, fill(template, case.prompt), case.subject, settings.fact_token)
-                             for template in templates] for case in cases])
+        lookups = _Lookups(
+            [
+                [
+                    locate(tokenizer, fill(template, case.prompt), case.subject, settings.fact_token)
+                    for template in templates
+                ]
+                for case in cases
+            ]
+        )
         pad = pad_id(tokenizer)
 
-        targets = [optimize_target_vector(model, tokenizer, z_name, case.prompt, case.subject,
-                                          case.target_new, templates, settings) for case in cases]
+        targets = [
+            optimize_target_vector(
+                model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, settings
+            )
+            for case in cases
+        ]
         zs = torch.stack([target.target for target in targets])
         z_module = model.get_submodule(z_name)
 
@@ -161,14 +197,16 @@ class MEMITEditor:
                 with torch.no_grad():
                     weight.add_(change.materialize(weight.dtype, weight.device))
                 params[weight_name] = change
-                per_layer.append({
-                    "layer": layer,
-                    "z_error_mean": float(z_error.norm(dim=1).mean()),
-                    "residual_norm_mean": float(residuals.norm(dim=1).mean()),
-                    "key_norm_mean": float(keys.norm(dim=1).mean()),
-                    "delta_fro": change.norms()["fro"],
-                    "weight_fro": float(weight.detach().double().norm()),
-                })
+                per_layer.append(
+                    {
+                        "layer": layer,
+                        "z_error_mean": float(z_error.norm(dim=1).mean()),
+                        "residual_norm_mean": float(residuals.norm(dim=1).mean()),
+                        "key_norm_mean": float(keys.norm(dim=1).mean()),
+                        "delta_fro": change.norms()["fro"],
+                        "weight_fro": float(weight.detach().double().norm()),
+                    }
+                )
             final_error = (zs - z_now()).norm(dim=1)
         finally:
             backup.restore()
@@ -183,21 +221,32 @@ class MEMITEditor:
             "n_templates": len(templates),
             "batch_size": len(cases),
         }
-        return Delta(method=self.method, params=params, hparams_hash=hparams_hash(hparams),
-                     case_ids=tuple(case.case_id for case in cases), diagnostics=diagnostics)
+        return Delta(
+            method=self.method,
+            params=params,
+            hparams_hash=hparams_hash(hparams),
+            case_ids=tuple(case.case_id for case in cases),
+            diagnostics=diagnostics,
+        )
 
     @staticmethod
-    def _covariance(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
-                    hparams: dict[str, Any]) -> torch.Tensor | None:
+    def _covariance(
+        model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, hparams: dict[str, Any]
+    ) -> torch.Tensor | None:
         """``C_l`` from the shared, disk-cached key statistics (None without ``mom2_adjustment``)."""
         if not hparams["mom2_adjustment"]:
             return None
         require_keys(hparams, ("mom2_n_samples", "model_name"), "memit (mom2_adjustment)")
         return layer_covariance(
-            model, tokenizer, module_name, model_id=str(hparams["model_name"]),
+            model,
+            tokenizer,
+            module_name,
+            model_id=str(hparams["model_name"]),
             revision=str(hparams.get("model_revision", "unknown-revision")),
             corpus_id=str(hparams.get("mom2_dataset", "embedded")),
-            n_samples=int(hparams["mom2_n_samples"]), dtype=hparams.get("mom2_dtype", "float32"))
+            n_samples=int(hparams["mom2_n_samples"]),
+            dtype=hparams.get("mom2_dtype", "float32"),
+        )
 
 
 def editor(method: str) -> MEMITEditor:

@@ -44,8 +44,14 @@ class MENDEditor:
 
     method: str = "mend"
 
-    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+    def edit(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        cases: list[EditCase],
+        hparams: dict[str, Any],
+    ) -> Delta:
         """The stored network's edit for ``cases`` (raises :class:`MENDNotTrained` naming the train command)."""
         if not cases:
             raise ValueError("MEND needs at least one case")
@@ -55,8 +61,9 @@ class MENDEditor:
         network = cached_network(folder, device)
         targets = resolve_targets(model, settings.params_for(arch.family))
         if [t.param for t in targets] != network.names:
-            raise ValueError(f"the MEND network at {folder} edits {network.names}, the hparams name "
-                             f"{[t.param for t in targets]}")
+            raise ValueError(
+                f"the MEND network at {folder} edits {network.names}, the hparams name {[t.param for t in targets]}"
+            )
         batch = encode_rows(tokenizer, [(case.filled_prompt, case.target_new) for case in cases], device)
         factors, _ = capture_factors(model, targets, batch, list(range(len(cases))))
         with torch.no_grad():
@@ -64,13 +71,19 @@ class MENDEditor:
         params = factors_to_delta(targets, network, transformed)
         meta = read_meta(folder)
         diagnostics = {
-            "network": str(folder), "network_data_id": meta.get("data_id"),
+            "network": str(folder),
+            "network_data_id": meta.get("data_id"),
             "network_iterations": meta.get("iterations"),
             "edit_lrs": {t.param: float(network.edit_lr(t.param).detach()) for t in targets},
             "tokens": {t.param: int(params[t.param].rank) for t in targets},
         }
-        return Delta(method=self.method, params=params, hparams_hash=hparams_hash(hparams),
-                     case_ids=tuple(case.case_id for case in cases), diagnostics=diagnostics)
+        return Delta(
+            method=self.method,
+            params=params,
+            hparams_hash=hparams_hash(hparams),
+            case_ids=tuple(case.case_id for case in cases),
+            diagnostics=diagnostics,
+        )
 
 
 def editor(method: str) -> MENDEditor:

@@ -75,8 +75,7 @@ class SeqBatch:
         return self.input_ids.shape[0]
 
 
-def encode_rows(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],
-                device: torch.device) -> SeqBatch:
+def encode_rows(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], device: torch.device) -> SeqBatch:
     """``prompt + " " + target`` for each pair, tokenised as the edit metrics score it."""
     encoded = [encode_pair(tokenizer, prompt, target) for prompt, target in pairs]
     ids, mask = pad_right([p + t for p, t in encoded], pad_id_of(tokenizer), device)
@@ -122,8 +121,9 @@ def _forward(model: nn.Module, batch: SeqBatch) -> torch.Tensor:
 Factors = dict[str, list[tuple[torch.Tensor, torch.Tensor]]]  # param → per edit row (X (T, in), Δ (T, out))
 
 
-def capture_factors(model: nn.Module, targets: Sequence[Target], batch: SeqBatch,
-                    edit_rows: Sequence[int]) -> tuple[Factors, torch.Tensor]:
+def capture_factors(
+    model: nn.Module, targets: Sequence[Target], batch: SeqBatch, edit_rows: Sequence[int]
+) -> tuple[Factors, torch.Tensor]:
     """Each edit row's gradient factors at every target, and the (detached) logits of all rows.
 
     The loss is the sum over ``edit_rows`` of each row's mean target NLL, so row ``b``'s ``δ`` is the
@@ -140,6 +140,7 @@ def capture_factors(model: nn.Module, targets: Sequence[Target], batch: SeqBatch
             probe = torch.zeros_like(output, requires_grad=True)
             probes[target.param] = probe
             return output + probe
+
         return hook
 
     for target in targets:
@@ -185,8 +186,9 @@ def _padded(per_row: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Ten
 
 
 @contextmanager
-def edited_forward(model: nn.Module, targets: Sequence[Target], network: MENDNetwork,
-                   transformed: Factors, row_case: torch.Tensor) -> Iterator[None]:
+def edited_forward(
+    model: nn.Module, targets: Sequence[Target], network: MENDNetwork, transformed: Factors, row_case: torch.Tensor
+) -> Iterator[None]:
     """Inside: row ``r`` of every forward runs with the edit of case ``row_case[r]`` (differentiable
     in the network's outputs and edit lrs)."""
     handles = []
@@ -200,6 +202,7 @@ def edited_forward(model: nn.Module, targets: Sequence[Target], network: MENDNet
             rows_x, rows_d = xs[row_case].to(x.dtype), ds[row_case].to(x.dtype)
             coefficients = torch.einsum("rsi,rti->rst", x, rows_x)
             return output - lr.to(x.dtype) * torch.einsum("rst,rto->rso", coefficients, rows_d)
+
         return hook
 
     for target in targets:
@@ -211,8 +214,7 @@ def edited_forward(model: nn.Module, targets: Sequence[Target], network: MENDNet
             handle.remove()
 
 
-def factors_to_delta(targets: Sequence[Target], network: MENDNetwork,
-                     transformed: Factors) -> dict[str, ParamDelta]:
+def factors_to_delta(targets: Sequence[Target], network: MENDNetwork, transformed: Factors) -> dict[str, ParamDelta]:
     """The edit of all rows together (their sum) as low-rank factors in each parameter's layout.
 
     ``nn.Linear`` (weight ``(out, in)``): ``ΔW = (−α Δ̃ᵀ)(X̃)``, so ``u = −α Δ̃ᵀ``, ``v = X̃ᵀ``;

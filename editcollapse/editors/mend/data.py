@@ -71,6 +71,8 @@ def load_mend_data(settings: MENDSettings, *, dataset: str | None = None, val_da
         train, val = split_by_subject(cases, settings.val_fraction, settings.split_seed)
         data_id = f"{_label(source)}-split{settings.split_seed}-v{settings.val_fraction:g}-{_digest(cases)}"
     if not train or not val:
-        raise ValueError(f"MEND data {source!r}: {len(train)} training and {len(val)} held-out cases "
-                         "with locality prompts; both must be non-empty")
+        raise ValueError(
+            f"MEND data {source!r}: {len(train)} training and {len(val)} held-out cases "
+            "with locality prompts; both must be non-empty"
+        )
     return MENDData(data_id=data_id, train=train, val=val)

@@ -32,7 +32,7 @@ class LowRankResidual(nn.Module):
         super().__init__()
         mid = min(rank, dim)
         self.u = nn.Parameter(torch.zeros(dim, mid))
-        self.v = nn.Parameter(torch.randn(mid, dim) / dim ** 0.5)
+        self.v = nn.Parameter(torch.randn(mid, dim) / dim**0.5)
         self.bias = nn.Parameter(torch.zeros(dim))
         self.mode_scale = nn.Parameter(torch.ones(n_modes, dim))
         self.mode_shift = nn.Parameter(torch.zeros(n_modes, dim))
@@ -78,7 +78,7 @@ class RunningNorm(nn.Module):
         total = n_a + n_b
         shift = mean_b - self.mean
         self.mean += shift * (n_b / total)
-        self.m2 += m2_b + shift ** 2 * (n_a * n_b / total)
+        self.m2 += m2_b + shift**2 * (n_a * n_b / total)
         self.count.fill_(total)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -91,8 +91,9 @@ class RunningNorm(nn.Module):
 class GradientTransform(nn.Module):
     """The MEND network of one weight shape: ``(x, δ)`` rows → ``(x̃, δ̃)`` rows."""
 
-    def __init__(self, x_dim: int, delta_dim: int, n_modes: int, *, rank: int, n_hidden: int,
-                 combine: bool, norm: bool) -> None:
+    def __init__(
+        self, x_dim: int, delta_dim: int, n_modes: int, *, rank: int, n_hidden: int, combine: bool, norm: bool
+    ) -> None:
         super().__init__()
         self.x_dim, self.delta_dim, self.combine, self.norm = x_dim, delta_dim, combine, norm
         self.x_norm = RunningNorm(x_dim)
@@ -112,7 +113,7 @@ class GradientTransform(nn.Module):
             x, delta = self.x_norm(x), self.delta_norm(delta)
         if self.combine:
             out = self.mlp(torch.cat([x, delta], dim=-1), mode)
-            return out[:, :self.x_dim], out[:, self.x_dim:]
+            return out[:, : self.x_dim], out[:, self.x_dim :]
         return self.x_mlp(x, mode), self.delta_mlp(delta, mode)
 
 
@@ -127,8 +128,17 @@ class MENDNetwork(nn.Module):
     output widths. The order of ``shapes`` is the order of ``edit_lrs``.
     """
 
-    def __init__(self, shapes: dict[str, tuple[int, int]], *, rank: int, n_hidden: int = 1,
-                 combine: bool = True, norm: bool = True, shared: bool = True, edit_lr: float = 1e-4) -> None:
+    def __init__(
+        self,
+        shapes: dict[str, tuple[int, int]],
+        *,
+        rank: int,
+        n_hidden: int = 1,
+        combine: bool = True,
+        norm: bool = True,
+        shared: bool = True,
+        edit_lr: float = 1e-4,
+    ) -> None:
         super().__init__()
         self.names = list(shapes)
         self.shapes = {name: (int(a), int(b)) for name, (a, b) in shapes.items()}
@@ -141,10 +151,14 @@ class MENDNetwork(nn.Module):
         for key, members in groups.items():
             for mode, name in enumerate(members):
                 self.route[name] = (key, mode)
-        self.transforms = nn.ModuleDict({
-            key: GradientTransform(*self.shapes[members[0]], len(members), rank=rank, n_hidden=n_hidden,
-                                   combine=combine, norm=norm)
-            for key, members in groups.items()})
+        self.transforms = nn.ModuleDict(
+            {
+                key: GradientTransform(
+                    *self.shapes[members[0]], len(members), rank=rank, n_hidden=n_hidden, combine=combine, norm=norm
+                )
+                for key, members in groups.items()
+            }
+        )
         self.edit_lrs = nn.Parameter(torch.full((len(self.names),), float(edit_lr)))
 
     def transform(self, name: str, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,8 +9,14 @@ class ProgressBar:
     def __init__(self, label: str, enabled: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), disable=not enabled)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            disable=not enabled,
+        )
         self._task = self._progress.add_task(label, total=None, losses="")
 
     def __enter__(self) -> ProgressBar:

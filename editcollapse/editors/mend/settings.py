@@ -76,26 +76,35 @@ class MENDSettings:
             raise ValueError(f"MEND hparams: equivalence {equivalence!r} not in {EQUIVALENCE}")
         settings = cls(
             inner_params=tuple(hparams.get("inner_params") or ()),
-            inner_params_by_family={family: tuple(names) for family, names
-                                    in (hparams.get("inner_params_by_family") or {}).items()},
+            inner_params_by_family={
+                family: tuple(names) for family, names in (hparams.get("inner_params_by_family") or {}).items()
+            },
             rank=int(hparams["rank"]),
-            n_hidden=int(hparams.get("n_hidden", 1)), combine=bool(hparams.get("combine", True)),
-            norm=bool(hparams.get("norm", True)), shared=bool(hparams.get("shared", True)),
-            lr=float(hparams.get("lr", 1e-6)), edit_lr=float(hparams.get("edit_lr", 1e-4)),
-            lr_lr=float(hparams.get("lr_lr", 1e-4)), cedit=float(hparams.get("cedit", 0.1)),
-            cloc=float(hparams.get("cloc", 1.0)), batch_size=int(hparams.get("batch_size", 1)),
+            n_hidden=int(hparams.get("n_hidden", 1)),
+            combine=bool(hparams.get("combine", True)),
+            norm=bool(hparams.get("norm", True)),
+            shared=bool(hparams.get("shared", True)),
+            lr=float(hparams.get("lr", 1e-6)),
+            edit_lr=float(hparams.get("edit_lr", 1e-4)),
+            lr_lr=float(hparams.get("lr_lr", 1e-4)),
+            cedit=float(hparams.get("cedit", 0.1)),
+            cloc=float(hparams.get("cloc", 1.0)),
+            batch_size=int(hparams.get("batch_size", 1)),
             accumulate_bs=int(hparams.get("accumulate_bs", 10)),
             max_iters=int(hparams.get("max_iters", 100000)),
             grad_clip=float(hparams.get("grad_clip", 100.0)),
             val_interval=int(hparams.get("val_interval", 1000)),
             val_steps=int(hparams.get("val_steps", 500)),
             early_stop_patience=int(hparams.get("early_stop_patience", 20000)),
-            model_save_pt=int(hparams.get("model_save_pt", 5000)), seed=int(hparams.get("seed", 42)),
+            model_save_pt=int(hparams.get("model_save_pt", 5000)),
+            seed=int(hparams.get("seed", 42)),
             train_data=str(hparams.get("train_data", "geofacts")),
             val_data=None if hparams.get("val_data") in (None, "") else str(hparams["val_data"]),
             val_fraction=float(hparams.get("val_fraction", 0.2)),
-            split_seed=int(hparams.get("split_seed", 0)), equivalence=equivalence,
-            loc_per_case=int(hparams.get("loc_per_case", 1)))
+            split_seed=int(hparams.get("split_seed", 0)),
+            equivalence=equivalence,
+            loc_per_case=int(hparams.get("loc_per_case", 1)),
+        )
         for key in ("batch_size", "accumulate_bs", "max_iters", "val_interval", "val_steps", "model_save_pt"):
             if getattr(settings, key) < 1:
                 raise ValueError(f"MEND hparams: {key} must be ≥ 1, got {getattr(settings, key)}")
@@ -108,8 +117,10 @@ class MENDSettings:
         if self.inner_params:
             return self.inner_params
         if family not in self.inner_params_by_family:
-            raise ValueError(f"MEND hparams name no inner_params for the {family!r} family "
-                             f"(inner_params_by_family has {sorted(self.inner_params_by_family)})")
+            raise ValueError(
+                f"MEND hparams name no inner_params for the {family!r} family "
+                f"(inner_params_by_family has {sorted(self.inner_params_by_family)})"
+            )
         return self.inner_params_by_family[family]
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,8 +42,7 @@ def _safe(part: str) -> str:
 
 def network_dir(model_name: str, revision: str, data_id: str, hparams: dict[str, Any]) -> Path:
     """The folder of the network trained for ``model_name`` at ``revision`` on ``data_id`` with ``hparams``."""
-    return (cache_dir() / "mend" / _safe(model_name) / _safe(revision) / _safe(data_id)
-            / training_hash(hparams))
+    return cache_dir() / "mend" / _safe(model_name) / _safe(revision) / _safe(data_id) / training_hash(hparams)
 
 
 def train_command(model_name: str, data: str | None = None) -> str:
@@ -63,23 +62,31 @@ def resolve_network_dir(hparams: dict[str, Any]) -> Path:
     model_name = hparams.get("model_name")
     revision = hparams.get("model_revision")
     if not model_name or not revision:
-        raise ValueError("MEND hparams need model_name and model_revision (hparams_for(loaded, 'mend') sets "
-                         "both) or mend_network, to find the trained network")
+        raise ValueError(
+            "MEND hparams need model_name and model_revision (hparams_for(loaded, 'mend') sets "
+            "both) or mend_network, to find the trained network"
+        )
     settings = MENDSettings.from_hparams(hparams)
     data_id = _data_id(settings)
     folder = network_dir(model_name, revision, data_id, hparams)
     if (folder / NETWORK_FILE).is_file() and (folder / META_FILE).is_file():
         return folder
     if (folder / CHECKPOINT_FILE).is_file():
-        raise MENDNotTrained(f"the MEND training of {model_name!r} in {folder} has not finished; run it again to "
-                             f"resume from its checkpoint: `{train_command(model_name, settings.train_data)}`")
+        raise MENDNotTrained(
+            f"the MEND training of {model_name!r} in {folder} has not finished; run it again to "
+            f"resume from its checkpoint: `{train_command(model_name, settings.train_data)}`"
+        )
     others = sorted(str(p.parent) for p in (cache_dir() / "mend" / _safe(model_name)).glob(f"*/*/*/{META_FILE}"))
-    hint = ("; networks trained for this model with other revisions, data or hparams: " + ", ".join(others)
-            if others else "")
+    hint = (
+        "; networks trained for this model with other revisions, data or hparams: " + ", ".join(others)
+        if others
+        else ""
+    )
     raise MENDNotTrained(
         f"no trained MEND network for model {model_name!r} (revision {revision}, data {data_id}, hparams "
         f"{training_hash(hparams)}) at {folder}. Train it first: `{train_command(model_name, settings.train_data)}`"
-        f"{hint}")
+        f"{hint}"
+    )
 
 
 _DATA_IDS: dict[tuple, str] = {}

@@ -59,9 +59,15 @@ def build_network(model: nn.Module, settings: MENDSettings) -> tuple[MENDNetwork
     targets = resolve_targets(model, settings.params_for(arch_map_for(model).family))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        network = MENDNetwork({t.param: (t.x_dim, t.delta_dim) for t in targets}, rank=settings.rank,
-                              n_hidden=settings.n_hidden, combine=settings.combine, norm=settings.norm,
-                              shared=settings.shared, edit_lr=settings.edit_lr)
+        network = MENDNetwork(
+            {t.param: (t.x_dim, t.delta_dim) for t in targets},
+            rank=settings.rank,
+            n_hidden=settings.n_hidden,
+            combine=settings.combine,
+            norm=settings.norm,
+            shared=settings.shared,
+            edit_lr=settings.edit_lr,
+        )
     device = next(model.parameters()).device
     return network.to(device), targets
 
@@ -76,9 +82,17 @@ def equivalence_prompts(case: EditCase, settings: MENDSettings, rng: random.Rand
     return prompts
 
 
-def edit_step(model: nn.Module, tokenizer: PreTrainedTokenizerBase, targets: Sequence[Target],
-              network: MENDNetwork, cases: Sequence[EditCase], settings: MENDSettings,
-              rng: random.Random, *, training: bool) -> tuple[torch.Tensor, dict[str, float]]:
+def edit_step(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    targets: Sequence[Target],
+    network: MENDNetwork,
+    cases: Sequence[EditCase],
+    settings: MENDSettings,
+    rng: random.Random,
+    *,
+    training: bool,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Edit each of ``cases`` independently and return (the total loss, its parts and accuracies)."""
     device = next(model.parameters()).device
     network.train(training)
@@ -87,13 +101,17 @@ def edit_step(model: nn.Module, tokenizer: PreTrainedTokenizerBase, targets: Seq
         for neighbor in rng.sample(list(case.neighborhood), min(settings.loc_per_case, len(case.neighborhood))):
             locality.append((index, neighbor.prompt, neighbor.target))
     n_edit = len(cases)
-    capture = encode_rows(tokenizer, [(c.filled_prompt, c.target_new) for c in cases]
-                          + [(p, t) for _, p, t in locality], device)
+    capture = encode_rows(
+        tokenizer, [(c.filled_prompt, c.target_new) for c in cases] + [(p, t) for _, p, t in locality], device
+    )
     factors, pre_logits = capture_factors(model, targets, capture, list(range(n_edit)))
     with torch.set_grad_enabled(training):
         transformed = transform_factors(network, factors)
-        equivalence = [(index, prompt, case.target_new) for index, case in enumerate(cases)
-                       for prompt in equivalence_prompts(case, settings, rng)]
+        equivalence = [
+            (index, prompt, case.target_new)
+            for index, case in enumerate(cases)
+            for prompt in equivalence_prompts(case, settings, rng)
+        ]
         post = encode_rows(tokenizer, [(p, t) for _, p, t in equivalence] + [(p, t) for _, p, t in locality], device)
         row_case = torch.tensor([i for i, _, _ in equivalence] + [i for i, _, _ in locality], device=device)
         with edited_forward(model, targets, network, transformed, row_case):
@@ -103,13 +121,21 @@ def edit_step(model: nn.Module, tokenizer: PreTrainedTokenizerBase, targets: Seq
         kls = []
         for j in range(len(locality)):
             length = int(capture.attention_mask[n_edit + j].sum())
-            kls.append(kl_rows(pre_logits[n_edit + j: n_edit + j + 1, :length],
-                               post_logits[len(equivalence) + j: len(equivalence) + j + 1, :length],
-                               post.attention_mask[len(equivalence) + j: len(equivalence) + j + 1, :length]))
+            kls.append(
+                kl_rows(
+                    pre_logits[n_edit + j : n_edit + j + 1, :length],
+                    post_logits[len(equivalence) + j : len(equivalence) + j + 1, :length],
+                    post.attention_mask[len(equivalence) + j : len(equivalence) + j + 1, :length],
+                )
+            )
         l_loc = torch.cat(kls).mean() if kls else torch.zeros((), device=device)
         total = settings.cedit * l_edit + settings.cloc * l_loc
-    info = {"loss/edit": l_edit.item(), "loss/loc": l_loc.item(), "loss/total_edit": total.item(),
-            "edit/acc": sum(row_accuracy(post_logits.detach(), post, equivalence_rows)) / len(equivalence_rows)}
+    info = {
+        "loss/edit": l_edit.item(),
+        "loss/loc": l_loc.item(),
+        "loss/total_edit": total.item(),
+        "edit/acc": sum(row_accuracy(post_logits.detach(), post, equivalence_rows)) / len(equivalence_rows),
+    }
     return total, info
 
 
@@ -141,14 +167,28 @@ def batch_for(iteration: int, n_cases: int, settings: MENDSettings) -> list[int]
     return indices
 
 
-def validate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, targets: Sequence[Target],
-             network: MENDNetwork, cases: Sequence[EditCase], settings: MENDSettings) -> dict[str, float]:
+def validate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    targets: Sequence[Target],
+    network: MENDNetwork,
+    cases: Sequence[EditCase],
+    settings: MENDSettings,
+) -> dict[str, float]:
     """Held-out losses and edit accuracy (means over ``cases``; no learning, no statistics update)."""
     totals: dict[str, float] = {}
     for start in range(0, len(cases), settings.batch_size):
-        chunk = cases[start:start + settings.batch_size]
-        _, info = edit_step(model, tokenizer, targets, network, chunk, settings,
-                            random.Random(f"{settings.seed}:val:{start}"), training=False)
+        chunk = cases[start : start + settings.batch_size]
+        _, info = edit_step(
+            model,
+            tokenizer,
+            targets,
+            network,
+            chunk,
+            settings,
+            random.Random(f"{settings.seed}:val:{start}"),
+            training=False,
+        )
         for key, value in info.items():
             totals[key] = totals.get(key, 0.0) + value * len(chunk)
     return {f"{key}_val": value / len(cases) for key, value in totals.items()}
@@ -158,22 +198,27 @@ def validation_cases(data: MENDData, settings: MENDSettings) -> list[EditCase]:
     """The fixed held-out subset validated during training (``val_steps`` cases, seeded)."""
     cases = list(data.val)
     random.Random(f"{settings.seed}:val").shuffle(cases)
-    return cases[:settings.val_steps]
+    return cases[: settings.val_steps]
 
 
-def _save_checkpoint(run_dir: Path, network: MENDNetwork, optimizers: Sequence[torch.optim.Optimizer],
-                     state: TrainState) -> None:
+def _save_checkpoint(
+    run_dir: Path, network: MENDNetwork, optimizers: Sequence[torch.optim.Optimizer], state: TrainState
+) -> None:
     import os
 
-    payload = {"network": network.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
-               "state": state.__dict__}
+    payload = {
+        "network": network.state_dict(),
+        "optimizers": [o.state_dict() for o in optimizers],
+        "state": state.__dict__,
+    }
     temporary = run_dir / (CHECKPOINT_FILE + ".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, run_dir / CHECKPOINT_FILE)
 
 
-def _load_checkpoint(run_dir: Path, network: MENDNetwork,
-                     optimizers: Sequence[torch.optim.Optimizer]) -> TrainState | None:
+def _load_checkpoint(
+    run_dir: Path, network: MENDNetwork, optimizers: Sequence[torch.optim.Optimizer]
+) -> TrainState | None:
     path = run_dir / CHECKPOINT_FILE
     if not path.is_file():
         return None
@@ -187,9 +232,17 @@ def _load_checkpoint(run_dir: Path, network: MENDNetwork,
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
-def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings: MENDSettings,
-                  data: MENDData, run_dir: Path | str, *, resume: bool = True, stop_after: int | None = None,
-                  on_iteration: ProgressFn | None = None) -> tuple[MENDNetwork, TrainState]:
+def train_network(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    settings: MENDSettings,
+    data: MENDData,
+    run_dir: Path | str,
+    *,
+    resume: bool = True,
+    stop_after: int | None = None,
+    on_iteration: ProgressFn | None = None,
+) -> tuple[MENDNetwork, TrainState]:
     """Train (or resume training) a network in ``run_dir``; the best network lands in ``network.safetensors``.
 
     ``stop_after`` ends this call after that many iterations (the run stays resumable: a test's
@@ -198,8 +251,10 @@ def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     network, targets = build_network(model, settings)
-    optimizers = [torch.optim.Adam(network.network_parameters(), lr=settings.lr),
-                  torch.optim.Adam([network.edit_lrs], lr=settings.lr_lr)]
+    optimizers = [
+        torch.optim.Adam(network.network_parameters(), lr=settings.lr),
+        torch.optim.Adam([network.edit_lrs], lr=settings.lr_lr),
+    ]
     state = (_load_checkpoint(run_dir, network, optimizers) if resume else None) or TrainState()
     if not resume:
         for stale in (CHECKPOINT_FILE, NETWORK_FILE):
@@ -216,8 +271,16 @@ def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings
                 break
             iteration = state.iteration
             cases = [data.train[i] for i in batch_for(iteration, len(data.train), settings)]
-            loss, info = edit_step(model, tokenizer, targets, network, cases, settings,
-                                   random.Random(f"{settings.seed}:iter:{iteration}"), training=True)
+            loss, info = edit_step(
+                model,
+                tokenizer,
+                targets,
+                network,
+                cases,
+                settings,
+                random.Random(f"{settings.seed}:iter:{iteration}"),
+                training=True,
+            )
             (loss / settings.accumulate_bs).backward(inputs=parameters)
             if (iteration + 1) % settings.accumulate_bs == 0:
                 info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip))
@@ -238,8 +301,9 @@ def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings
                 _save_checkpoint(run_dir, network, optimizers, state)
         if state.iteration >= settings.max_iters or state.stopped_early:
             if not any(row.get("iteration") == state.iteration and EARLY_STOP_KEY in row for row in state.history):
-                _validate_and_keep_best(model, tokenizer, targets, network, val_cases, settings, state, run_dir,
-                                        final=True)
+                _validate_and_keep_best(
+                    model, tokenizer, targets, network, val_cases, settings, state, run_dir, final=True
+                )
                 ran += 1
             if ran:  # a finished run found again is left as it is
                 state.elapsed_s = base_elapsed + time.monotonic() - started
@@ -251,9 +315,17 @@ def train_network(model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings
     return network, state
 
 
-def _validate_and_keep_best(model: nn.Module, tokenizer: PreTrainedTokenizerBase, targets: Sequence[Target],
-                            network: MENDNetwork, val_cases: Sequence[EditCase], settings: MENDSettings,
-                            state: TrainState, run_dir: Path, final: bool = False) -> None:
+def _validate_and_keep_best(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    targets: Sequence[Target],
+    network: MENDNetwork,
+    val_cases: Sequence[EditCase],
+    settings: MENDSettings,
+    state: TrainState,
+    run_dir: Path,
+    final: bool = False,
+) -> None:
     stats = validate(model, tokenizer, targets, network, val_cases, settings)
     state.history.append({"iteration": state.iteration, **stats})
     value = stats[EARLY_STOP_KEY]
@@ -268,10 +340,15 @@ def summarize(state: TrainState) -> dict[str, Any]:
     """The numbers ``meta.json`` keeps: iterations, best held-out stats, time."""
     validations = [row for row in state.history if EARLY_STOP_KEY in row]
     best = next((row for row in validations if row["iteration"] == state.best_iteration), {})
-    return {"iterations": state.iteration, "best_iteration": state.best_iteration,
-            "stopped_early": state.stopped_early, "train_time_s": round(state.elapsed_s, 1),
-            "first_validation": validations[0] if validations else {}, "best_validation": best,
-            "last_validation": validations[-1] if validations else {}}
+    return {
+        "iterations": state.iteration,
+        "best_iteration": state.best_iteration,
+        "stopped_early": state.stopped_early,
+        "train_time_s": round(state.elapsed_s, 1),
+        "first_validation": validations[0] if validations else {},
+        "best_validation": best,
+        "last_validation": validations[-1] if validations else {},
+    }
 
 
 def plot_loss_curve(state: TrainState, path: Path, title: str) -> Path:
@@ -289,12 +366,19 @@ def plot_loss_curve(state: TrainState, path: Path, title: str) -> Path:
             xs = [row["iteration"] for row in train]
             ys = [row[key] for row in train]
             window = max(1, len(ys) // 50)
-            smooth = [sum(ys[max(0, i - window + 1): i + 1]) / len(ys[max(0, i - window + 1): i + 1])
-                      for i in range(len(ys))]
+            smooth = [
+                sum(ys[max(0, i - window + 1) : i + 1]) / len(ys[max(0, i - window + 1) : i + 1])
+                for i in range(len(ys))
+            ]
             axis.plot(xs, smooth, label=f"train (running mean of {window})", color="tab:blue")
         if val:
-            axis.plot([row["iteration"] for row in val], [row[f"{key}_val"] for row in val], "o-",
-                      label="held-out", color="tab:orange")
+            axis.plot(
+                [row["iteration"] for row in val],
+                [row[f"{key}_val"] for row in val],
+                "o-",
+                label="held-out",
+                color="tab:orange",
+            )
         axis.set_title(key)
         axis.set_xlabel("iteration")
         axis.set_yscale("log" if key != "loss/loc" else "symlog", **({} if key != "loss/loc" else {"linthresh": 1e-3}))

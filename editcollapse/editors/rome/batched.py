@@ -75,8 +75,14 @@ class _Prepared:
 class BatchedROME:
     """Run-level state of batched ROME (templates, module names, the factorised covariance)."""
 
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-                 hparams: dict[str, Any], method: str = "rome") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        hparams: dict[str, Any],
+        method: str = "rome",
+    ) -> None:
         if method not in BATCHED_METHODS:
             raise ValueError(f"batched ROME provides {BATCHED_METHODS}, not {method!r}")
         require_keys(hparams, ROME_KEYS, "rome")
@@ -91,8 +97,12 @@ class BatchedROME:
         self.rewrite = model.get_submodule(self.rewrite_name)
         self.mlp = model.get_submodule(self.mlp_name)
         self.settings = TargetSettings.from_hparams(hparams)
-        self.templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
-                                           seed=int(hparams.get("context_template_seed", 0)))
+        self.templates = context_templates(
+            model,
+            tokenizer,
+            hparams["context_template_length_params"],
+            seed=int(hparams.get("context_template_seed", 0)),
+        )
         self.hparams_hash = hparams_hash(hparams)
         self._lu: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -113,11 +123,16 @@ class BatchedROME:
 
     def _prepare(self, case: EditCase) -> _Prepared:
         fact_token = self.settings.fact_token
-        located = [locate(self.tokenizer, fill(template, case.prompt), case.subject, fact_token)
-                   for template in self.templates]
+        located = [
+            locate(self.tokenizer, fill(template, case.prompt), case.subject, fact_token) for template in self.templates
+        ]
         kl_located = [locate(self.tokenizer, kl, case.subject, fact_token) for kl in KL_PROMPTS]
-        return _Prepared(case=case, located=located, kl_located=kl_located,
-                         target_ids=target_token_ids(self.tokenizer, case.target_new))
+        return _Prepared(
+            case=case,
+            located=located,
+            kl_located=kl_located,
+            target_ids=target_token_ids(self.tokenizer, case.target_new),
+        )
 
     def updates(self, cases: list[EditCase]) -> list[ROMEUpdate | Exception]:
         """Each case's :class:`ROMEUpdate`, or the exception that stopped it (as the one-case editor
@@ -132,15 +147,19 @@ class BatchedROME:
         if prepared:
             items = [item for _, item in prepared]
             n_templates = len(self.templates)
-            inputs, outputs = module_io_at(self.model, self.rewrite,
-                                           [loc.ids for item in items for loc in item.located],
-                                           [loc.position for item in items for loc in item.located],
-                                           pad_id_of(self.tokenizer))
+            inputs, outputs = module_io_at(
+                self.model,
+                self.rewrite,
+                [loc.ids for item in items for loc in item.located],
+                [loc.position for item in items for loc in item.located],
+                pad_id_of(self.tokenizer),
+            )
             keys = inputs.view(len(items), n_templates, -1)
             outs = outputs.view(len(items), n_templates, -1)
             us = self.left_vectors(keys.mean(1))
-            targets = optimize_target_vectors(self.model, self.arch, self.layer, self.mlp, items, self.settings,
-                                              pad_id_of(self.tokenizer))
+            targets = optimize_target_vectors(
+                self.model, self.arch, self.layer, self.mlp, items, self.settings, pad_id_of(self.tokenizer)
+            )
             for position, ((index, item), target) in enumerate(zip(prepared, targets, strict=True)):
                 u = us[position]
                 if self.consistent:
@@ -148,17 +167,31 @@ class BatchedROME:
                 else:  # templates[0] is "{}": the bare prompt, where ROME takes k and W k
                     key, output = keys[position, 0], outs[position, 0]
                 right = (target.target - output) / torch.dot(key, u)
-                results[index] = ROMEUpdate(param_name=f"{self.rewrite_name}.weight", module=self.rewrite, u=u,
-                                            right=right, key=key, output=output, keys=keys[position].clone(),
-                                            target=target, located=item.located, templates=list(self.templates),
-                                            consistent_keys=self.consistent, layer=self.layer)
+                results[index] = ROMEUpdate(
+                    param_name=f"{self.rewrite_name}.weight",
+                    module=self.rewrite,
+                    u=u,
+                    right=right,
+                    key=key,
+                    output=output,
+                    keys=keys[position].clone(),
+                    target=target,
+                    located=item.located,
+                    templates=list(self.templates),
+                    consistent_keys=self.consistent,
+                    layer=self.layer,
+                )
         return results  # type: ignore[return-value]
 
     def delta(self, case: EditCase, update: ROMEUpdate) -> Delta:
         """The Delta the one-case editor returns for this update."""
-        return Delta(method=self.method, params={update.param_name: update.param_delta()},
-                     hparams_hash=self.hparams_hash, case_ids=(case.case_id,),
-                     diagnostics=update.diagnostics(self.tokenizer))
+        return Delta(
+            method=self.method,
+            params={update.param_name: update.param_delta()},
+            hparams_hash=self.hparams_hash,
+            case_ids=(case.case_id,),
+            diagnostics=update.diagnostics(self.tokenizer),
+        )
 
 
 class _RowBatch:
@@ -170,23 +203,26 @@ class _RowBatch:
     then padded with zeros, which the attention mask hides), and each step runs the rows in groups of
     equal continuation length (:meth:`forward`)."""
 
-    def __init__(self, model: nn.Module, arch: ArchMap, layer: int, sequences: list[list[int]],
-                 splits: list[int], pad: int) -> None:
+    def __init__(
+        self, model: nn.Module, arch: ArchMap, layer: int, sequences: list[list[int]], splits: list[int], pad: int
+    ) -> None:
         device = model_device(model)
         self.model, self.arch, self.layer, self.base = model, arch, layer, model.base_model
         continuations = [sequence[split:] for sequence, split in zip(sequences, splits, strict=True)]
         self.widths = [len(continuation) for continuation in continuations]
         self.input_ids, continuation_mask = pad_right(continuations, pad, device)
         width = self.input_ids.shape[1]
-        self.position_ids = torch.tensor([[split + column for column in range(width)] for split in splits],
-                                         device=device)
+        self.position_ids = torch.tensor(
+            [[split + column for column in range(width)] for split in splits], device=device
+        )
         self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.prefix_width = max(splits)
         self.attention_mask = continuation_mask
         with torch.no_grad():
             if self.prefix_width > 0:
-                prefix_ids, prefix_mask = pad_right([sequence[:split] or [pad] for sequence, split
-                                                     in zip(sequences, splits, strict=True)], pad, device)
+                prefix_ids, prefix_mask = pad_right(
+                    [sequence[:split] or [pad] for sequence, split in zip(sequences, splits, strict=True)], pad, device
+                )
                 prefix_mask[torch.tensor(splits, device=device) == 0] = 0
                 self.prefix = self._prefix_cache(prefix_ids, [max(split, 1) for split in splits])
                 self.attention_mask = torch.cat([prefix_mask, continuation_mask], dim=1)
@@ -203,10 +239,17 @@ class _RowBatch:
             output = self.base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
             layers = output.past_key_values.layers
             if not cache:
-                cache = [(layer.keys.new_zeros((len(lengths), *layer.keys.shape[1:2], self.prefix_width,
-                                                layer.keys.shape[-1])),
-                          layer.values.new_zeros((len(lengths), *layer.values.shape[1:2], self.prefix_width,
-                                                  layer.values.shape[-1]))) for layer in layers]
+                cache = [
+                    (
+                        layer.keys.new_zeros(
+                            (len(lengths), *layer.keys.shape[1:2], self.prefix_width, layer.keys.shape[-1])
+                        ),
+                        layer.values.new_zeros(
+                            (len(lengths), *layer.values.shape[1:2], self.prefix_width, layer.values.shape[-1])
+                        ),
+                    )
+                    for layer in layers
+                ]
             for (keys, values), layer in zip(cache, layers, strict=True):
                 keys[rows, :, :length] = layer.keys
                 values[rows, :, :length] = layer.values
@@ -219,11 +262,13 @@ class _RowBatch:
 
     def _run(self, rows: torch.Tensor, width: int):
         cache = self._cache(rows)
-        return self.base(input_ids=self.input_ids[rows, :width],
-                         attention_mask=self.attention_mask[rows, :self.attention_mask.shape[1]
-                                                            - self.input_ids.shape[1] + width],
-                         position_ids=self.position_ids[rows, :width], past_key_values=cache,
-                         use_cache=cache is not None).last_hidden_state
+        return self.base(
+            input_ids=self.input_ids[rows, :width],
+            attention_mask=self.attention_mask[rows, : self.attention_mask.shape[1] - self.input_ids.shape[1] + width],
+            position_ids=self.position_ids[rows, :width],
+            past_key_values=cache,
+            use_cache=cache is not None,
+        ).last_hidden_state
 
     def groups(self, rows: list[int]) -> list[list[int]]:
         """``rows`` (indices into ``rows``) in groups of equal continuation length."""
@@ -235,8 +280,15 @@ class _RowBatch:
             return self._run(rows, width)
 
 
-def optimize_target_vectors(model: nn.Module, arch: ArchMap, layer: int, module: nn.Module,
-                            items: list[_Prepared], settings: TargetSettings, pad: int) -> list[TargetVector]:
+def optimize_target_vectors(
+    model: nn.Module,
+    arch: ArchMap,
+    layer: int,
+    module: nn.Module,
+    items: list[_Prepared],
+    settings: TargetSettings,
+    pad: int,
+) -> list[TargetVector]:
     """:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector` for every case of ``items``
     at once (``module``, the MLP of block ``layer``, is where each case's delta is added)."""
     device = model_device(model)
@@ -251,12 +303,19 @@ def optimize_target_vectors(model: nn.Module, arch: ArchMap, layer: int, module:
     # per case, rows local to the case: (row, column, label) of every target token, and the KL rows
     targets, kl_local = [], []
     for item, _rows in zip(items, case_rows, strict=True):
-        found = [(row, len(loc.ids) - 1 + step - loc.position, token) for row, loc in enumerate(item.located)
-                 for step, token in enumerate(item.target_ids)]
+        found = [
+            (row, len(loc.ids) - 1 + step - loc.position, token)
+            for row, loc in enumerate(item.located)
+            for step, token in enumerate(item.target_ids)
+        ]
         targets.append(tuple(torch.tensor(column, device=device) for column in zip(*found, strict=True)))
         n_rewrite = len(item.located)
-        kl_local.append((torch.arange(n_rewrite, len(item.sequences), device=device),
-                         torch.zeros(len(item.kl_located), dtype=torch.long, device=device)))  # lookup = column 0
+        kl_local.append(
+            (
+                torch.arange(n_rewrite, len(item.sequences), device=device),
+                torch.zeros(len(item.kl_located), dtype=torch.long, device=device),
+            )
+        )  # lookup = column 0
 
     width = model.get_output_embeddings().in_features
     deltas = [torch.zeros(width, device=device, requires_grad=True) for _ in items]
@@ -290,15 +349,19 @@ def optimize_target_vectors(model: nn.Module, arch: ArchMap, layer: int, module:
             for group in batch.groups(rows_list):  # equal continuation lengths: no padding
                 local = torch.tensor(group, device=device)
                 group_width = batch.widths[rows_list[group[0]]]
-                state.update(row_deltas=row_deltas[local],
-                             capture=[(index, first_rows[row]) for index, row in enumerate(group) if row in first_rows])
-                hidden[local, :group_width] = batch.forward(torch.tensor([rows_list[row] for row in group],
-                                                                         device=device), group_width)
+                state.update(
+                    row_deltas=row_deltas[local],
+                    capture=[(index, first_rows[row]) for index, row in enumerate(group) if row in first_rows],
+                )
+                hidden[local, :group_width] = batch.forward(
+                    torch.tensor([rows_list[row] for row in group], device=device), group_width
+                )
             gather_rows = torch.cat([targets[case][0] + start for case, start in zip(active, starts, strict=True)])
             gather_columns = torch.cat([targets[case][1] for case in active])
             labels = torch.cat([targets[case][2] for case in active])
-            token_log_probs = _head_log_probs(model, hidden[gather_rows, gather_columns]).gather(
-                1, labels.unsqueeze(1)).squeeze(1)
+            token_log_probs = (
+                _head_log_probs(model, hidden[gather_rows, gather_columns]).gather(1, labels.unsqueeze(1)).squeeze(1)
+            )
             kl_rows = torch.cat([kl_local[case][0] + start for case, start in zip(active, starts, strict=True)])
             kl_columns = torch.cat([kl_local[case][1] for case in active])
             kl_log_probs = _head_log_probs(model, hidden[kl_rows, kl_columns])
@@ -306,17 +369,19 @@ def optimize_target_vectors(model: nn.Module, arch: ArchMap, layer: int, module:
             for case in active:
                 item = items[case]
                 n_rewrite, n_tokens = len(item.located), len(targets[case][0])
-                mine = token_log_probs[token_offset:token_offset + n_tokens]
+                mine = token_log_probs[token_offset : token_offset + n_tokens]
                 token_offset += n_tokens
-                nll_each = -torch.zeros(n_rewrite, device=device).index_add(0, targets[case][0], mine) / \
-                    len(item.target_ids)
+                nll_each = -torch.zeros(n_rewrite, device=device).index_add(0, targets[case][0], mine) / len(
+                    item.target_ids
+                )
                 n_kl = len(item.kl_located)
-                kl_now = kl_log_probs[kl_offset:kl_offset + n_kl]
+                kl_now = kl_log_probs[kl_offset : kl_offset + n_kl]
                 kl_offset += n_kl
                 if kl_inits[case] is None:
                     kl_inits[case] = kl_now.detach().clone()
-                kl = settings.kl_factor * torch.nn.functional.kl_div(kl_inits[case], kl_now, log_target=True,
-                                                                     reduction="batchmean")
+                kl = settings.kl_factor * torch.nn.functional.kl_div(
+                    kl_inits[case], kl_now, log_target=True, reduction="batchmean"
+                )
                 decay = settings.v_weight_decay * (torch.norm(deltas[case]) / torch.norm(inits[case]) ** 2)
                 loss = nll_each.mean() + kl + decay
                 if loss < EARLY_STOP_LOSS or step == settings.v_num_grad_steps - 1:
@@ -337,9 +402,17 @@ def optimize_target_vectors(model: nn.Module, arch: ArchMap, layer: int, module:
     return results  # type: ignore[return-value]
 
 
-def _finished(init: torch.Tensor, delta: torch.Tensor, nll_each: torch.Tensor, steps: int,
-              lookups: list[int]) -> TargetVector:
+def _finished(
+    init: torch.Tensor, delta: torch.Tensor, nll_each: torch.Tensor, steps: int, lookups: list[int]
+) -> TargetVector:
     nll_each = nll_each.detach()
     final_delta = delta.detach().clone().to(init.dtype)
-    return TargetVector(target=init + final_delta, init=init, delta=final_delta, nll=float(nll_each.mean()),
-                        target_prob=float(torch.exp(-nll_each).mean()), steps=steps, lookup_positions=lookups)
+    return TargetVector(
+        target=init + final_delta,
+        init=init,
+        delta=final_delta,
+        nll=float(nll_each.mean()),
+        target_prob=float(torch.exp(-nll_each).mean()),
+        steps=steps,
+        lookup_positions=lookups,
+    )

@@ -37,8 +37,9 @@ def _clean(text: str) -> str:
 
 
 @torch.no_grad()
-def sample_texts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, starter: str, n: int,
-                 length: int, generator: torch.Generator) -> list[str]:
+def sample_texts(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, starter: str, n: int, length: int, generator: torch.Generator
+) -> list[str]:
     """``n`` top-k samples continuing ``starter`` until ``length`` tokens in all (starter included)."""
     device = model_device(model)
     ids = torch.tensor([encode(tokenizer, starter)] * n, device=device)
@@ -51,8 +52,7 @@ def sample_texts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, starter: 
         past = output.past_key_values
         probs = torch.softmax(output.logits[:, -1, :].float(), dim=-1)
         top = torch.topk(probs, TOP_K, dim=-1)
-        choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1,
-                                   generator=generator)
+        choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1, generator=generator)
         new = top.indices.gather(1, choice)
         if eos is not None:
             new = torch.where(finished.unsqueeze(1), torch.full_like(new, eos), new)
@@ -62,8 +62,9 @@ def sample_texts(model: nn.Module, tokenizer: PreTrainedTokenizerBase, starter: 
     return [_clean(tokenizer.decode(row, skip_special_tokens=True)) for row in ids.tolist()]
 
 
-def context_templates(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
-                      length_params: Sequence[Sequence[int]], *, seed: int = 0) -> list[str]:
+def context_templates(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, length_params: Sequence[Sequence[int]], *, seed: int = 0
+) -> list[str]:
     """``["{}", "<sample>. {}", …]`` for ``length_params`` (pairs of (length, n_gen))."""
     params = tuple((int(length), int(n_gen)) for length, n_gen in length_params)
     key = (params, seed)

@@ -37,13 +37,27 @@ from editcollapse.editors.rome.keys import Located, has_bos, keys_at_templates
 from editcollapse.editors.rome.target_vector import TargetSettings, TargetVector, optimize_target_vector
 from editcollapse.models.archmap import ArchMap
 
-ROME_KEYS = ("layers", "fact_token", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor",
-             "kl_factor", "mom2_adjustment", "context_template_length_params")
+ROME_KEYS = (
+    "layers",
+    "fact_token",
+    "v_num_grad_steps",
+    "v_lr",
+    "v_weight_decay",
+    "clamp_norm_factor",
+    "kl_factor",
+    "mom2_adjustment",
+    "context_template_length_params",
+)
 METHODS = ("rome", "r-rome")
 
 
-def left_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, k_star: torch.Tensor,
-                hparams: dict[str, Any]) -> torch.Tensor:
+def left_vector(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    module_name: str,
+    k_star: torch.Tensor,
+    hparams: dict[str, Any],
+) -> torch.Tensor:
     """``C⁻¹k* / ‖C⁻¹k*‖`` (solved in float64), or ``k*/‖k*‖`` without ``mom2_adjustment``."""
     direction = k_star.double()
     if hparams["mom2_adjustment"]:
@@ -120,8 +134,15 @@ class ROMEUpdate:
         }
 
 
-def compute_rome_update(model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap, case: EditCase,
-                        hparams: dict[str, Any], *, consistent_keys: bool = False) -> ROMEUpdate:
+def compute_rome_update(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    arch: ArchMap,
+    case: EditCase,
+    hparams: dict[str, Any],
+    *,
+    consistent_keys: bool = False,
+) -> ROMEUpdate:
     """ROME's (or, with ``consistent_keys``, r-ROME's) rank-one update for ``case``; the model is unchanged."""
     require_keys(hparams, ROME_KEYS, "rome")
     layers = list(hparams["layers"])
@@ -133,19 +154,33 @@ def compute_rome_update(model: nn.Module, tokenizer: PreTrainedTokenizerBase, ar
     mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(layer)
     rewrite = model.get_submodule(rewrite_name)
     settings = TargetSettings.from_hparams(hparams)
-    templates = context_templates(model, tokenizer, hparams["context_template_length_params"],
-                                  seed=int(hparams.get("context_template_seed", 0)))
-    keys, outputs, located = keys_at_templates(model, tokenizer, rewrite, templates, case.prompt,
-                                               case.subject, settings.fact_token)
+    templates = context_templates(
+        model, tokenizer, hparams["context_template_length_params"], seed=int(hparams.get("context_template_seed", 0))
+    )
+    keys, outputs, located = keys_at_templates(
+        model, tokenizer, rewrite, templates, case.prompt, case.subject, settings.fact_token
+    )
     u = left_vector(model, tokenizer, rewrite_name, keys.mean(0), hparams)
-    target = optimize_target_vector(model, tokenizer, mlp_name, case.prompt, case.subject,
-                                    case.target_new, templates, settings)
+    target = optimize_target_vector(
+        model, tokenizer, mlp_name, case.prompt, case.subject, case.target_new, templates, settings
+    )
     # templates[0] is "{}": row 0 is the bare prompt, where ROME takes k and W k.
     key, output = (keys.mean(0), outputs.mean(0)) if consistent else (keys[0], outputs[0])
     right = (target.target - output) / torch.dot(key, u)
-    return ROMEUpdate(param_name=f"{rewrite_name}.weight", module=rewrite, u=u, right=right, key=key,
-                      output=output, keys=keys, target=target, located=located, templates=templates,
-                      consistent_keys=consistent, layer=layer)
+    return ROMEUpdate(
+        param_name=f"{rewrite_name}.weight",
+        module=rewrite,
+        u=u,
+        right=right,
+        key=key,
+        output=output,
+        keys=keys,
+        target=target,
+        located=located,
+        templates=templates,
+        consistent_keys=consistent,
+        layer=layer,
+    )
 
 
 @dataclass(frozen=True)
@@ -154,16 +189,25 @@ class ROMEEditor:
 
     method: str = "rome"
 
-    def edit(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, arch: ArchMap,
-             cases: list[EditCase], hparams: dict[str, Any]) -> Delta:
+    def edit(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        cases: list[EditCase],
+        hparams: dict[str, Any],
+    ) -> Delta:
         """The rank-one Delta of one case (sequential editing composes the Deltas of single edits)."""
         if len(cases) != 1:
             raise ValueError(f"{self.method} edits one case at a time, got {len(cases)} (use MEMIT for batches)")
-        update = compute_rome_update(model, tokenizer, arch, cases[0], hparams,
-                                     consistent_keys=self.method == "r-rome")
-        return Delta(method=self.method, params={update.param_name: update.param_delta()},
-                     hparams_hash=hparams_hash(hparams), case_ids=(cases[0].case_id,),
-                     diagnostics=update.diagnostics(tokenizer))
+        update = compute_rome_update(model, tokenizer, arch, cases[0], hparams, consistent_keys=self.method == "r-rome")
+        return Delta(
+            method=self.method,
+            params={update.param_name: update.param_delta()},
+            hparams_hash=hparams_hash(hparams),
+            case_ids=(cases[0].case_id,),
+            diagnostics=update.diagnostics(tokenizer),
+        )
 
 
 def editor(method: str) -> ROMEEditor:

@@ -52,8 +52,11 @@ def subject_span(tokenizer: PreTrainedTokenizerBase, template: str, subject: str
     start = template.index(PLACEHOLDER)
     end = start + len(subject)
     encoded = tokenizer(fill(template, subject), return_offsets_mapping=True)
-    covering = [index for index, (first, last) in enumerate(encoded["offset_mapping"])
-                if first < end and last > start and last > first]
+    covering = [
+        index
+        for index, (first, last) in enumerate(encoded["offset_mapping"])
+        if first < end and last > start and last > first
+    ]
     if not covering:
         raise ValueError(f"no token covers subject {subject!r} in {fill(template, subject)!r}")
     return list(encoded["input_ids"]), covering[0], covering[-1]
@@ -82,19 +85,30 @@ def locate(tokenizer: PreTrainedTokenizerBase, template: str, subject: str, fact
 
 def has_bos(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> bool:
     """Whether ``ids`` open with the tokenizer's BOS token (SmolLM2 and GPT-2 add none)."""
-    return tokenizer.bos_token_id is not None and len(ids) > 0 and ids[0] == tokenizer.bos_token_id \
+    return (
+        tokenizer.bos_token_id is not None
+        and len(ids) > 0
+        and ids[0] == tokenizer.bos_token_id
         and len(encode(tokenizer, "")) > 0
+    )
 
 
-def keys_at_templates(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module: nn.Module,
-                      templates: Sequence[str], prompt: str, subject: str,
-                      fact_token: str) -> tuple[torch.Tensor, torch.Tensor, list[Located]]:
+def keys_at_templates(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    module: nn.Module,
+    templates: Sequence[str],
+    prompt: str,
+    subject: str,
+    fact_token: str,
+) -> tuple[torch.Tensor, torch.Tensor, list[Located]]:
     """Inputs and outputs of ``module`` at the lookup token of ``prompt`` behind each context template.
 
     ``templates`` are ROME context templates (``"{}"``, ``"<generated text>. {}"`` …); each is
     filled with ``prompt`` (which holds the subject's ``{}``). The mean of the inputs is ROME's k*.
     """
     located = [locate(tokenizer, fill(template, prompt), subject, fact_token) for template in templates]
-    inputs, outputs = module_io_at(model, module, [item.ids for item in located],
-                                   [item.position for item in located], pad_id_of(tokenizer))
+    inputs, outputs = module_io_at(
+        model, module, [item.ids for item in located], [item.position for item in located], pad_id_of(tokenizer)
+    )
     return inputs, outputs, located

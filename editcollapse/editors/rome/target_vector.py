@@ -57,11 +57,14 @@ class TargetSettings:
         missing = [key for key in keys if key not in hparams]
         if missing:
             raise ValueError(f"hparams lack {missing} (needed for the target-vector optimisation)")
-        return cls(v_num_grad_steps=int(hparams["v_num_grad_steps"]), v_lr=float(hparams["v_lr"]),
-                   v_weight_decay=float(hparams["v_weight_decay"]),
-                   clamp_norm_factor=float(hparams["clamp_norm_factor"]),
-                   kl_factor=float(hparams["kl_factor"]),
-                   fact_token=str(hparams.get("fact_token", "subject_last")))
+        return cls(
+            v_num_grad_steps=int(hparams["v_num_grad_steps"]),
+            v_lr=float(hparams["v_lr"]),
+            v_weight_decay=float(hparams["v_weight_decay"]),
+            clamp_norm_factor=float(hparams["clamp_norm_factor"]),
+            kl_factor=float(hparams["kl_factor"]),
+            fact_token=str(hparams.get("fact_token", "subject_last")),
+        )
 
 
 @dataclass
@@ -126,17 +129,22 @@ class SplitBatch:
         continuations = [list(sequence[split:]) for sequence, split in zip(sequences, splits, strict=True)]
         self.input_ids, continuation_mask = pad_right(continuations, pad, device)
         width = self.input_ids.shape[1]
-        self.position_ids = torch.tensor([[split + column for column in range(width)] for split in self.splits],
-                                         device=device)
+        self.position_ids = torch.tensor(
+            [[split + column for column in range(width)] for split in self.splits], device=device
+        )
         self.prefix_cache = None
         self.attention_mask = continuation_mask
         if prefix_width > 0:
-            prefix_ids, prefix_mask = pad_right([list(sequence[:split]) or [pad] for sequence, split
-                                                 in zip(sequences, splits, strict=True)], pad, device)
+            prefix_ids, prefix_mask = pad_right(
+                [list(sequence[:split]) or [pad] for sequence, split in zip(sequences, splits, strict=True)],
+                pad,
+                device,
+            )
             prefix_mask[torch.tensor(self.splits, device=device) == 0] = 0
             with torch.no_grad():  # pads attend causally to real tokens only behind them: finite, never read
-                self.prefix_cache = self.base(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids),
-                                              use_cache=True).past_key_values
+                self.prefix_cache = self.base(
+                    input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True
+                ).past_key_values
             self.attention_mask = torch.cat([prefix_mask, continuation_mask], dim=1)
 
     def column(self, row: int, position: int) -> int:
@@ -148,13 +156,25 @@ class SplitBatch:
     def forward(self) -> torch.Tensor:
         """Final hidden states (post final norm) of the continuation tokens: (rows, columns, hidden)."""
         cache = copy.deepcopy(self.prefix_cache) if self.prefix_cache is not None else None
-        return self.base(input_ids=self.input_ids, attention_mask=self.attention_mask, position_ids=self.position_ids,
-                         past_key_values=cache, use_cache=cache is not None).last_hidden_state
+        return self.base(
+            input_ids=self.input_ids,
+            attention_mask=self.attention_mask,
+            position_ids=self.position_ids,
+            past_key_values=cache,
+            use_cache=cache is not None,
+        ).last_hidden_state
 
 
-def optimize_target_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str,
-                           prompt: str, subject: str, target: str, templates: Sequence[str],
-                           settings: TargetSettings) -> TargetVector:
+def optimize_target_vector(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    module_name: str,
+    prompt: str,
+    subject: str,
+    target: str,
+    templates: Sequence[str],
+    settings: TargetSettings,
+) -> TargetVector:
     """Optimise the output of ``module_name`` at the subject so the model completes ``prompt`` with ``target``.
 
     ``prompt`` holds ``{}`` for ``subject``; ``templates`` are context templates, the first being
@@ -183,8 +203,9 @@ def optimize_target_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
     columns_t = torch.tensor(columns, device=device)
     labels_t = torch.tensor(labels, device=device)
     kl_rows = torch.arange(n_rewrite, len(sequences), device=device)
-    kl_columns = torch.tensor([batch.column(n_rewrite + index, item.position)
-                               for index, item in enumerate(kl_located)], device=device)
+    kl_columns = torch.tensor(
+        [batch.column(n_rewrite + index, item.position) for index, item in enumerate(kl_located)], device=device
+    )
 
     module = model.get_submodule(module_name)
     # every row's lookup token is the first column of its continuation
@@ -208,15 +229,17 @@ def optimize_target_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
         for step in range(settings.v_num_grad_steps):
             optimizer.zero_grad()
             hidden = batch.forward()
-            token_log_probs = _head_log_probs(model, hidden[rows_t, columns_t]).gather(
-                1, labels_t.unsqueeze(1)).squeeze(1)
+            token_log_probs = (
+                _head_log_probs(model, hidden[rows_t, columns_t]).gather(1, labels_t.unsqueeze(1)).squeeze(1)
+            )
             nll_each = -torch.zeros(n_rewrite, device=device).index_add(0, rows_t, token_log_probs) / len(target_ids)
             nll = nll_each.mean()
             kl_log_probs = _head_log_probs(model, hidden[kl_rows, kl_columns])
             if kl_init is None:
                 kl_init = kl_log_probs.detach().clone()
-            kl = settings.kl_factor * torch.nn.functional.kl_div(kl_init, kl_log_probs, log_target=True,
-                                                                 reduction="batchmean")
+            kl = settings.kl_factor * torch.nn.functional.kl_div(
+                kl_init, kl_log_probs, log_target=True, reduction="batchmean"
+            )
             decay = settings.v_weight_decay * (torch.norm(delta) / torch.norm(state["init"]) ** 2)
             loss = nll + kl + decay
             if loss < EARLY_STOP_LOSS or step == settings.v_num_grad_steps - 1:
@@ -231,6 +254,12 @@ def optimize_target_vector(model: nn.Module, tokenizer: PreTrainedTokenizerBase,
     init = state["init"]
     nll_each = nll_each.detach()
     final_delta = delta.detach().clone().to(init.dtype)
-    return TargetVector(target=init + final_delta, init=init, delta=final_delta,
-                        nll=float(nll_each.mean()), target_prob=float(torch.exp(-nll_each).mean()),
-                        steps=steps, lookup_positions=lookups)
+    return TargetVector(
+        target=init + final_delta,
+        init=init,
+        delta=final_delta,
+        nll=float(nll_each.mean()),
+        target_prob=float(torch.exp(-nll_each).mean()),
+        steps=steps,
+        lookup_positions=lookups,
+    )

@@ -38,8 +38,12 @@ from editcollapse.stages.sweep.summary import quantile
 from editcollapse.warehouse.store import Warehouse
 
 SECTIONS = ("single_edit", "hard_cases", "sequential", "downstream")
-CSV_NAMES = {"single_edit": "single-edit-ppl", "hard_cases": "hard-cases", "sequential": "sequential",
-             "downstream": "downstream-correlation"}
+CSV_NAMES = {
+    "single_edit": "single-edit-ppl",
+    "hard_cases": "hard-cases",
+    "sequential": "sequential",
+    "downstream": "downstream-correlation",
+}
 
 
 def _slug(text: str) -> str:
@@ -77,22 +81,36 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
 
 # --- single-edit perplexity ---------------------------------------------------------------------
 
+
 def single_edit_table(session: Any, threshold: float) -> list[dict[str, Any]]:
     """One row per (model, method, sweep run): the distribution of single-edit ME-PPL."""
     rows = session.execute(
         "SELECT p.model, p.method, p.run, any_value(r.dataset), any_value(p.corpus), list(p.ppl_mean), "
         "any_value(r.baseline_ppl_mean) FROM ppl p LEFT JOIN runs r USING (model, method, run) "
-        "GROUP BY ALL ORDER BY ALL").fetchall()
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     table = []
     for model, method, run, dataset, corpus, values, baseline in rows:
         finite = sorted(v for v in values if v is not None and math.isfinite(v))
         collapsed = sum(v is None or not math.isfinite(v) or v > threshold for v in values)
-        table.append({"model": model, "method": method, "run": run, "dataset": dataset, "corpus": corpus,
-                      "cases": len(values), "collapsed": collapsed,
-                      "collapsed_pct": round(100.0 * collapsed / len(values), 3) if values else None,
-                      "nonfinite": len(values) - len(finite), "unedited_ppl": baseline,
-                      "median": quantile(finite, 0.5), "p90": quantile(finite, 0.9),
-                      "p99": quantile(finite, 0.99), "max": finite[-1] if finite else None})
+        table.append(
+            {
+                "model": model,
+                "method": method,
+                "run": run,
+                "dataset": dataset,
+                "corpus": corpus,
+                "cases": len(values),
+                "collapsed": collapsed,
+                "collapsed_pct": round(100.0 * collapsed / len(values), 3) if values else None,
+                "nonfinite": len(values) - len(finite),
+                "unedited_ppl": baseline,
+                "median": quantile(finite, 0.5),
+                "p90": quantile(finite, 0.9),
+                "p99": quantile(finite, 0.99),
+                "max": finite[-1] if finite else None,
+            }
+        )
     return table
 
 
@@ -110,8 +128,7 @@ def plot_single_edit(session: Any, path: Path, threshold: float) -> Path | None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
-    logs = [math.log10(v) for values in groups.values() for v in values
-            if v is not None and math.isfinite(v) and v > 0]
+    logs = [math.log10(v) for values in groups.values() for v in values if v is not None and math.isfinite(v) and v > 0]
     low, high = (min(logs), max(logs)) if logs else (0.0, 1.0)
     high = max(high, math.log10(threshold)) + 0.25
     bins = [low + (high - low) * i / 40 for i in range(41)] if high > low else 20
@@ -120,8 +137,7 @@ def plot_single_edit(session: Any, path: Path, threshold: float) -> Path | None:
         nonfinite = len(values) - len(finite)
         label = f"{model} · {method} (n={len(values)}" + (f", {nonfinite} NaN/inf)" if nonfinite else ")")
         axes.hist(finite, bins=bins, histtype="step", linewidth=1.6, label=label)
-    axes.axvline(math.log10(threshold), color="black", linestyle="--", linewidth=1,
-                 label=f"collapse ({threshold:g})")
+    axes.axvline(math.log10(threshold), color="black", linestyle="--", linewidth=1, label=f"collapse ({threshold:g})")
     axes.set_xlabel("log10 ME-PPL after one edit")
     axes.set_ylabel("edits")
     axes.set_yscale("log")
@@ -138,20 +154,28 @@ def plot_single_edit(session: Any, path: Path, threshold: float) -> Path | None:
 
 # --- hard cases ---------------------------------------------------------------------------------
 
+
 def hard_cases_table(session: Any) -> list[dict[str, Any]]:
     """HardCF selections (per source model) and HardEdit filter runs (per reference model)."""
-    table = [{"stage": "hardcf", "run": run, "model": model, "cases": cases, "kept": kept}
-             for run, model, cases, kept in session.execute(
-                 "SELECT run_id, source_model, count(DISTINCT case_id), count(DISTINCT case_id) FILTER "
-                 "(WHERE collapsed) FROM hardcf GROUP BY ALL ORDER BY ALL").fetchall()]
-    table += [{"stage": "hardedit", "run": run, "model": model, "cases": cases, "kept": kept}
-              for run, model, cases, kept in session.execute(
-                  "SELECT run_id, reference_model, count(*), count(*) FILTER (WHERE kept) FROM hardedit "
-                  "GROUP BY ALL ORDER BY ALL").fetchall()]
+    table = [
+        {"stage": "hardcf", "run": run, "model": model, "cases": cases, "kept": kept}
+        for run, model, cases, kept in session.execute(
+            "SELECT run_id, source_model, count(DISTINCT case_id), count(DISTINCT case_id) FILTER "
+            "(WHERE collapsed) FROM hardcf GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    ]
+    table += [
+        {"stage": "hardedit", "run": run, "model": model, "cases": cases, "kept": kept}
+        for run, model, cases, kept in session.execute(
+            "SELECT run_id, reference_model, count(*), count(*) FILTER (WHERE kept) FROM hardedit "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    ]
     return table
 
 
 # --- sequential ---------------------------------------------------------------------------------
+
 
 def rows_by_run(session: Any, table: str, order: str) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """A table's rows as dicts, grouped by (model, method, run) in ``order``."""
@@ -176,29 +200,58 @@ def sequential_table(runs: dict[tuple[str, str, str], list[dict[str, Any]]]) -> 
             collapse_steps = [next((r["step"] for r in t if r.get("collapsed")), None) for t in mine]
             finals = [next((r["ppl_mean"] for r in reversed(t) if r.get("ppl_mean") is not None), None) for t in mine]
             at = sorted(s for s in collapse_steps if s is not None)
-            table.append({"model": model, "method": method, "run": run, "group": group,
-                          "trajectories": len(mine), "edits": max((r["step"] for t in mine for r in t), default=0),
-                          "collapsed": len(at), "first_collapse_step": at[0] if at else None,
-                          "median_collapse_step": quantile([float(s) for s in at], 0.5),
-                          "median_final_ppl": quantile(sorted(f for f in finals if f is not None), 0.5)})
+            table.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "run": run,
+                    "group": group,
+                    "trajectories": len(mine),
+                    "edits": max((r["step"] for t in mine for r in t), default=0),
+                    "collapsed": len(at),
+                    "first_collapse_step": at[0] if at else None,
+                    "median_collapse_step": quantile([float(s) for s in at], 0.5),
+                    "median_final_ppl": quantile(sorted(f for f in finals if f is not None), 0.5),
+                }
+            )
     return table
 
 
 # --- downstream ---------------------------------------------------------------------------------
 
+
 def downstream_table(runs: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     from editcollapse.stages.downstream.correlation import correlations
 
-    return [{"model": model, "method": method, "run": run, "task": c.task, "metric": c.metric, "n": c.n,
-             "excluded": c.n_excluded, "pearson_r_log10ppl": c.pearson_r, "pearson_p": c.pearson_p,
-             "spearman_rho": c.spearman_rho, "spearman_p": c.spearman_p}
-            for (model, method, run), rows in runs.items() for c in correlations(rows)]
+    return [
+        {
+            "model": model,
+            "method": method,
+            "run": run,
+            "task": c.task,
+            "metric": c.metric,
+            "n": c.n,
+            "excluded": c.n_excluded,
+            "pearson_r_log10ppl": c.pearson_r,
+            "pearson_p": c.pearson_p,
+            "spearman_rho": c.spearman_rho,
+            "spearman_p": c.spearman_p,
+        }
+        for (model, method, run), rows in runs.items()
+        for c in correlations(rows)
+    ]
 
 
 # --- the whole analysis -------------------------------------------------------------------------
 
-def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None = None, *,
-            threshold: float = COLLAPSE_THRESHOLD, sections: Sequence[str] = SECTIONS) -> dict[str, Any]:
+
+def analyse(
+    warehouse: str | Warehouse | None = None,
+    output: str | Path | None = None,
+    *,
+    threshold: float = COLLAPSE_THRESHOLD,
+    sections: Sequence[str] = SECTIONS,
+) -> dict[str, Any]:
     """Write every figure and table of the study (see the module doc); return their paths and the
     tables. ``sections`` picks a subset of ``single_edit``, ``hard_cases``, ``sequential``,
     ``downstream``."""
@@ -230,17 +283,36 @@ def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None 
             stem = out / f"sequential-{_slug(run)}"
             limit = max((r["threshold"] for r in _run_thresholds(session, model, method, run)), default=threshold)
             figures["sequential"] += [
-                str(plot_perplexity(rows, f"{stem}-perplexity.png", threshold=limit,
-                                    title=f"{method} on {model}: sequential editing, hard vs normal ({run})")),
-                str(plot_norms(rows, f"{stem}-weight-change.png",
-                               title=f"{method} on {model}: cumulative weight change ({run})"))]
+                str(
+                    plot_perplexity(
+                        rows,
+                        f"{stem}-perplexity.png",
+                        threshold=limit,
+                        title=f"{method} on {model}: sequential editing, hard vs normal ({run})",
+                    )
+                ),
+                str(
+                    plot_norms(
+                        rows,
+                        f"{stem}-weight-change.png",
+                        title=f"{method} on {model}: cumulative weight change ({run})",
+                    )
+                ),
+            ]
     if "downstream" in sections:
         runs = rows_by_run(session, "downstream", "task, metric, edit_ref")
         tables["downstream"] = downstream_table(runs)
         figures["downstream"] = [
-            str(scatter_plot(rows, out / f"downstream-{_slug(run)}.png", threshold=threshold,
-                             title=f"{method} edits of {model}: perplexity vs downstream ({run})"))
-            for (model, method, run), rows in runs.items()]
+            str(
+                scatter_plot(
+                    rows,
+                    out / f"downstream-{_slug(run)}.png",
+                    threshold=threshold,
+                    title=f"{method} edits of {model}: perplexity vs downstream ({run})",
+                )
+            )
+            for (model, method, run), rows in runs.items()
+        ]
     files = {name: str(_write_csv(rows, out / f"{CSV_NAMES[name]}.csv")) for name, rows in tables.items()}
     report = out / "report.md"
     report.write_text(_report(tables, figures, out, store))
@@ -248,19 +320,22 @@ def analyse(warehouse: str | Warehouse | None = None, output: str | Path | None 
 
 
 def _run_thresholds(session: Any, model: str, method: str, run: str) -> list[dict[str, Any]]:
-    rows = session.execute("SELECT threshold FROM runs WHERE model = ? AND method = ? AND run = ? "
-                           "AND threshold IS NOT NULL", [model, method, run]).fetchall()
+    rows = session.execute(
+        "SELECT threshold FROM runs WHERE model = ? AND method = ? AND run = ? AND threshold IS NOT NULL",
+        [model, method, run],
+    ).fetchall()
     return [{"threshold": value} for (value,) in rows]
 
 
-TITLES = {"single_edit": "Single-edit perplexity (ME-PPL) per model, method and sweep",
-          "hard_cases": "Hard cases: HardCF selections and HardEdit filter",
-          "sequential": "Sequential editing: hard vs normal",
-          "downstream": "Perplexity vs downstream performance"}
+TITLES = {
+    "single_edit": "Single-edit perplexity (ME-PPL) per model, method and sweep",
+    "hard_cases": "Hard cases: HardCF selections and HardEdit filter",
+    "sequential": "Sequential editing: hard vs normal",
+    "downstream": "Perplexity vs downstream performance",
+}
 
 
-def _report(tables: dict[str, list[dict[str, Any]]], figures: dict[str, list[str]], out: Path,
-            store: Warehouse) -> str:
+def _report(tables: dict[str, list[dict[str, Any]]], figures: dict[str, list[str]], out: Path, store: Warehouse) -> str:
     lines = [f"# Study analysis\n\nwarehouse `{store.location}`\n"]
     for name, rows in tables.items():
         lines.append(f"## {TITLES[name]}\n\n{_markdown_table(rows)}")
@@ -285,14 +360,19 @@ def _publish(section: str, result: dict[str, Any]) -> None:
         body = [f"# {TITLES[section]}\n"]
         for picture in pictures:
             encoded = base64.b64encode(Path(picture).read_bytes()).decode()
-            body.append(f"### {Path(picture).stem}\n\n![{Path(picture).stem}](data:image/png;base64,{encoded})"
-                        f"\n\n`{picture}`\n")
+            body.append(
+                f"### {Path(picture).stem}\n\n![{Path(picture).stem}](data:image/png;base64,{encoded})\n\n`{picture}`\n"
+            )
         create_markdown_artifact("\n".join(body), key=f"{key}-figures", description=f"{TITLES[section]}: figures")
 
 
 @flow(name="analyse-study", log_prints=True)
-def analyse_study(warehouse: str | None = None, output: str | None = None,
-                  threshold: float = COLLAPSE_THRESHOLD, sections: list[str] | None = None) -> dict[str, Any]:
+def analyse_study(
+    warehouse: str | None = None,
+    output: str | None = None,
+    threshold: float = COLLAPSE_THRESHOLD,
+    sections: list[str] | None = None,
+) -> dict[str, Any]:
     """Read the warehouse and write the study's figures and tables (see the module doc); each
     section is a task run with a table artifact and a figures artifact."""
     store = Warehouse(warehouse)
@@ -307,8 +387,9 @@ def analyse_study(warehouse: str | None = None, output: str | None = None,
         _publish(section, result)
         for key in ("tables", "figures", "files"):
             merged[key].update(result[key])
-        print(f"{section}: {len(result['tables'][section])} row(s), "
-              f"{len(result['figures'].get(section, []))} figure(s)")
+        print(
+            f"{section}: {len(result['tables'][section])} row(s), {len(result['figures'].get(section, []))} figure(s)"
+        )
     report = Path(out) / "report.md"
     report.write_text(_report(merged["tables"], merged["figures"], Path(out), store))
     merged["report"] = str(report)

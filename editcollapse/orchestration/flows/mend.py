@@ -27,9 +27,17 @@ PROGRESS_EVERY = 5  # iterations between progress-artifact updates (each is an A
 
 
 @flow(name="train-mend", flow_run_name="mend {model} · {dataset}", log_prints=True)
-def train_mend(model: str = "smollm2-135m", dataset: str | None = None, val_dataset: str | None = None,
-               max_iters: int | None = None, overrides: dict[str, Any] | None = None, device: str | None = None,
-               resume: bool = True, heldout: int = 0, progress_bar: bool = True) -> dict[str, Any]:
+def train_mend(
+    model: str = "smollm2-135m",
+    dataset: str | None = None,
+    val_dataset: str | None = None,
+    max_iters: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    resume: bool = True,
+    heldout: int = 0,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
     """Train MEND for ``model`` on ``dataset`` (default: the hparams' ``train_data``, the embedded
     geofacts training split) and return the run summary (folder, iterations, held-out losses, time;
     with ``heldout`` > 0 also edit metrics before/after on that many held-out cases).
@@ -43,34 +51,60 @@ def train_mend(model: str = "smollm2-135m", dataset: str | None = None, val_data
     key = artifact_key("mend-progress", f"{model}-{dataset or 'default'}")
     progress_id = create_progress_artifact(0.0, key=key, description=f"MEND training iterations of {model}")
     with ProgressBar(f"MEND {model}", enabled=progress_bar) as bar:
+
         def on_iteration(iteration: int, total: int, info: dict[str, float]) -> None:
             bar.update(iteration, total, info)
             if iteration % PROGRESS_EVERY == 0 or iteration == total:
                 update_progress_artifact(progress_id, 100.0 * iteration / total)
 
-        summary = train_mend_task(model, dataset, val_dataset, overrides, device, resume, heldout,
-                                  on_iteration=on_iteration)
-    update_progress_artifact(progress_id, 100.0 if summary["finished"] else
-                             100.0 * summary["iterations"] / summary["hparams"]["max_iters"])
+        summary = train_mend_task(
+            model, dataset, val_dataset, overrides, device, resume, heldout, on_iteration=on_iteration
+        )
+    update_progress_artifact(
+        progress_id, 100.0 if summary["finished"] else 100.0 * summary["iterations"] / summary["hparams"]["max_iters"]
+    )
     _publish(summary, key)
     return summary
 
 
 def _publish(summary: dict[str, Any], key: str) -> None:
     best, first = summary.get("best_validation", {}), summary.get("first_validation", {})
-    rows = [{"quantity": k, "value": summary.get(k)} for k in
-            ("model", "model_revision", "data_id", "hparams_hash", "n_train", "n_val", "iterations",
-             "best_iteration", "train_time_s", "folder")]
-    rows += [{"quantity": f"held-out {k} (after iteration {first.get('iteration')} → best)",
-              "value": f"{first.get(k, float('nan')):.4g} → {best.get(k, float('nan')):.4g}"}
-             for k in ("loss/edit_val", "loss/loc_val", "edit/acc_val") if k in best]
+    rows = [
+        {"quantity": k, "value": summary.get(k)}
+        for k in (
+            "model",
+            "model_revision",
+            "data_id",
+            "hparams_hash",
+            "n_train",
+            "n_val",
+            "iterations",
+            "best_iteration",
+            "train_time_s",
+            "folder",
+        )
+    ]
+    rows += [
+        {
+            "quantity": f"held-out {k} (after iteration {first.get('iteration')} → best)",
+            "value": f"{first.get(k, float('nan')):.4g} → {best.get(k, float('nan')):.4g}",
+        }
+        for k in ("loss/edit_val", "loss/loc_val", "edit/acc_val")
+        if k in best
+    ]
     for stage in ("pre", "post"):
         for metric, value in summary.get("heldout", {}).get(stage, {}).items():
             rows.append({"quantity": f"{stage}-edit {metric}", "value": value})
-    create_table_artifact(rows, key=key.replace("progress", "summary"),
-                          description=f"MEND network of {summary['model']}")
+    create_table_artifact(
+        rows, key=key.replace("progress", "summary"), description=f"MEND network of {summary['model']}"
+    )
     if summary.get("loss_curve"):
-        create_markdown_artifact(f"# MEND training of {summary['model']}\n\nloss curve: `{summary['loss_curve']}`"
-                                 f"\n\nnetwork: `{summary['network']}`\n", key=key.replace("progress", "curve"))
-    print(f"MEND {summary['model']}: {summary['iterations']} iterations in {summary['train_time_s']} s; "
-          f"network in {summary['folder']}")
+        create_markdown_artifact(
+            f"# MEND training of {summary['model']}\n\nloss curve: `{summary['loss_curve']}`"
+            f"\n\nnetwork: `{summary['network']}`\n",
+            key=key.replace("progress", "curve"),
+        )
+    print(
+        f"MEND {summary['model']}: {summary['iterations']} iterations in {summary['train_time_s']} s; "
+        f"network in {summary['folder']}"
+    )

@@ -40,28 +40,43 @@ def _in_prefect_run() -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
-@task(name="sequential-trajectory", task_run_name="{trajectory.shard}", cache_policy=NONE,
-      tags=[GPU_TAG])  # one model-editing task per GPU at a time (editcollapse.orchestration.ops.concurrency)
-def trajectory_task(loaded: Any, edit: Any, evaluate: Any, warehouse: Any, config: SequentialConfig,
-                    run_id: str, trajectory: Trajectory, extra: Any = None) -> list[dict[str, Any]]:
+@task(
+    name="sequential-trajectory", task_run_name="{trajectory.shard}", cache_policy=NONE, tags=[GPU_TAG]
+)  # one model-editing task per GPU at a time (editcollapse.orchestration.ops.concurrency)
+def trajectory_task(
+    loaded: Any,
+    edit: Any,
+    evaluate: Any,
+    warehouse: Any,
+    config: SequentialConfig,
+    run_id: str,
+    trajectory: Trajectory,
+    extra: Any = None,
+) -> list[dict[str, Any]]:
     """One trajectory, with a progress artifact that follows its steps."""
     logger = _logger()
     progress_id = None
     if _in_prefect_run():
         from prefect.artifacts import create_progress_artifact
 
-        progress_id = create_progress_artifact(0.0, description=f"{trajectory.shard}: edits made of "
-                                                                f"{len(trajectory.members)}")
+        progress_id = create_progress_artifact(
+            0.0, description=f"{trajectory.shard}: edits made of {len(trajectory.members)}"
+        )
 
     def on_step(row: dict[str, Any]) -> None:
         ppl, second = row.get("ppl_mean"), row.get("extra_ppl_mean")
-        logger.info("%s step %d %s ppl=%s%s cumulative ‖ΔW‖_F=%s newest=%s earlier=%s %.0fs",
-                    trajectory.shard, row["step"],
-                    row.get("case_id") or "(unedited)", "—" if ppl is None else f"{ppl:.2f}",
-                    "" if second is None else f" {config.extra_corpus}={second:.2f}",
-                    "—" if row.get("cumulative_fro") is None else f"{row['cumulative_fro']:.3g}",
-                    row.get("newest_success"), "—" if row.get("earlier_success") is None
-                    else f"{row['earlier_success']:.2f}", row.get("seconds") or 0.0)
+        logger.info(
+            "%s step %d %s ppl=%s%s cumulative ‖ΔW‖_F=%s newest=%s earlier=%s %.0fs",
+            trajectory.shard,
+            row["step"],
+            row.get("case_id") or "(unedited)",
+            "—" if ppl is None else f"{ppl:.2f}",
+            "" if second is None else f" {config.extra_corpus}={second:.2f}",
+            "—" if row.get("cumulative_fro") is None else f"{row['cumulative_fro']:.3g}",
+            row.get("newest_success"),
+            "—" if row.get("earlier_success") is None else f"{row['earlier_success']:.2f}",
+            row.get("seconds") or 0.0,
+        )
         if progress_id is not None:
             from prefect.artifacts import update_progress_artifact
 
@@ -81,21 +96,41 @@ def _markdown_figures(paths: list[Path]) -> str:
 def _publish(lines: list[dict[str, Any]], figures: list[Path], run_id: str) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    table = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in line.items()}
-             for line in lines]
-    create_table_artifact(table, key=f"sequential-summary-{run_id}".lower()[:100],
-                          description="one line per (group, trial): edits, final perplexity, collapse step")
-    create_markdown_artifact(_markdown_figures(figures), key=f"sequential-figures-{run_id}".lower()[:100],
-                             description="perplexity and weight change vs number of edits")
+    table = [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in line.items()} for line in lines
+    ]
+    create_table_artifact(
+        table,
+        key=f"sequential-summary-{run_id}".lower()[:100],
+        description="one line per (group, trial): edits, final perplexity, collapse step",
+    )
+    create_markdown_artifact(
+        _markdown_figures(figures),
+        key=f"sequential-figures-{run_id}".lower()[:100],
+        description="perplexity and weight change vs number of edits",
+    )
 
 
 @flow(name="sequential-editing", log_prints=True)
-def sequential_editing(model: str = "smollm2-135m", method: str = "rome", hard_source: str = "hardcf",
-                       n_edits: int = 20, trials: int = 3, seed: int = 0, ppl_corpus: str = "me-ppl-1k",
-                       ppl_every: int = 1, dataset: str = "counterfact", threshold: float = 1000.0,
-                       group_size: int | None = None, warehouse: str | None = None,
-                       run_id: str | None = None, ppl_batch_size: int = 16, extra_corpus: str | None = None,
-                       extra_every: int = 10, sweep_run: str | None = None) -> dict[str, Any]:
+def sequential_editing(
+    model: str = "smollm2-135m",
+    method: str = "rome",
+    hard_source: str = "hardcf",
+    n_edits: int = 20,
+    trials: int = 3,
+    seed: int = 0,
+    ppl_corpus: str = "me-ppl-1k",
+    ppl_every: int = 1,
+    dataset: str = "counterfact",
+    threshold: float = 1000.0,
+    group_size: int | None = None,
+    warehouse: str | None = None,
+    run_id: str | None = None,
+    ppl_batch_size: int = 16,
+    extra_corpus: str | None = None,
+    extra_every: int = 10,
+    sweep_run: str | None = None,
+) -> dict[str, Any]:
     """Edit the hard and the normal group sequentially, ``trials`` orderings each; see the module doc.
 
     ``hard_source``: ``"hardcf"`` (the warehouse's ``hardcf`` table, filled from this model and
@@ -116,15 +151,36 @@ def sequential_editing(model: str = "smollm2-135m", method: str = "rome", hard_s
     from editcollapse.warehouse import Warehouse
     from editcollapse.warehouse.runs import finish_run, start_run
 
-    config = SequentialConfig(model=model, method=method, hard_source=hard_source, dataset=dataset,
-                              n_edits=n_edits, trials=trials, seed=seed, ppl_corpus=ppl_corpus,
-                              ppl_every=ppl_every, threshold=threshold, group_size=group_size,
-                              extra_corpus=extra_corpus, extra_every=extra_every, sweep_run=sweep_run)
+    config = SequentialConfig(
+        model=model,
+        method=method,
+        hard_source=hard_source,
+        dataset=dataset,
+        n_edits=n_edits,
+        trials=trials,
+        seed=seed,
+        ppl_corpus=ppl_corpus,
+        ppl_every=ppl_every,
+        threshold=threshold,
+        group_size=group_size,
+        extra_corpus=extra_corpus,
+        extra_every=extra_every,
+        sweep_run=sweep_run,
+    )
     run_id = run_id or config.default_run_id()
     store = Warehouse(warehouse)
     logger = _logger()
-    run_row = start_run(store, model=model, method=method, run_id=run_id, stage=STAGE, dataset=dataset,
-                        parameters=config.parameters(), ppl_corpus=ppl_corpus, threshold=threshold)
+    run_row = start_run(
+        store,
+        model=model,
+        method=method,
+        run_id=run_id,
+        stage=STAGE,
+        dataset=dataset,
+        parameters=config.parameters(),
+        ppl_corpus=ppl_corpus,
+        threshold=threshold,
+    )
     try:
         loaded = load_model(model)
         hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
@@ -132,14 +188,21 @@ def sequential_editing(model: str = "smollm2-135m", method: str = "rome", hard_s
         evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
         extra = None
         if extra_corpus is not None:
-            extra = BaselineOnce(CorpusEvaluator(tuple(load_ppl_corpus(extra_corpus).texts),
-                                                 batch_size=ppl_batch_size, successes=False))
+            extra = BaselineOnce(
+                CorpusEvaluator(tuple(load_ppl_corpus(extra_corpus).texts), batch_size=ppl_batch_size, successes=False)
+            )
         pool = load_cases(dataset).cases
-        groups = build_groups(hard_source, pool, config.size, seed, warehouse=store, model=model, method=method,
-                              sweep_run=sweep_run)
-        logger.info("run %s: hard group %d collapsed + %d filled by single-edit perplexity; normal group %d "
-                    "random cases of %s", run_id, sum(m.role == "collapsed" for m in groups.hard),
-                    sum(m.role == "top_ppl" for m in groups.hard), len(groups.normal), dataset)
+        groups = build_groups(
+            hard_source, pool, config.size, seed, warehouse=store, model=model, method=method, sweep_run=sweep_run
+        )
+        logger.info(
+            "run %s: hard group %d collapsed + %d filled by single-edit perplexity; normal group %d random cases of %s",
+            run_id,
+            sum(m.role == "collapsed" for m in groups.hard),
+            sum(m.role == "top_ppl" for m in groups.hard),
+            len(groups.normal),
+            dataset,
+        )
         edit = make_edit(method, hparams)
         run_task = trajectory_task if _in_prefect_run() else trajectory_task.fn
         rows: list[dict[str, Any]] = []
@@ -153,9 +216,16 @@ def sequential_editing(model: str = "smollm2-135m", method: str = "rome", hard_s
         finish_run(store, model, method, run_row, status="failed")
         raise
     baseline = next((row["ppl_mean"] for row in rows if row["step"] == 0), None)
-    finish_run(store, model, method, run_row, status="completed", model_revision=loaded.revision,
-               n_cases=sum(line["edits"] for line in lines),
-               n_errors=sum(line["errors"] for line in lines),
-               n_collapsed=sum(line["collapsed_at"] is not None for line in lines),
-               baseline_ppl_mean=baseline)
+    finish_run(
+        store,
+        model,
+        method,
+        run_row,
+        status="completed",
+        model_revision=loaded.revision,
+        n_cases=sum(line["edits"] for line in lines),
+        n_errors=sum(line["errors"] for line in lines),
+        n_collapsed=sum(line["collapsed_at"] is not None for line in lines),
+        baseline_ppl_mean=baseline,
+    )
     return {"run_id": run_id, "figures": [str(path) for path in figures], "summary": lines}

@@ -43,14 +43,18 @@ def _headline(stage: str, result: dict[str, Any]) -> str:
     """The numbers of a stage's result worth a glance in the study table."""
     if stage == "sweep":
         median = result.get("ppl_median")
-        return (f"{result['n_cases']} cases, {result['n_collapsed']} collapsed, {result['n_errors']} errors; "
-                f"median ppl {'—' if median is None else f'{median:.4g}'}")
+        return (
+            f"{result['n_cases']} cases, {result['n_collapsed']} collapsed, {result['n_errors']} errors; "
+            f"median ppl {'—' if median is None else f'{median:.4g}'}"
+        )
     if stage == "hardcf":
         return f"{result['n_hard_cases']} hard cases → {result['json']}"
     if stage == "sequential":
-        return "; ".join(f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
-                         + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
-                         for line in result["summary"])
+        return "; ".join(
+            f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
+            + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
+            for line in result["summary"]
+        )
     if stage == "hardedit-generate":
         return f"{result.get('unique_valid')} valid candidates of {result.get('records_parsed')} parsed"
     if stage == "hardedit-filter":
@@ -64,14 +68,28 @@ def _headline(stage: str, result: dict[str, Any]) -> str:
 
 @flow(name="editcollapse-study", flow_run_name="study {model} · {method} · {dataset}", log_prints=True)
 def editcollapse_study(
-    model: str = "smollm2-135m", method: str = "rome", dataset: str = "geofacts", limit: int | None = None,
-    shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS, threshold: float = COLLAPSE_THRESHOLD,
-    seed: int = 0, warehouse: str | None = None, task_runner: str = LOCAL, device: str | None = None,
-    sequential_edits: int = 20, sequential_trials: int = 3,
-    hardedit_backend: str = "local", hardedit_calls: int = 5, hardedit_model: str | None = None,
-    hardedit_base_url: str | None = None, hardedit_limit: int | None = None,
-    downstream_edits: str = "extremes", downstream_tasks: list[str] | None = None,
-    downstream_limit: int | None = 50, downstream_k: int = 2,
+    model: str = "smollm2-135m",
+    method: str = "rome",
+    dataset: str = "geofacts",
+    limit: int | None = None,
+    shard_size: int = 10,
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
+    threshold: float = COLLAPSE_THRESHOLD,
+    seed: int = 0,
+    warehouse: str | None = None,
+    task_runner: str = LOCAL,
+    device: str | None = None,
+    sequential_edits: int = 20,
+    sequential_trials: int = 3,
+    hardedit_backend: str = "local",
+    hardedit_calls: int = 5,
+    hardedit_model: str | None = None,
+    hardedit_base_url: str | None = None,
+    hardedit_limit: int | None = None,
+    downstream_edits: str = "extremes",
+    downstream_tasks: list[str] | None = None,
+    downstream_limit: int | None = 50,
+    downstream_k: int = 2,
     stages: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the study's stages as subflows on one warehouse (see the module doc); return each
@@ -85,8 +103,9 @@ def editcollapse_study(
     store = Warehouse(warehouse)
     root = store.location
     label = f"{model}-{method}-{dataset}"
-    progress = create_progress_artifact(0.0, key=artifact_key("study-progress", label),
-                                        description=f"stages of the study done: {', '.join(chosen)}")
+    progress = create_progress_artifact(
+        0.0, key=artifact_key("study-progress", label), description=f"stages of the study done: {', '.join(chosen)}"
+    )
     results: dict[str, Any] = {}
     lines: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
@@ -113,40 +132,109 @@ def editcollapse_study(
     sweep_run = None
     for done, stage in enumerate(chosen):
         if stage == "sweep":
-            sweep = run("sweep", single_edit_sweep, model=model, method=method, dataset=dataset, limit=limit,
-                        shard_size=shard_size, ppl_corpus=ppl_corpus, threshold=threshold, seed=seed,
-                        device=device, warehouse=root, progress_bar=False, task_runner=task_runner)
+            sweep = run(
+                "sweep",
+                single_edit_sweep,
+                model=model,
+                method=method,
+                dataset=dataset,
+                limit=limit,
+                shard_size=shard_size,
+                ppl_corpus=ppl_corpus,
+                threshold=threshold,
+                seed=seed,
+                device=device,
+                warehouse=root,
+                progress_bar=False,
+                task_runner=task_runner,
+            )
             sweep_run = sweep["run_id"] if sweep else None
         elif stage == "hardcf":
-            run("hardcf", select_hardcf, threshold=threshold, method=method, models=[model],
-                runs=[sweep_run] if sweep_run else None, warehouse=root)
+            run(
+                "hardcf",
+                select_hardcf,
+                threshold=threshold,
+                method=method,
+                models=[model],
+                runs=[sweep_run] if sweep_run else None,
+                warehouse=root,
+            )
         elif stage == "sequential":
-            run("sequential", sequential_editing, model=model, method=method, hard_source="hardcf",
-                dataset=dataset, n_edits=sequential_edits, trials=sequential_trials, seed=seed,
-                ppl_corpus=ppl_corpus, threshold=threshold, warehouse=root)
+            run(
+                "sequential",
+                sequential_editing,
+                model=model,
+                method=method,
+                hard_source="hardcf",
+                dataset=dataset,
+                n_edits=sequential_edits,
+                trials=sequential_trials,
+                seed=seed,
+                ppl_corpus=ppl_corpus,
+                threshold=threshold,
+                warehouse=root,
+            )
         elif stage == "hardedit":
             local = hardedit_backend == "local"
-            generated = run("hardedit-generate", generate_hardedit_candidates, backend=hardedit_backend,
-                            n_calls=hardedit_calls, model=None if local else hardedit_model,
-                            local_model=(hardedit_model if local and hardedit_model else "smollm2-135m"),
-                            base_url=hardedit_base_url, seed=seed, warehouse=root)
+            generated = run(
+                "hardedit-generate",
+                generate_hardedit_candidates,
+                backend=hardedit_backend,
+                n_calls=hardedit_calls,
+                model=None if local else hardedit_model,
+                local_model=(hardedit_model if local and hardedit_model else "smollm2-135m"),
+                base_url=hardedit_base_url,
+                seed=seed,
+                warehouse=root,
+            )
             if generated is not None and not generated.get("unique_valid"):
-                lines.append({"stage": "hardedit-filter", "state": "skipped",
-                              "result": "the generator produced no valid candidate"})
+                lines.append(
+                    {
+                        "stage": "hardedit-filter",
+                        "state": "skipped",
+                        "result": "the generator produced no valid candidate",
+                    }
+                )
                 print("hardedit-filter: skipped (no valid candidate)")
             elif generated is not None:
-                run("hardedit-filter", filter_hardedit, reference_models=[model], method=method,
-                    candidate_run_ids=[generated["run_id"]], limit=hardedit_limit, ppl_corpus=ppl_corpus,
-                    threshold=threshold, shard_size=shard_size, seed=seed, warehouse=root, device=device)
+                run(
+                    "hardedit-filter",
+                    filter_hardedit,
+                    reference_models=[model],
+                    method=method,
+                    candidate_run_ids=[generated["run_id"]],
+                    limit=hardedit_limit,
+                    ppl_corpus=ppl_corpus,
+                    threshold=threshold,
+                    shard_size=shard_size,
+                    seed=seed,
+                    warehouse=root,
+                    device=device,
+                )
         elif stage == "downstream":
-            run("downstream", downstream_eval, model=model, edits=downstream_edits, tasks=downstream_tasks,
-                limit=downstream_limit, method=method, k=downstream_k, source_run=sweep_run,
-                ppl_corpus=ppl_corpus, seed=seed, warehouse=root, device=device)
+            run(
+                "downstream",
+                downstream_eval,
+                model=model,
+                edits=downstream_edits,
+                tasks=downstream_tasks,
+                limit=downstream_limit,
+                method=method,
+                k=downstream_k,
+                source_run=sweep_run,
+                ppl_corpus=ppl_corpus,
+                seed=seed,
+                warehouse=root,
+                device=device,
+            )
         elif stage == "analysis":
             run("analysis", analyse_study, warehouse=root, threshold=threshold)
         update_progress_artifact(progress, 100.0 * (done + 1) / len(chosen))
-    create_table_artifact(lines, key=artifact_key("study-stages", label),
-                          description=f"the study of {model} / {method} / {dataset} in {root}: one line per stage")
+    create_table_artifact(
+        lines,
+        key=artifact_key("study-stages", label),
+        description=f"the study of {model} / {method} / {dataset} in {root}: one line per stage",
+    )
     if failed:
         raise RuntimeError(f"study stage(s) failed: {', '.join(f'{s} ({m})' for s, m in failed.items())}")
     return {"warehouse": root, "stages": lines, "results": results}

@@ -43,38 +43,72 @@ def artifact_key(prefix: str, run_id: str) -> str:
     return f"{prefix}-{re.sub(r'[^a-z0-9]+', '-', run_id.lower()).strip('-')}"
 
 
-@flow(name="single-edit-sweep", flow_run_name="sweep {model} · {method} · {dataset}", log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=1))
-def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset: str = "geofacts",
-                      limit: int | None = None, shard_size: int = 10, ppl_corpus: str = DEFAULT_PPL_CORPUS,
-                      run_id: str | None = None, warehouse: str | None = None,
-                      threshold: float = COLLAPSE_THRESHOLD, seed: int = 0, device: str | None = None,
-                      progress_bar: bool = True, task_runner: str = LOCAL,
-                      batch: int = DEFAULT_BATCH) -> dict[str, Any]:
+@flow(
+    name="single-edit-sweep",
+    flow_run_name="sweep {model} · {method} · {dataset}",
+    log_prints=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=1),
+)
+def single_edit_sweep(
+    model: str = "smollm2-135m",
+    method: str = "rome",
+    dataset: str = "geofacts",
+    limit: int | None = None,
+    shard_size: int = 10,
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
+    run_id: str | None = None,
+    warehouse: str | None = None,
+    threshold: float = COLLAPSE_THRESHOLD,
+    seed: int = 0,
+    device: str | None = None,
+    progress_bar: bool = True,
+    task_runner: str = LOCAL,
+    batch: int = DEFAULT_BATCH,
+) -> dict[str, Any]:
     """Edit the original ``model`` with each case of ``dataset`` (independently), measure the edit
     and ME-PPL perplexity, and keep every row in the warehouse; return the run summary.
     ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
     ``threads:N``: see :mod:`editcollapse.orchestration.runners`). ``batch``: edits computed together by the
     batched engine (ROME/r-ROME; :mod:`editcollapse.stages.sweep.batched`); 1 is the one-at-a-time loop."""
-    spec = SweepSpec(model=model, method=method, dataset=dataset, limit=limit, shard_size=shard_size,
-                     ppl_corpus=resolve_ppl_corpus(ppl_corpus), threshold=threshold, seed=seed,
-                     device=device, run_id=run_id or "", batch=batch)
+    spec = SweepSpec(
+        model=model,
+        method=method,
+        dataset=dataset,
+        limit=limit,
+        shard_size=shard_size,
+        ppl_corpus=resolve_ppl_corpus(ppl_corpus),
+        threshold=threshold,
+        seed=seed,
+        device=device,
+        run_id=run_id or "",
+        batch=batch,
+    )
     runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
     store = Warehouse(warehouse)
     root = str(store.root)
     plan = prepare_sweep_task(spec, root)
     done = len(plan.shards) - len(plan.pending)
-    print(f"run {spec.run_id}: {plan.n_cases} cases in {len(plan.shards)} shards of {spec.shard_size}; "
-          f"{done} already in {root}, {len(plan.pending)} to compute (ppl corpus {spec.ppl_corpus})")
+    print(
+        f"run {spec.run_id}: {plan.n_cases} cases in {len(plan.shards)} shards of {spec.shard_size}; "
+        f"{done} already in {root}, {len(plan.pending)} to compute (ppl corpus {spec.ppl_corpus})"
+    )
     progress_id = create_progress_artifact(
-        progress=100.0 * done / len(plan.shards), key=artifact_key("sweep-progress", spec.run_id),
-        description=f"shards of {spec.run_id} in the warehouse")
+        progress=100.0 * done / len(plan.shards),
+        key=artifact_key("sweep-progress", spec.run_id),
+        description=f"shards of {spec.run_id} in the warehouse",
+    )
     pending_cases = sum(len(plan.shards[i]) for i in plan.pending)
-    with _ProgressBar(pending_cases, spec.run_id, enabled=progress_bar and runner is None) as bar, \
-            runner or nullcontext():
-        parameters = dict(spec=unmapped(spec), shard=plan.pending, cases=[plan.shards[i] for i in plan.pending],
-                          warehouse_root=unmapped(root),  # a local bar cannot travel to other processes
-                          on_case=unmapped(bar.advance if runner is None else None))
+    with (
+        _ProgressBar(pending_cases, spec.run_id, enabled=progress_bar and runner is None) as bar,
+        runner or nullcontext(),
+    ):
+        parameters = dict(
+            spec=unmapped(spec),
+            shard=plan.pending,
+            cases=[plan.shards[i] for i in plan.pending],
+            warehouse_root=unmapped(root),  # a local bar cannot travel to other processes
+            on_case=unmapped(bar.advance if runner is None else None),
+        )
         futures = edit_shard_task.map(**parameters) if runner is None else runner.map(edit_shard_task, parameters)
         try:
             for future in as_completed(futures):
@@ -92,19 +126,42 @@ def single_edit_sweep(model: str = "smollm2-135m", method: str = "rome", dataset
 
 def _publish(summary: dict[str, Any], spec: SweepSpec) -> None:
     """The table and histogram artifacts, and the same summary on the log."""
-    counts = {k: summary[k] for k in ("n_cases", "n_errors", "n_invalid", "n_measured", "n_collapsed",
-                                      "n_nonfinite", "ppl_median", "ppl_p90", "ppl_max", "baseline_ppl_mean")}
+    counts = {
+        k: summary[k]
+        for k in (
+            "n_cases",
+            "n_errors",
+            "n_invalid",
+            "n_measured",
+            "n_collapsed",
+            "n_nonfinite",
+            "ppl_median",
+            "ppl_p90",
+            "ppl_max",
+            "baseline_ppl_mean",
+        )
+    }
     rows = [{"quantity": k, "value": v} for k, v in counts.items()]
-    rows += [{"quantity": f"most damaging #{i + 1}", "value": f"{e['case_id']} ppl={e['ppl_mean']:.4g} "
-              f"({e['subject']} → {e['target_new']})"} for i, e in enumerate(summary["most_damaging"])]
-    create_table_artifact(rows, key=artifact_key("sweep-summary", spec.run_id),
-                          description=f"single-edit sweep {spec.run_id}: {spec.model} / {spec.method} / {spec.dataset}")
+    rows += [
+        {
+            "quantity": f"most damaging #{i + 1}",
+            "value": f"{e['case_id']} ppl={e['ppl_mean']:.4g} ({e['subject']} → {e['target_new']})",
+        }
+        for i, e in enumerate(summary["most_damaging"])
+    ]
+    create_table_artifact(
+        rows,
+        key=artifact_key("sweep-summary", spec.run_id),
+        description=f"single-edit sweep {spec.run_id}: {spec.model} / {spec.method} / {spec.dataset}",
+    )
     histogram = log_ppl_histogram(summary["ppl_means"], spec.threshold)
     create_markdown_artifact(
         f"# ME-PPL after each single edit\n\n{spec.model} · {spec.method} · {spec.dataset} · corpus "
         f"{spec.ppl_corpus} · run `{spec.run_id}`\n\nunedited model: {summary['baseline_ppl_mean']:.4g}; "
         f"collapsed (> {spec.threshold:g}, or NaN/inf): {summary['n_collapsed']} of {summary['n_measured']}"
-        f"\n\n{histogram}\n", key=artifact_key("sweep-histogram", spec.run_id))
+        f"\n\n{histogram}\n",
+        key=artifact_key("sweep-histogram", spec.run_id),
+    )
     print("summary: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
@@ -114,8 +171,13 @@ class _ProgressBar:
     def __init__(self, total: int, run_id: str, enabled: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeRemainingColumn(), disable=not enabled)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not enabled,
+        )
         self._task = self._progress.add_task(f"sweep {run_id}", total=total)
 
     def __enter__(self) -> _ProgressBar:

@@ -64,8 +64,14 @@ class PrefectServer:
     (``PREFECT_API_URL`` pointing at it, analytics off, ``PREFECT_HOME`` = ``home``).
     """
 
-    def __init__(self, home: str | os.PathLike[str], *, port: int | None = None, host: str = HOST,
-                 startup_timeout_s: float = 180.0) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        host: str = HOST,
+        startup_timeout_s: float = 180.0,
+    ) -> None:
         self.home = Path(home)
         self.host = host
         self.port = port or free_port(host)
@@ -73,8 +79,13 @@ class PrefectServer:
         self.url = f"http://{host}:{self.port}"
         self.api_url = f"{self.url}/api"
         self.log_path = self.home / "server.log"
-        self.env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": self.api_url}
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": self.api_url,
+        }
         self._process: subprocess.Popen | None = None
 
     def start(self) -> PrefectServer:
@@ -84,14 +95,20 @@ class PrefectServer:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [prefect_executable(), "server", "start", "--host", self.host, "--port", str(self.port)],
-                env=server_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                env=server_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + self.startup_timeout_s
         while not self.healthy():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"prefect server on {self.url} did not become healthy within "
-                                   f"{self.startup_timeout_s:.0f} s; log {self.log_path}:\n{self.log()[-4000:]}")
+                raise RuntimeError(
+                    f"prefect server on {self.url} did not become healthy within "
+                    f"{self.startup_timeout_s:.0f} s; log {self.log_path}:\n{self.log()[-4000:]}"
+                )
             time.sleep(0.5)
         return self
 
@@ -105,21 +122,38 @@ class PrefectServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
 
-    def cli(self, *args: str, cwd: str | os.PathLike[str] | None = None,
-            timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, cwd: str | os.PathLike[str] | None = None, timeout_s: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``prefect <args>`` against this server; raise with its output when it fails."""
-        result = subprocess.run([prefect_executable(), *args], env=self.env, cwd=cwd, text=True,
-                                capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [prefect_executable(), *args],
+            env=self.env,
+            cwd=cwd,
+            text=True,
+            capture_output=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"`prefect {' '.join(args)}` failed ({result.returncode}):\n"
-                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"`prefect {' '.join(args)}` failed ({result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def spawn(self, *args: str, log_path: Path, cwd: str | os.PathLike[str] | None = None) -> subprocess.Popen:
         """Start ``prefect <args>`` (e.g. a worker) in its own process group, output to ``log_path``."""
         with open(log_path, "ab") as log:
-            return subprocess.Popen([prefect_executable(), *args], env=self.env, cwd=cwd, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            return subprocess.Popen(
+                [prefect_executable(), *args],
+                env=self.env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         if self._process is not None:
@@ -129,6 +163,7 @@ class PrefectServer:
     def __enter__(self) -> PrefectServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.stop()

@@ -23,9 +23,11 @@ def setup_server(pool: str = POOL, gpu_limit: int = 1) -> dict[str, object]:
         raise ValueError(f"gpu_limit must be at least 1, got {gpu_limit}")
     with get_client(sync_client=True) as client:
         try:
-            client.create_work_pool(WorkPoolCreate(
-                name=pool, type=ProcessWorker.type,
-                base_job_template=ProcessWorker.get_default_base_job_template()))
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=pool, type=ProcessWorker.type, base_job_template=ProcessWorker.get_default_base_job_template()
+                )
+            )
             created = True
         except ObjectAlreadyExists:
             created = False

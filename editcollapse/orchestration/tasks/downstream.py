@@ -16,8 +16,9 @@ from editcollapse.stages.downstream.evaluate import DownstreamContext, evaluate_
 from editcollapse.stages.downstream.selection import EditRef
 
 
-@task(name="downstream-evaluate", task_run_name="evaluate-{ref.ref}", cache_policy=NO_CACHE,
-      tags=[GPU_TAG])  # one model-editing task per GPU at a time (editcollapse.orchestration.ops.concurrency)
+@task(
+    name="downstream-evaluate", task_run_name="evaluate-{ref.ref}", cache_policy=NO_CACHE, tags=[GPU_TAG]
+)  # one model-editing task per GPU at a time (editcollapse.orchestration.ops.concurrency)
 def evaluate_ref_task(ref: EditRef, context: DownstreamContext) -> list[dict[str, Any]]:
     """Rebuild and apply one edit, measure perplexity and every task, restore; the rows."""
     return evaluate_ref(ref, context)

@@ -13,8 +13,22 @@ from editcollapse.warehouse.store import Warehouse
 
 
 @task(name="select-hardcf", cache_policy=NO_CACHE)
-def select_hardcf_task(warehouse_root: str, threshold: float, method: str, models: Sequence[str] | None,
-                       run_ids: Sequence[str] | None, dataset: str | None, output: str | None) -> dict[str, Any]:
+def select_hardcf_task(
+    warehouse_root: str,
+    threshold: float,
+    method: str,
+    models: Sequence[str] | None,
+    run_ids: Sequence[str] | None,
+    dataset: str | None,
+    output: str | None,
+) -> dict[str, Any]:
     """Select, store and export HardCF."""
-    return run_selection(Warehouse(warehouse_root), threshold=threshold, method=method, models=models,
-                         run_ids=run_ids, dataset=dataset, output=output)
+    return run_selection(
+        Warehouse(warehouse_root),
+        threshold=threshold,
+        method=method,
+        models=models,
+        run_ids=run_ids,
+        dataset=dataset,
+        output=output,
+    )

@@ -25,10 +25,16 @@ def prepare_sweep_task(spec: SweepSpec, warehouse_root: str) -> SweepPlan:
     return prepare_sweep(spec, Warehouse(warehouse_root))
 
 
-@task(name="edit-shard", task_run_name="shard-{shard:05d}", cache_policy=NO_CACHE,
-      tags=["gpu"])  # `prefect concurrency-limit create gpu 1`: one editing task per GPU at a time
-def edit_shard_task(spec: SweepSpec, shard: int, cases: list[EditCase], warehouse_root: str,
-                    on_case: Callable[[str], None] | None = None) -> ShardResult:
+@task(
+    name="edit-shard", task_run_name="shard-{shard:05d}", cache_policy=NO_CACHE, tags=["gpu"]
+)  # `prefect concurrency-limit create gpu 1`: one editing task per GPU at a time
+def edit_shard_task(
+    spec: SweepSpec,
+    shard: int,
+    cases: list[EditCase],
+    warehouse_root: str,
+    on_case: Callable[[str], None] | None = None,
+) -> ShardResult:
     """Load the model once, edit → measure → restore each case of the shard, write its parts."""
     return run_shard(spec, shard, cases, Warehouse(warehouse_root), on_case=on_case)
 

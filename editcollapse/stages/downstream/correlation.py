@@ -49,8 +49,14 @@ def correlate(ppl: Sequence[float], scores: Sequence[float]) -> tuple[int, int, 
         warnings.simplefilter("ignore")
         pearson = stats.pearsonr(xs, ys)
         spearman = stats.spearmanr(xs, ys)
-    return (n, excluded, float(pearson.statistic), float(pearson.pvalue),
-            float(spearman.statistic), float(spearman.pvalue))
+    return (
+        n,
+        excluded,
+        float(pearson.statistic),
+        float(pearson.pvalue),
+        float(spearman.statistic),
+        float(spearman.pvalue),
+    )
 
 
 def _groups(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
@@ -70,8 +76,14 @@ def correlations(rows: Iterable[Mapping[str, Any]]) -> list[Correlation]:
     return result
 
 
-def scatter_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: str = "",
-                 baseline_ref: str = "baseline", threshold: float = COLLAPSE_THRESHOLD) -> Path:
+def scatter_plot(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str = "",
+    baseline_ref: str = "baseline",
+    threshold: float = COLLAPSE_THRESHOLD,
+) -> Path:
     """Perplexity (log x) vs score, one panel per task metric, baseline starred; a PNG at ``path``."""
     import matplotlib
 
@@ -92,16 +104,23 @@ def scatter_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: 
                 continue
             is_base = row.get("edit_ref") == baseline_ref
             stderr = _float(row.get("stderr"))
-            axis.errorbar(x, y, yerr=stderr if math.isfinite(stderr) else None,
-                          fmt="*" if is_base else "o", markersize=12 if is_base else 6,
-                          color="tab:green" if is_base else "tab:blue", alpha=0.8, capsize=2)
+            axis.errorbar(
+                x,
+                y,
+                yerr=stderr if math.isfinite(stderr) else None,
+                fmt="*" if is_base else "o",
+                markersize=12 if is_base else 6,
+                color="tab:green" if is_base else "tab:blue",
+                alpha=0.8,
+                capsize=2,
+            )
         axis.axvline(threshold, color="tab:red", linestyle="--", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("ME-PPL perplexity (log)")
         axis.set_ylabel(metric)
         c = stats[(task, metric)]
         axis.set_title(f"{task}\nr={c.pearson_r:.2f} ρ={c.spearman_rho:.2f} n={c.n}", fontsize=9)
-    for axis in list(axes.flat)[len(groups):]:
+    for axis in list(axes.flat)[len(groups) :]:
         axis.set_visible(False)
     if title:
         figure.suptitle(title)

@@ -72,11 +72,26 @@ def evaluate_ref(ref: EditRef, context: DownstreamContext) -> list[dict[str, Any
     delta = delta_for(ref, context)
     with delta.applied(loaded.model) if delta is not None else nullcontext():
         ppl = perplexity(loaded.model, loaded.tokenizer, context.ppl_texts).mean_per_text
-        scores = evaluate_model(loaded.model, loaded.tokenizer, context.tasks, limit=context.limit,
-                                batch_size=context.batch_size, device=str(loaded.device),
-                                bootstrap_iters=context.bootstrap_iters)
-    return [{"run_id": context.run_id, "edit_ref": ref.ref, "source_table": ref.source_table,
-             "task": score.task,
-             "metric": score.metric if score.filter == "none" else f"{score.metric},{score.filter}",
-             "value": score.value, "stderr": None if math.isnan(score.stderr) else score.stderr,
-             "n": score.n, "ppl_mean": float(ppl)} for score in scores]
+        scores = evaluate_model(
+            loaded.model,
+            loaded.tokenizer,
+            context.tasks,
+            limit=context.limit,
+            batch_size=context.batch_size,
+            device=str(loaded.device),
+            bootstrap_iters=context.bootstrap_iters,
+        )
+    return [
+        {
+            "run_id": context.run_id,
+            "edit_ref": ref.ref,
+            "source_table": ref.source_table,
+            "task": score.task,
+            "metric": score.metric if score.filter == "none" else f"{score.metric},{score.filter}",
+            "value": score.value,
+            "stderr": None if math.isnan(score.stderr) else score.stderr,
+            "n": score.n,
+            "ppl_mean": float(ppl),
+        }
+        for score in scores
+    ]

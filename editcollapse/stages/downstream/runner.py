@@ -75,9 +75,16 @@ def load_tasks(names: Sequence[str], manager: Any) -> LoadedTasks:
     return LoadedTasks(tasks, unreachable, manager)
 
 
-def evaluate_model(model: Any, tokenizer: Any, tasks: LoadedTasks, *, limit: int | None = None,
-                   batch_size: int = 8, device: str = "cpu",
-                   bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS) -> list[TaskScore]:
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    tasks: LoadedTasks,
+    *,
+    limit: int | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
+) -> list[TaskScore]:
     """Evaluate ``model`` as it is now on every loaded task with ``simple_evaluate``; flat scores.
 
     ``limit`` takes the first ``limit`` items of each task (our local suites are shuffled at build
@@ -95,8 +102,14 @@ def evaluate_model(model: Any, tokenizer: Any, tasks: LoadedTasks, *, limit: int
     if not tasks.tasks:
         raise ValueError(f"no task to evaluate (unreachable: {tasks.unreachable or 'none requested'})")
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    results = simple_evaluate(lm, tasks=list(tasks.tasks.values()), limit=limit, log_samples=False,
-                              bootstrap_iters=bootstrap_iters, task_manager=tasks.manager)
+    results = simple_evaluate(
+        lm,
+        tasks=list(tasks.tasks.values()),
+        limit=limit,
+        log_samples=False,
+        bootstrap_iters=bootstrap_iters,
+        task_manager=tasks.manager,
+    )
     return scores_from_results(results)
 
 
@@ -110,8 +123,11 @@ def scores_from_results(results: dict[str, Any]) -> list[TaskScore]:
                 continue
             metric, filter_name = key.split(",", 1)
             stderr = metrics.get(f"{metric}_stderr,{filter_name}")
-            scores.append(TaskScore(task=task, metric=metric, value=_number(value),
-                                    stderr=_number(stderr), n=n, filter=filter_name))
+            scores.append(
+                TaskScore(
+                    task=task, metric=metric, value=_number(value), stderr=_number(stderr), n=n, filter=filter_name
+                )
+            )
     return scores
 
 

@@ -40,15 +40,17 @@ class EditRef:
 BASELINE_REF = EditRef(BASELINE, BASELINE)
 
 
-def case_from_columns(case_id: str, dataset: str, prompt: str, subject: str, target_new: str,
-                      target_true: str | None) -> EditCase:
+def case_from_columns(
+    case_id: str, dataset: str, prompt: str, subject: str, target_new: str, target_true: str | None
+) -> EditCase:
     """An EditCase from flat columns; a filled prompt gets ``{}`` where its subject first occurs."""
     if "{}" not in prompt:
         if subject not in prompt:
             raise ValueError(f"case {case_id}: subject {subject!r} does not occur in prompt {prompt!r}")
         prompt = prompt.replace(subject, "{}", 1)
-    return EditCase(case_id=case_id, dataset=dataset, prompt=prompt, subject=subject,
-                    target_new=target_new, target_true=target_true)
+    return EditCase(
+        case_id=case_id, dataset=dataset, prompt=prompt, subject=subject, target_new=target_new, target_true=target_true
+    )
 
 
 def case_from_row(row: Mapping[str, Any]) -> EditCase:
@@ -58,8 +60,9 @@ def case_from_row(row: Mapping[str, Any]) -> EditCase:
     return EditCase.from_dict(record)
 
 
-def extremes(ppl_rows: Iterable[Mapping[str, Any]], cases: Mapping[str, EditCase], k: int,
-             seed: int = 0) -> list[EditRef]:
+def extremes(
+    ppl_rows: Iterable[Mapping[str, Any]], cases: Mapping[str, EditCase], k: int, seed: int = 0
+) -> list[EditRef]:
     """The ``k`` most and ``k`` least damaging single edits (highest / lowest recorded ME-PPL).
 
     NaN perplexities (edits whose model could not be scored) rank as most damaging.
@@ -67,12 +70,19 @@ def extremes(ppl_rows: Iterable[Mapping[str, Any]], cases: Mapping[str, EditCase
     rows = [row for row in ppl_rows if row["case_id"] in cases]
     rows.sort(key=lambda row: (_rank_ppl(row["ppl_mean"]), row["case_id"]), reverse=True)
     chosen = rows[:k] + [row for row in rows[::-1][:k] if row not in rows[:k]]
-    return [EditRef(row["case_id"], "ppl", case=cases[row["case_id"]], recorded_ppl=row["ppl_mean"],
-                    seed=seed) for row in chosen]
+    return [
+        EditRef(row["case_id"], "ppl", case=cases[row["case_id"]], recorded_ppl=row["ppl_mean"], seed=seed)
+        for row in chosen
+    ]
 
 
-def from_hardcf(rows: Iterable[Mapping[str, Any]], model: str, limit: int,
-                cases: Mapping[str, EditCase] | None = None, seed: int = 0) -> list[EditRef]:
+def from_hardcf(
+    rows: Iterable[Mapping[str, Any]],
+    model: str,
+    limit: int,
+    cases: Mapping[str, EditCase] | None = None,
+    seed: int = 0,
+) -> list[EditRef]:
     """HardCF cases that collapsed ``model``, highest perplexity first (one per case)."""
     mine = [row for row in rows if row.get("source_model") == model and row.get("collapsed")]
     mine.sort(key=lambda row: _rank_ppl(row["ppl_mean"]), reverse=True)
@@ -81,10 +91,14 @@ def from_hardcf(rows: Iterable[Mapping[str, Any]], model: str, limit: int,
         if row["case_id"] in refs:
             continue
         case = (cases or {}).get(row["case_id"]) or case_from_columns(
-            row["case_id"], row.get("dataset") or "hardcf", row["prompt"], row["subject"],
-            row["target_new"], row.get("target_true"))
-        refs[row["case_id"]] = EditRef(row["case_id"], "hardcf", case=case, recorded_ppl=row["ppl_mean"],
-                                       seed=seed)
+            row["case_id"],
+            row.get("dataset") or "hardcf",
+            row["prompt"],
+            row["subject"],
+            row["target_new"],
+            row.get("target_true"),
+        )
+        refs[row["case_id"]] = EditRef(row["case_id"], "hardcf", case=case, recorded_ppl=row["ppl_mean"], seed=seed)
     return list(refs.values())[:limit]
 
 
@@ -95,8 +109,9 @@ def from_hardedit(rows: Iterable[Mapping[str, Any]], limit: int, seed: int = 0) 
     refs = []
     for row in kept[:limit]:
         case_id = f"hardedit:{row['candidate_id']}"
-        case = case_from_columns(case_id, "hardedit", row["prompt"], row["subject"], row["target_new"],
-                                 row.get("ground_truth"))
+        case = case_from_columns(
+            case_id, "hardedit", row["prompt"], row["subject"], row["target_new"], row.get("ground_truth")
+        )
         refs.append(EditRef(case_id, "hardedit", case=case, recorded_ppl=row["ppl_mean"], seed=seed))
     return refs
 
@@ -115,11 +130,17 @@ def from_sequential(rows: Iterable[Mapping[str, Any]], delta_path: Any, limit: i
         if key not in last or row["step"] > last[key]["step"]:
             last[key] = row
     chosen = sorted(last.values(), key=lambda row: _rank_ppl(row["ppl_mean"]), reverse=True)[:limit]
-    return [EditRef(f"{row['run_id']}/{row['group']}-trial{row['trial']:03d}@{row['step']}", "sequential",
-                    delta_paths=tuple(str(delta_path(row["run_id"], row["group"], row["trial"], s))
-                                      for s in range(1, row["step"] + 1)),
-                    recorded_ppl=_float(row["ppl_mean"]))
-            for row in chosen]
+    return [
+        EditRef(
+            f"{row['run_id']}/{row['group']}-trial{row['trial']:03d}@{row['step']}",
+            "sequential",
+            delta_paths=tuple(
+                str(delta_path(row["run_id"], row["group"], row["trial"], s)) for s in range(1, row["step"] + 1)
+            ),
+            recorded_ppl=_float(row["ppl_mean"]),
+        )
+        for row in chosen
+    ]
 
 
 def by_case_ids(case_ids: Sequence[str], cases: Mapping[str, EditCase], seed: int = 0) -> list[EditRef]:
@@ -140,8 +161,17 @@ def _rank_ppl(value: Any) -> float:
     return math.inf if math.isnan(number) else number
 
 
-def select_edits(warehouse: Any, *, model: str, method: str, edits: str, k: int = 2, max_edits: int = 10,
-                 source_run: str | None = None, seed: int = 0) -> list[EditRef]:
+def select_edits(
+    warehouse: Any,
+    *,
+    model: str,
+    method: str,
+    edits: str,
+    k: int = 2,
+    max_edits: int = 10,
+    source_run: str | None = None,
+    seed: int = 0,
+) -> list[EditRef]:
     """The edited models named by ``edits``, read from ``warehouse`` (a :class:`Warehouse`).
 
     ``edits``: ``none`` (baseline only), ``extremes`` (the ``k`` most and ``k`` least damaging
@@ -164,13 +194,14 @@ def select_edits(warehouse: Any, *, model: str, method: str, edits: str, k: int 
         return from_sequential(rows, delta_path, max_edits)
     if edits == "hardcf":
         rows = _rows(warehouse, "hardcf")
-        cases = {row["case_id"]: case_from_row(row) for row in _rows(warehouse, "cases", model=model,
-                                                                      method=method)}
-        return from_hardcf(rows, model, max_edits, cases=cases, seed=_sweep_seed(warehouse, model, method,
-                                                                                  source_run, seed))
+        cases = {row["case_id"]: case_from_row(row) for row in _rows(warehouse, "cases", model=model, method=method)}
+        return from_hardcf(
+            rows, model, max_edits, cases=cases, seed=_sweep_seed(warehouse, model, method, source_run, seed)
+        )
     run = source_run or _largest_sweep(warehouse, model, method)
-    cases = {row["case_id"]: case_from_row(row)
-             for row in _rows(warehouse, "cases", model=model, method=method, run_id=run)}
+    cases = {
+        row["case_id"]: case_from_row(row) for row in _rows(warehouse, "cases", model=model, method=method, run_id=run)
+    }
     sweep_seed = _sweep_seed(warehouse, model, method, run, seed)
     if edits == "extremes":
         ppl_rows = _rows(warehouse, "ppl", model=model, method=method, run_id=run)
@@ -188,8 +219,10 @@ def _largest_sweep(warehouse: Any, model: str, method: str) -> str:
     for row in _rows(warehouse, "ppl", model=model, method=method):
         counts[row["run_id"]] = counts.get(row["run_id"], 0) + 1
     if not counts:
-        raise LookupError(f"no single-edit sweep of {model}/{method} in {warehouse.root}: run "
-                          "`editcollapse sweep` first, or name edits by source (hardcf, sequential …)")
+        raise LookupError(
+            f"no single-edit sweep of {model}/{method} in {warehouse.root}: run "
+            "`editcollapse sweep` first, or name edits by source (hardcf, sequential …)"
+        )
     return max(counts, key=lambda run: (counts[run], run))
 
 

@@ -46,13 +46,26 @@ class LocalTask:
 
     def yaml_config(self, data_file: Path) -> dict[str, Any]:
         """The task YAML as a dict, pointing at ``data_file`` (made absolute)."""
-        return {"task": self.name, "dataset_path": "json",
-                "dataset_kwargs": {"data_files": {"test": str(Path(data_file).resolve())}},
-                "test_split": "test", **self.config, "metadata": {"version": 1.0}}
+        return {
+            "task": self.name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(Path(data_file).resolve())}},
+            "test_split": "test",
+            **self.config,
+            "metadata": {"version": 1.0},
+        }
 
 
-def lastword_task(texts: Iterable[str], *, name: str = "ec_lastword_embedded", n: int | None = None,
-                  seed: int = 0, min_words: int = 8, max_words: int = 80, source: str = "") -> LocalTask:
+def lastword_task(
+    texts: Iterable[str],
+    *,
+    name: str = "ec_lastword_embedded",
+    n: int | None = None,
+    seed: int = 0,
+    min_words: int = 8,
+    max_words: int = 80,
+    source: str = "",
+) -> LocalTask:
     """LAMBADA-style last-word prediction over ``texts`` (lambada_openai's prompt and metrics).
 
     Each text (a document or a sentence) gives one passage: its longest run of leading sentences
@@ -73,13 +86,20 @@ def lastword_task(texts: Iterable[str], *, name: str = "ec_lastword_embedded", n
     docs = docs[:n] if n is not None else docs
     if not docs:
         raise SuiteDataError(f"{name}: no text has {min_words}+ words ending in an alphabetic word")
-    config = {"output_type": "loglikelihood",
-              "doc_to_text": "{{text.split(' ')[:-1]|join(' ')}}",
-              "doc_to_target": "{{' '+text.split(' ')[-1]}}",
-              "metric_list": [_PERPLEXITY, _ACC]}
-    return LocalTask(name, tuple(docs), config, source=source,
-                     about="last-word prediction in LAMBADA's format (not LAMBADA's data): acc = the "
-                           "greedy continuation is exactly the last word")
+    config = {
+        "output_type": "loglikelihood",
+        "doc_to_text": "{{text.split(' ')[:-1]|join(' ')}}",
+        "doc_to_target": "{{' '+text.split(' ')[-1]}}",
+        "metric_list": [_PERPLEXITY, _ACC],
+    }
+    return LocalTask(
+        name,
+        tuple(docs),
+        config,
+        source=source,
+        about="last-word prediction in LAMBADA's format (not LAMBADA's data): acc = the "
+        "greedy continuation is exactly the last word",
+    )
 
 
 def _leading_passage(sentences: Sequence[str], max_words: int) -> str:
@@ -95,8 +115,15 @@ def _leading_passage(sentences: Sequence[str], max_words: int) -> str:
     return " ".join(kept)
 
 
-def geofacts_mc_task(cases: Iterable[EditCase], *, name: str = "ec_geofacts_mc", n_choices: int = 4,
-                     n: int | None = None, seed: int = 0, source: str = "") -> LocalTask:
+def geofacts_mc_task(
+    cases: Iterable[EditCase],
+    *,
+    name: str = "ec_geofacts_mc",
+    n_choices: int = 4,
+    n: int | None = None,
+    seed: int = 0,
+    source: str = "",
+) -> LocalTask:
     """Multiple choice over the true facts behind edit cases: which object completes the prompt?
 
     One item per (relation, subject), from the first case that states it. The choices are the true
@@ -125,22 +152,42 @@ def geofacts_mc_task(cases: Iterable[EditCase], *, name: str = "ec_geofacts_mc",
             continue  # a relation with too few objects cannot make an n-way question
         choices = [case.target_true, *distractors[: n_choices - 1]]
         rng.shuffle(choices)
-        docs.append({"query": case.filled_prompt, "choices": choices,
-                     "label": choices.index(case.target_true), "case_id": case.case_id})
+        docs.append(
+            {
+                "query": case.filled_prompt,
+                "choices": choices,
+                "label": choices.index(case.target_true),
+                "case_id": case.case_id,
+            }
+        )
     rng.shuffle(docs)
     docs = docs[:n] if n is not None else docs
     if not docs:
         raise SuiteDataError(f"{name}: no case has a true target and {n_choices - 1} distinct distractors")
-    config = {"output_type": "multiple_choice", "doc_to_text": "{{query}}",
-              "doc_to_choice": "{{choices}}", "doc_to_target": "label",
-              "metric_list": [_ACC, _ACC_NORM]}
-    return LocalTask(name, tuple(docs), config, source=source,
-                     about=f"{n_choices}-way multiple choice over the true facts of the embedded "
-                           "knowledge source (chance = 1/n_choices)")
+    config = {
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{query}}",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "label",
+        "metric_list": [_ACC, _ACC_NORM],
+    }
+    return LocalTask(
+        name,
+        tuple(docs),
+        config,
+        source=source,
+        about=f"{n_choices}-way multiple choice over the true facts of the embedded "
+        "knowledge source (chance = 1/n_choices)",
+    )
 
 
-def mmlu_task(records: Sequence[dict[str, Any]], *, name: str = "ec_mmlu_sub",
-              subjects: Sequence[str] = PAPER_MMLU_SUBJECTS, source: str = "") -> LocalTask:
+def mmlu_task(
+    records: Sequence[dict[str, Any]],
+    *,
+    name: str = "ec_mmlu_sub",
+    subjects: Sequence[str] = PAPER_MMLU_SUBJECTS,
+    source: str = "",
+) -> LocalTask:
     """MMLU questions of ``subjects`` with lm-eval's zero-shot MMLU prompt (description per subject).
 
     ``records`` are MMLU rows (question, subject, choices[4], answer 0-3); a malformed row of a
@@ -155,15 +202,23 @@ def mmlu_task(records: Sequence[dict[str, Any]], *, name: str = "ec_mmlu_sub",
     missing = wanted - {doc["subject"] for doc in docs}
     if missing:
         raise SuiteDataError(f"{source or name}: no MMLU question of subject(s) {sorted(missing)}")
-    config = {"output_type": "multiple_choice",
-              "description": "The following are multiple choice questions (with answers) about "
-                             "{{subject.replace('_', ' ')}}.\n\n",
-              "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
-                             "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:",
-              "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "answer",
-              "metric_list": [_ACC]}
-    return LocalTask(name, tuple(docs), config, source=source,
-                     about=f"MMLU subjects {', '.join(subjects)} in lm-eval's zero-shot MMLU format")
+    config = {
+        "output_type": "multiple_choice",
+        "description": "The following are multiple choice questions (with answers) about "
+        "{{subject.replace('_', ' ')}}.\n\n",
+        "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
+        "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:",
+        "doc_to_choice": ["A", "B", "C", "D"],
+        "doc_to_target": "answer",
+        "metric_list": [_ACC],
+    }
+    return LocalTask(
+        name,
+        tuple(docs),
+        config,
+        source=source,
+        about=f"MMLU subjects {', '.join(subjects)} in lm-eval's zero-shot MMLU format",
+    )
 
 
 def _mmlu_doc(record: dict[str, Any], index: int, source: str) -> dict[str, Any]:
@@ -200,11 +255,10 @@ def write_suite(tasks: Sequence[LocalTask], directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         data_file = directory / f"{task.name}.jsonl"
-        data_file.write_text("".join(json.dumps(doc, ensure_ascii=False) + "\n" for doc in task.docs),
-                             encoding="utf-8")
+        data_file.write_text("".join(json.dumps(doc, ensure_ascii=False) + "\n" for doc in task.docs), encoding="utf-8")
         (directory / f"{task.name}.yaml").write_text(
-            yaml.safe_dump(task.yaml_config(data_file), sort_keys=False, allow_unicode=True),
-            encoding="utf-8")
+            yaml.safe_dump(task.yaml_config(data_file), sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
     return directory
 
 

@@ -35,8 +35,14 @@ def _collapsed(ppl_mean: float, threshold: float) -> bool:
     return not math.isfinite(ppl_mean) or ppl_mean > threshold
 
 
-def source_rows(warehouse: Warehouse, *, method: str = "rome", models: Sequence[str] | None = None,
-                run_ids: Sequence[str] | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+def source_rows(
+    warehouse: Warehouse,
+    *,
+    method: str = "rome",
+    models: Sequence[str] | None = None,
+    run_ids: Sequence[str] | None = None,
+    dataset: str | None = None,
+) -> list[dict[str, Any]]:
     """Every (case, sweep) perplexity row the selection may draw on."""
     query, args = _SOURCE_ROWS, [method]
     if models:
@@ -57,14 +63,19 @@ def source_rows(warehouse: Warehouse, *, method: str = "rome", models: Sequence[
 def select_hardcf_rows(rows: list[dict[str, Any]], threshold: float = COLLAPSE_THRESHOLD) -> list[dict[str, Any]]:
     """The rows of cases that collapsed on any model, each marked with its own collapse."""
     hard = {row["case_id"] for row in rows if _collapsed(row["ppl_mean"], threshold)}
-    return [{**row, "collapsed": _collapsed(row["ppl_mean"], threshold), "threshold": threshold}
-            for row in rows if row["case_id"] in hard]
+    return [
+        {**row, "collapsed": _collapsed(row["ppl_mean"], threshold), "threshold": threshold}
+        for row in rows
+        if row["case_id"] in hard
+    ]
 
 
 def selection_id(threshold: float, method: str, dataset: str | None, source_runs: Sequence[str]) -> str:
     """``hardcf-<12 hex>`` from what determines the selection."""
-    key = json.dumps({"threshold": threshold, "method": method, "dataset": dataset,
-                      "sources": sorted(set(source_runs))}, sort_keys=True)
+    key = json.dumps(
+        {"threshold": threshold, "method": method, "dataset": dataset, "sources": sorted(set(source_runs))},
+        sort_keys=True,
+    )
     return f"hardcf-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -73,7 +84,8 @@ def store_hardcf(warehouse: Warehouse, rows: list[dict[str, Any]], run_id: str) 
     by_source: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_source.setdefault((row["source_model"], row["source_method"], row["source_run_id"]), []).append(
-            {**row, "run_id": run_id})
+            {**row, "run_id": run_id}
+        )
     for (model, method, source_run), part in by_source.items():
         warehouse.write_part("hardcf", part, model=model, method=method, run_id=run_id, shard=source_run)
     return len(by_source)
@@ -87,10 +99,16 @@ def export_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for them; ``float()`` reads them back)."""
     records: dict[str, dict[str, Any]] = {}
     for row in rows:
-        record = records.setdefault(row["case_id"], {
-            "case_id": row["case_id"], "prompt": row["prompt"].replace("{}", row["subject"]),
-            "target_new": row["target_new"], "subject": row["subject"], "ground_truth": row["target_true"],
-        })
+        record = records.setdefault(
+            row["case_id"],
+            {
+                "case_id": row["case_id"],
+                "prompt": row["prompt"].replace("{}", row["subject"]),
+                "target_new": row["target_new"],
+                "subject": row["subject"],
+                "ground_truth": row["target_true"],
+            },
+        )
         field = f"{row['source_method']}_{row['source_model']}_ppl"
         value = row["ppl_mean"]
         previous = record.get(field)
@@ -116,23 +134,45 @@ def write_json(records: list[dict[str, Any]], path: str | Path) -> Path:
 SELECTION_MODEL = "all-models"  # the runs row of a selection spans models
 
 
-def run_selection(warehouse: Warehouse, *, threshold: float = COLLAPSE_THRESHOLD, method: str = "rome",
-                  models: Sequence[str] | None = None, run_ids: Sequence[str] | None = None,
-                  dataset: str | None = None, output: str | Path | None = None) -> dict[str, Any]:
+def run_selection(
+    warehouse: Warehouse,
+    *,
+    threshold: float = COLLAPSE_THRESHOLD,
+    method: str = "rome",
+    models: Sequence[str] | None = None,
+    run_ids: Sequence[str] | None = None,
+    dataset: str | None = None,
+    output: str | Path | None = None,
+) -> dict[str, Any]:
     """Select HardCF from the stored sweeps, store it (``hardcf`` rows and a ``runs`` row) and
     export the JSON (default ``<warehouse>/exports/<selection id>.json``); return a summary."""
     from editcollapse.warehouse.runs import finish_run, start_run
 
     rows = source_rows(warehouse, method=method, models=models, run_ids=run_ids, dataset=dataset)
     if not rows:
-        raise ValueError(f"no single-edit sweep rows for method {method!r} (models={models}, runs={run_ids}, "
-                         f"dataset={dataset}) in {warehouse.root}")
+        raise ValueError(
+            f"no single-edit sweep rows for method {method!r} (models={models}, runs={run_ids}, "
+            f"dataset={dataset}) in {warehouse.root}"
+        )
     sources = sorted({row["source_run_id"] for row in rows})
     run_id = selection_id(threshold, method, dataset, sources)
-    parameters = {"threshold": threshold, "method": method, "models": sorted(models or []),
-                  "runs": sources, "dataset": dataset}
-    run_row = start_run(warehouse, model=SELECTION_MODEL, method=method, run_id=run_id, stage="hardcf",
-                        dataset=dataset, parameters=parameters, threshold=threshold)
+    parameters = {
+        "threshold": threshold,
+        "method": method,
+        "models": sorted(models or []),
+        "runs": sources,
+        "dataset": dataset,
+    }
+    run_row = start_run(
+        warehouse,
+        model=SELECTION_MODEL,
+        method=method,
+        run_id=run_id,
+        stage="hardcf",
+        dataset=dataset,
+        parameters=parameters,
+        threshold=threshold,
+    )
     selected = select_hardcf_rows(rows, threshold)
     store_hardcf(warehouse, selected, run_id)
     records = export_records(selected)
@@ -142,7 +182,14 @@ def run_selection(warehouse: Warehouse, *, threshold: float = COLLAPSE_THRESHOLD
         counts = per_model.setdefault(row["source_model"], {"swept": 0, "collapsed": 0})
         counts["swept"] += 1
         counts["collapsed"] += _collapsed(row["ppl_mean"], threshold)
-    finish_run(warehouse, SELECTION_MODEL, method, run_row, status="completed", n_cases=len(records),
-               n_collapsed=len(records))
-    return {"run_id": run_id, "n_hard_cases": len(records), "per_model": per_model,
-            "source_runs": sources, "json": str(path), "records": records}
+    finish_run(
+        warehouse, SELECTION_MODEL, method, run_row, status="completed", n_cases=len(records), n_collapsed=len(records)
+    )
+    return {
+        "run_id": run_id,
+        "n_hard_cases": len(records),
+        "per_model": per_model,
+        "source_runs": sources,
+        "json": str(path),
+        "records": records,
+    }

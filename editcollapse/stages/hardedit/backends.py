@@ -137,10 +137,17 @@ class OpenAIChatBackend:
             import openai
 
             if not self.config.api_key and not self.config.base_url:
-                raise GenerationFailed("no API key: set EDITCOLLAPSE_LLM_API_KEY (or OPENAI_API_KEY), "
-                                       "or EDITCOLLAPSE_LLM_BASE_URL for a local server", [])
-            self._client = openai.OpenAI(base_url=self.config.base_url, api_key=self.config.api_key or "none",
-                                         timeout=self.config.timeout_s, max_retries=0)
+                raise GenerationFailed(
+                    "no API key: set EDITCOLLAPSE_LLM_API_KEY (or OPENAI_API_KEY), "
+                    "or EDITCOLLAPSE_LLM_BASE_URL for a local server",
+                    [],
+                )
+            self._client = openai.OpenAI(
+                base_url=self.config.base_url,
+                api_key=self.config.api_key or "none",
+                timeout=self.config.timeout_s,
+                max_retries=0,
+            )
         return self._client
 
     def _pace(self) -> None:
@@ -153,7 +160,7 @@ class OpenAIChatBackend:
 
     def _backoff(self, attempt: int, error: Exception) -> float:
         hinted = _retry_after(error)
-        base = hinted if hinted is not None else self.config.backoff_initial_s * 2 ** attempt
+        base = hinted if hinted is not None else self.config.backoff_initial_s * 2**attempt
         return min(self.config.backoff_max_s, base * self.rng.uniform(0.75, 1.25))
 
     def complete(self, messages: Messages) -> ChatReply:
@@ -167,8 +174,11 @@ class OpenAIChatBackend:
             self.budget.requests += 1
             try:
                 response = client.chat.completions.with_raw_response.create(
-                    model=self.config.model, messages=messages, temperature=self.config.temperature,
-                    max_tokens=self.config.max_tokens)
+                    model=self.config.model,
+                    messages=messages,
+                    temperature=self.config.temperature,
+                    max_tokens=self.config.max_tokens,
+                )
                 completion = response.parse()
             except Exception as error:  # noqa: BLE001 - classified right below
                 errors.append(f"attempt {attempt + 1}: {type(error).__name__}: {error}")
@@ -182,11 +192,15 @@ class OpenAIChatBackend:
                 self.budget.tokens += usage.total_tokens or 0
             choice = completion.choices[0] if completion.choices else None
             return ChatReply(
-                text=(choice.message.content or "") if choice else "", raw=response.text,
+                text=(choice.message.content or "") if choice else "",
+                raw=response.text,
                 model=completion.model or self.config.model,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
-                attempts=attempt + 1, errors=errors, seconds=time.monotonic() - started)
+                attempts=attempt + 1,
+                errors=errors,
+                seconds=time.monotonic() - started,
+            )
         raise GenerationFailed(f"{self.name}: gave up after {len(errors)} attempts", errors)
 
 
@@ -218,22 +232,43 @@ class TransformersChatBackend:
         if not getattr(tokenizer, "chat_template", None):
             raise GenerationFailed(f"{self.name}: the tokenizer has no chat template", [])
         started = time.monotonic()
-        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True).to(self.loaded.device)
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(self.loaded.device)
         torch.manual_seed(self.seed + self.budget.requests)
-        sampling = {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p} \
-            if self.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
+            if self.temperature > 0
+            else {"do_sample": False}
+        )
         with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=self.max_new_tokens,
-                                    pad_token_id=tokenizer.pad_token_id, **sampling)
-        new_tokens = output[0, inputs["input_ids"].shape[1]:]
+            output = model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+            )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
         text = tokenizer.decode(new_tokens, skip_special_tokens=True)
         prompt_tokens, completion_tokens = int(inputs["input_ids"].shape[1]), int(new_tokens.shape[0])
         self.budget.tokens += prompt_tokens + completion_tokens
-        raw = json.dumps({"text": text, "model": self.loaded.name, "revision": self.loaded.revision,
-                          "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "seed": self.seed + self.budget.requests, "max_new_tokens": self.max_new_tokens,
-                          **sampling}, ensure_ascii=False)
-        return ChatReply(text=text, raw=raw, model=self.loaded.name, prompt_tokens=prompt_tokens,
-                         completion_tokens=completion_tokens, attempts=1, errors=[],
-                         seconds=time.monotonic() - started)
+        raw = json.dumps(
+            {
+                "text": text,
+                "model": self.loaded.name,
+                "revision": self.loaded.revision,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "seed": self.seed + self.budget.requests,
+                "max_new_tokens": self.max_new_tokens,
+                **sampling,
+            },
+            ensure_ascii=False,
+        )
+        return ChatReply(
+            text=text,
+            raw=raw,
+            model=self.loaded.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            attempts=1,
+            errors=[],
+            seconds=time.monotonic() - started,
+        )

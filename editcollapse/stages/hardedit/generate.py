@@ -56,9 +56,16 @@ class GenerationSettings:
     seed: int = 0
 
 
-def generate(backend: ChatBackend, *, repository: SubjectRepository, seeds: list[SeedExample], template: str,
-             settings: GenerationSettings, previous_subjects: list[str] = (),
-             skip: set[int] | frozenset[int] = frozenset()) -> Iterator[CallOutcome]:
+def generate(
+    backend: ChatBackend,
+    *,
+    repository: SubjectRepository,
+    seeds: list[SeedExample],
+    template: str,
+    settings: GenerationSettings,
+    previous_subjects: list[str] = (),
+    skip: set[int] | frozenset[int] = frozenset(),
+) -> Iterator[CallOutcome]:
     """Run calls ``0 .. n_calls-1`` (minus ``skip``, the ones a resumed run already stored),
     yielding each outcome as soon as it is known.
 

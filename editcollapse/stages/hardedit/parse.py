@@ -108,7 +108,7 @@ def _scan(block: str, answer: ParsedAnswer) -> bool:
         end = _matching_close(block, index)
         if end is not None:
             try:
-                value = _loads(block[index:end + 1])
+                value = _loads(block[index : end + 1])
             except ValueError:
                 index += 1  # unreadable: look for complete objects inside it
                 continue

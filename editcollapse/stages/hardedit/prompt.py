@@ -35,8 +35,12 @@ class SeedExample:
     ground_truth: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"prompt": self.prompt, "target_new": self.target_new, "subject": self.subject,
-                "ground_truth": self.ground_truth}
+        return {
+            "prompt": self.prompt,
+            "target_new": self.target_new,
+            "subject": self.subject,
+            "ground_truth": self.ground_truth,
+        }
 
 
 def load_template(path: str | Path | None = None) -> str:
@@ -49,15 +53,18 @@ def load_template(path: str | Path | None = None) -> str:
         raise ValueError(f"{path}: cannot read the prompt template ({error})") from error
     unknown = {name for name in Template(text).get_identifiers() if name not in PLACEHOLDERS}
     if unknown:
-        raise ValueError(f"{path}: unknown placeholder(s) {sorted(unknown)}; "
-                         f"known: {', '.join('$' + p for p in PLACEHOLDERS)} (write $$ for a literal $)")
+        raise ValueError(
+            f"{path}: unknown placeholder(s) {sorted(unknown)}; "
+            f"known: {', '.join('$' + p for p in PLACEHOLDERS)} (write $$ for a literal $)"
+        )
     return text
 
 
 def _paper_seeds() -> list[SeedExample]:
     text = resources.files("editcollapse.stages.hardedit").joinpath(PAPER_SEEDS_FILE).read_text(encoding="utf-8")
-    return [SeedExample(r["prompt"], r["target_new"], r["subject"], r["ground_truth"])
-            for r in json.loads(text)["seeds"]]
+    return [
+        SeedExample(r["prompt"], r["target_new"], r["subject"], r["ground_truth"]) for r in json.loads(text)["seeds"]
+    ]
 
 
 def load_seed_examples(source: str = "paper", *, single_word_only: bool = True) -> list[SeedExample]:
@@ -72,8 +79,10 @@ def load_seed_examples(source: str = "paper", *, single_word_only: bool = True) 
     else:
         from editcollapse.datasets import load_cases
 
-        seeds = [SeedExample(case.filled_prompt, case.target_new, case.subject, case.target_true or "")
-                 for case in load_cases(source, strict=True).cases]
+        seeds = [
+            SeedExample(case.filled_prompt, case.target_new, case.subject, case.target_true or "")
+            for case in load_cases(source, strict=True).cases
+        ]
     if single_word_only:
         seeds = [seed for seed in seeds if is_single_word(seed.subject)]
     if not seeds:
@@ -81,8 +90,9 @@ def load_seed_examples(source: str = "paper", *, single_word_only: bool = True) 
     return seeds
 
 
-def build_prompt(template: str, seeds: list[SeedExample], subjects: list[str], excluded: list[str],
-                 n_points: int = 10) -> str:
+def build_prompt(
+    template: str, seeds: list[SeedExample], subjects: list[str], excluded: list[str], n_points: int = 10
+) -> str:
     """Fill the template: seeds as a JSON list, ``{"subjects": [...]}``, ``{"excluded_subjects": [...]}``."""
     values = {
         "seed_examples": json.dumps([seed.to_dict() for seed in seeds], indent=1, ensure_ascii=False),

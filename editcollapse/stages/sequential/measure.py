@@ -38,8 +38,9 @@ class CorpusEvaluator:
 
         result = perplexity(loaded.model, loaded.tokenizer, list(self.texts), batch_size=self.batch_size)
         metrics = measure_cases(loaded.model, loaded.tokenizer, list(cases)) if cases and self.successes else []
-        return Measurement(ppl=result.mean_per_text, ppl_corpus_level=result.corpus,
-                           successes=[edit_success(m) for m in metrics])
+        return Measurement(
+            ppl=result.mean_per_text, ppl_corpus_level=result.corpus, successes=[edit_success(m) for m in metrics]
+        )
 
 
 class BaselineOnce:

@@ -52,8 +52,9 @@ def legend_labels(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str 
     return labels
 
 
-def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path: Path,
-          threshold: float | None = None) -> Path:
+def _draw(
+    rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path: Path, threshold: float | None = None
+) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     plt, figure, axes = _figure()
@@ -65,11 +66,23 @@ def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path:
         # a non-finite perplexity is collapse: draw it at the top of the axis instead of dropping it
         values = [v if math.isfinite(v) else math.nan for _, v in points]
         color = COLORS.get(group, "tab:gray")
-        axes.plot(steps, values, marker=".", color=color, alpha=0.8, label=labels[(group, trial)],
-                  linestyle=LINESTYLES[trial % len(LINESTYLES)])
+        axes.plot(
+            steps,
+            values,
+            marker=".",
+            color=color,
+            alpha=0.8,
+            label=labels[(group, trial)],
+            linestyle=LINESTYLES[trial % len(LINESTYLES)],
+        )
         if (group, trial) in collapsed and threshold is not None:
-            axes.plot(steps[-1], values[-1] if math.isfinite(values[-1]) else threshold, marker="x",
-                      color=color, markersize=10)
+            axes.plot(
+                steps[-1],
+                values[-1] if math.isfinite(values[-1]) else threshold,
+                marker="x",
+                color=color,
+                markersize=10,
+            )
     axes.set_yscale("log")
     if threshold is not None:
         axes.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"collapse ({threshold:g})")
@@ -86,16 +99,20 @@ def _draw(rows: list[dict[str, Any]], value: str, ylabel: str, title: str, path:
     return path
 
 
-def plot_perplexity(rows: list[dict[str, Any]], path: str | Path, *, threshold: float, title: str,
-                    value: str = "ppl_mean") -> Path:
+def plot_perplexity(
+    rows: list[dict[str, Any]], path: str | Path, *, threshold: float, title: str, value: str = "ppl_mean"
+) -> Path:
     """Perplexity (mean per sentence; ``extra_ppl_mean``: the second corpus) vs edits, hard vs normal,
     log scale, threshold line."""
     return _draw(rows, value, "perplexity (log)", title, Path(path), threshold=threshold)
 
 
-def plot_norms(rows: list[dict[str, Any]], path: str | Path, *, title: str,
-               value: str = "cumulative_fro") -> Path:
+def plot_norms(rows: list[dict[str, Any]], path: str | Path, *, title: str, value: str = "cumulative_fro") -> Path:
     """A weight-change norm (default: Frobenius norm of the cumulative change) vs edits."""
-    labels = {"cumulative_fro": "‖ΣΔW‖_F (cumulative)", "cumulative_spectral": "‖ΣΔW‖₂ (cumulative)",
-              "delta_fro": "‖ΔW‖_F (this edit)", "delta_spectral": "‖ΔW‖₂ (this edit)"}
+    labels = {
+        "cumulative_fro": "‖ΣΔW‖_F (cumulative)",
+        "cumulative_spectral": "‖ΣΔW‖₂ (cumulative)",
+        "delta_fro": "‖ΔW‖_F (this edit)",
+        "delta_spectral": "‖ΔW‖₂ (this edit)",
+    }
     return _draw(rows, value, labels.get(value, value), title, Path(path))

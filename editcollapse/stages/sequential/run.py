@@ -91,9 +91,11 @@ class Trajectory:
 
 def plan_trajectories(groups: Groups, config: SequentialConfig) -> list[Trajectory]:
     """hard trial 0, normal trial 0, hard trial 1, … (interleaved, so a partial run compares both)."""
-    return [Trajectory(name, trial, trial_order(members, config.n_edits, config.seed, trial))
-            for trial in range(config.trials)
-            for name, members in (("hard", groups.hard), ("normal", groups.normal))]
+    return [
+        Trajectory(name, trial, trial_order(members, config.n_edits, config.seed, trial))
+        for trial in range(config.trials)
+        for name, members in (("hard", groups.hard), ("normal", groups.normal))
+    ]
 
 
 def run_folder(warehouse: Warehouse, config: SequentialConfig, run_id: str) -> Path:
@@ -112,37 +114,65 @@ def make_edit(method: str, hparams: dict[str, Any]) -> EditFn:
     return edit
 
 
-def run_one(loaded: LoadedModel, edit: EditFn, evaluate: Evaluator, warehouse: Warehouse,
-            config: SequentialConfig, run_id: str, trajectory: Trajectory,
-            on_step: Callable[[dict[str, Any]], None] | None = None,
-            extra: Evaluator | None = None) -> list[dict[str, Any]]:
+def run_one(
+    loaded: LoadedModel,
+    edit: EditFn,
+    evaluate: Evaluator,
+    warehouse: Warehouse,
+    config: SequentialConfig,
+    run_id: str,
+    trajectory: Trajectory,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    extra: Evaluator | None = None,
+) -> list[dict[str, Any]]:
     """Run (or resume, or just read back) one trajectory and write its part of the table.
 
     ``extra``: the evaluator of ``config.extra_corpus`` (None when the run has no second corpus)."""
     folder = run_folder(warehouse, config, run_id)
     store = StepStore(folder / "deltas" / trajectory.shard)
-    labels = {"run_id": run_id, "group": trajectory.group, "trial": trajectory.trial,
-              "corpus": config.ppl_corpus, "extra_corpus": config.extra_corpus}
+    labels = {
+        "run_id": run_id,
+        "group": trajectory.group,
+        "trial": trajectory.trial,
+        "corpus": config.ppl_corpus,
+        "extra_corpus": config.extra_corpus,
+    }
     if warehouse.has_part(TABLE, config.model, config.method, run_id, trajectory.shard):
         return store.stored_rows()  # finished earlier: its stored steps are its rows
-    rows = run_trajectory(loaded, edit, trajectory.members, evaluate, store, config.settings(), labels,
-                          on_step=on_step, extra=extra)
-    warehouse.write_part(TABLE, table_rows(rows), model=config.model, method=config.method,
-                         run_id=run_id, shard=trajectory.shard)
+    rows = run_trajectory(
+        loaded, edit, trajectory.members, evaluate, store, config.settings(), labels, on_step=on_step, extra=extra
+    )
+    warehouse.write_part(
+        TABLE, table_rows(rows), model=config.model, method=config.method, run_id=run_id, shard=trajectory.shard
+    )
     return rows
 
 
 def write_plots(rows: list[dict[str, Any]], folder: Path, config: SequentialConfig, run_id: str) -> list[Path]:
     """The run's two figures (perplexity and cumulative weight-change norm vs edits) as PNG."""
     title = f"{config.method} on {config.model}: hard vs normal ({config.ppl_corpus}, every {config.ppl_every})"
-    paths = [plot_perplexity(rows, folder / f"{run_id}-perplexity.png", threshold=config.threshold, title=title),
-             plot_norms(rows, folder / f"{run_id}-weight-change.png",
-                        title=f"{config.method} on {config.model}: cumulative weight change")]
+    paths = [
+        plot_perplexity(rows, folder / f"{run_id}-perplexity.png", threshold=config.threshold, title=title),
+        plot_norms(
+            rows,
+            folder / f"{run_id}-weight-change.png",
+            title=f"{config.method} on {config.model}: cumulative weight change",
+        ),
+    ]
     if config.extra_corpus is not None:
-        title = (f"{config.method} on {config.model}: hard vs normal ({config.extra_corpus}, every "
-                 f"{config.extra_every} and at the end)")
-        paths.append(plot_perplexity(rows, folder / f"{run_id}-perplexity-extra.png", threshold=config.threshold,
-                                     title=title, value="extra_ppl_mean"))
+        title = (
+            f"{config.method} on {config.model}: hard vs normal ({config.extra_corpus}, every "
+            f"{config.extra_every} and at the end)"
+        )
+        paths.append(
+            plot_perplexity(
+                rows,
+                folder / f"{run_id}-perplexity-extra.png",
+                threshold=config.threshold,
+                title=title,
+                value="extra_ppl_mean",
+            )
+        )
     return paths
 
 
@@ -151,11 +181,23 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     lines: dict[tuple[str, int], dict[str, Any]] = {}
     for row in rows:
         key = (row["group"], row["trial"])
-        line = lines.setdefault(key, {"group": row["group"], "trial": row["trial"], "edits": 0,
-                                      "baseline_ppl": None, "final_ppl": None, "collapsed_at": None,
-                                      "final_all_success": None, "cumulative_fro": None,
-                                      "cumulative_spectral": None, "errors": 0,
-                                      "baseline_extra_ppl": None, "final_extra_ppl": None})
+        line = lines.setdefault(
+            key,
+            {
+                "group": row["group"],
+                "trial": row["trial"],
+                "edits": 0,
+                "baseline_ppl": None,
+                "final_ppl": None,
+                "collapsed_at": None,
+                "final_all_success": None,
+                "cumulative_fro": None,
+                "cumulative_spectral": None,
+                "errors": 0,
+                "baseline_extra_ppl": None,
+                "final_extra_ppl": None,
+            },
+        )
         if row["step"] == 0:
             line["baseline_ppl"] = row["ppl_mean"]
             line["baseline_extra_ppl"] = row.get("extra_ppl_mean")

@@ -44,8 +44,9 @@ def _max_by_case(rows: list[dict], value: str) -> dict[str, float | None]:
     return best
 
 
-def warehouse_candidates(warehouse: Warehouse, model: str, method: str, sweep_run: str | None = None
-                         ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+def warehouse_candidates(
+    warehouse: Warehouse, model: str, method: str, sweep_run: str | None = None
+) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(collapsed case ids → single-edit ppl, fill candidates → single-edit ppl) from the tables.
 
     ``sweep_run``: only that single-edit sweep's ``ppl`` rows and the ``hardcf`` rows it sourced
@@ -55,8 +56,9 @@ def warehouse_candidates(warehouse: Warehouse, model: str, method: str, sweep_ru
         raise ValueError(f"the ppl table has no rows of sweep run {sweep_run!r} for {model} × {method}")
     ranked = _max_by_case(ppl_rows, "ppl_mean")
     collapsed = {row["case_id"]: ranked.get(row["case_id"]) for row in ppl_rows if row["collapsed"]}
-    hardcf = [row for row in warehouse.read("hardcf").to_pylist()
-              if sweep_run is None or row["source_run_id"] == sweep_run]
+    hardcf = [
+        row for row in warehouse.read("hardcf").to_pylist() if sweep_run is None or row["source_run_id"] == sweep_run
+    ]
     for case_id, ppl in _max_by_case(hardcf, "ppl_mean").items():
         collapsed.setdefault(case_id, ranked.get(case_id, ppl))
     return collapsed, ranked
@@ -64,13 +66,21 @@ def warehouse_candidates(warehouse: Warehouse, model: str, method: str, sweep_ru
 
 def _file_ppl(case: EditCase) -> float | None:
     """A HardCF/HardEdit record's single-edit perplexity (``rome_<model>_ppl``), when present."""
-    values = [float(v) for k, v in sorted(case.extra.items())
-              if k.endswith("_ppl") and isinstance(v, int | float)]
+    values = [float(v) for k, v in sorted(case.extra.items()) if k.endswith("_ppl") and isinstance(v, int | float)]
     return max(values) if values else None
 
 
-def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *,
-                 warehouse: Warehouse, model: str, method: str, sweep_run: str | None = None) -> Groups:
+def build_groups(
+    hard_source: str,
+    pool: list[EditCase],
+    size: int,
+    seed: int,
+    *,
+    warehouse: Warehouse,
+    model: str,
+    method: str,
+    sweep_run: str | None = None,
+) -> Groups:
     """Both groups of ``size`` cases; ``pool`` is the dataset the hard ids refer to and the normal
     cases are drawn from. A normal member's ``single_ppl`` is its single-edit perplexity where the
     sweep measured it (else None)."""
@@ -79,8 +89,10 @@ def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *
         collapsed_ppl, ranked_ppl = warehouse_candidates(warehouse, model, method, sweep_run)
         missing = sorted(set(collapsed_ppl) - set(by_id))
         if missing:
-            raise ValueError(f"hardcf/ppl tables name case(s) {missing[:5]} that the dataset does not "
-                             "hold: pass the dataset the sweep used")
+            raise ValueError(
+                f"hardcf/ppl tables name case(s) {missing[:5]} that the dataset does not "
+                "hold: pass the dataset the sweep used"
+            )
         collapsed = [Scored(by_id[i], p) for i, p in collapsed_ppl.items()]
         ranked = [Scored(by_id[i], p) for i, p in ranked_ppl.items() if i in by_id]
     else:
@@ -94,6 +106,8 @@ def build_groups(hard_source: str, pool: list[EditCase], size: int, seed: int, *
         _, ranked_ppl = warehouse_candidates(warehouse, model, method, sweep_run)
         ranked = [Scored(by_id[i], p) for i, p in ranked_ppl.items() if i in by_id]
     hard = select_hard(collapsed, ranked, size)
-    normal = [Member(m.case, m.role, ranked_ppl.get(m.case.case_id))
-              for m in sample_normal(pool, [member.case for member in hard], size, seed)]
+    normal = [
+        Member(m.case, m.role, ranked_ppl.get(m.case.case_id))
+        for m in sample_normal(pool, [member.case for member in hard], size, seed)
+    ]
     return Groups(hard=hard, normal=normal)

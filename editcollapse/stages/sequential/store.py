@@ -48,9 +48,11 @@ class StepStore:
         if path.exists():
             stored = json.loads(path.read_text())["case_ids"]
             if stored != case_ids:
-                raise ValueError(f"{path}: this trajectory was started with other cases "
-                                 f"({stored[:3]}… vs {case_ids[:3]}…); the groups changed since "
-                                 "(a new sweep?) — start a new run id instead of resuming")
+                raise ValueError(
+                    f"{path}: this trajectory was started with other cases "
+                    f"({stored[:3]}… vs {case_ids[:3]}…); the groups changed since "
+                    "(a new sweep?) — start a new run id instead of resuming"
+                )
             return
         _atomic_write_bytes(path, json.dumps({"case_ids": case_ids}).encode())
 

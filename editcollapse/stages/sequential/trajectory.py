@@ -72,8 +72,15 @@ def norm_records(step: Delta | None, cumulative: Delta | None) -> list[dict[str,
     records = []
     for name, cum in sorted(cumulative.norms().items()):
         own = step_norms.get(name, {"fro": 0.0, "spectral": 0.0})
-        records.append({"param": name, "step_fro": own["fro"], "step_spectral": own["spectral"],
-                        "cum_fro": cum["fro"], "cum_spectral": cum["spectral"]})
+        records.append(
+            {
+                "param": name,
+                "step_fro": own["fro"],
+                "step_spectral": own["spectral"],
+                "cum_fro": cum["fro"],
+                "cum_spectral": cum["spectral"],
+            }
+        )
     return records
 
 
@@ -82,10 +89,12 @@ def norm_summary(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     weights as one vector), spectral = maxᵢ ‖ΔWᵢ‖₂ (the largest gain any edited matrix gained)."""
     if not records:
         return {"delta_fro": None, "delta_spectral": None, "cumulative_fro": None, "cumulative_spectral": None}
-    return {"delta_fro": math.sqrt(math.fsum(r["step_fro"] ** 2 for r in records)),
-            "delta_spectral": max(r["step_spectral"] for r in records),
-            "cumulative_fro": math.sqrt(math.fsum(r["cum_fro"] ** 2 for r in records)),
-            "cumulative_spectral": max(r["cum_spectral"] for r in records)}
+    return {
+        "delta_fro": math.sqrt(math.fsum(r["step_fro"] ** 2 for r in records)),
+        "delta_spectral": max(r["step_spectral"] for r in records),
+        "cumulative_fro": math.sqrt(math.fsum(r["cum_fro"] ** 2 for r in records)),
+        "cumulative_spectral": max(r["cum_spectral"] for r in records),
+    }
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -94,13 +103,23 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def _measured_fields(measurement: Measurement | None, threshold: float) -> dict[str, Any]:
     if measurement is None:
-        return {"ppl_mean": None, "ppl_corpus": None, "collapsed": None, "newest_success": None,
-                "earlier_success": None, "successes": None}
+        return {
+            "ppl_mean": None,
+            "ppl_corpus": None,
+            "collapsed": None,
+            "newest_success": None,
+            "earlier_success": None,
+            "successes": None,
+        }
     successes = measurement.successes
-    return {"ppl_mean": measurement.ppl, "ppl_corpus": measurement.ppl_corpus_level,
-            "collapsed": is_collapsed(measurement.ppl, threshold),
-            "newest_success": successes[-1] if successes else None,
-            "earlier_success": _mean(successes[:-1]), "successes": list(successes)}
+    return {
+        "ppl_mean": measurement.ppl,
+        "ppl_corpus": measurement.ppl_corpus_level,
+        "collapsed": is_collapsed(measurement.ppl, threshold),
+        "newest_success": successes[-1] if successes else None,
+        "earlier_success": _mean(successes[:-1]),
+        "successes": list(successes),
+    }
 
 
 class _Restorer:
@@ -122,10 +141,17 @@ class _Restorer:
             backup.restore()
 
 
-def run_trajectory(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], evaluate: Evaluator,
-                   store: StepStore, settings: TrajectorySettings, labels: dict[str, Any],
-                   on_step: Callable[[dict[str, Any]], None] | None = None,
-                   extra: Evaluator | None = None) -> list[dict[str, Any]]:
+def run_trajectory(
+    loaded: LoadedModel,
+    edit: EditFn,
+    members: Sequence[Member],
+    evaluate: Evaluator,
+    store: StepStore,
+    settings: TrajectorySettings,
+    labels: dict[str, Any],
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    extra: Evaluator | None = None,
+) -> list[dict[str, Any]]:
     """Edit ``members`` one after another on ``loaded``; return one row per step (step 0 = unedited).
 
     ``labels`` (run id, model, method, group, trial, corpus …) are copied into every row. The model
@@ -171,8 +197,7 @@ def run_trajectory(loaded: LoadedModel, edit: EditFn, members: Sequence[Member],
     return rows
 
 
-def _check_replay(loaded: LoadedModel, edit: EditFn, first: Member, store: StepStore,
-                  rtol: float = 1e-4) -> None:
+def _check_replay(loaded: LoadedModel, edit: EditFn, first: Member, store: StepStore, rtol: float = 1e-4) -> None:
     """Before resuming, recompute step 1 on the unedited model and compare it with the stored Delta.
 
     This also puts the editor's per-process caches (ROME's context templates are sampled from the
@@ -187,19 +212,31 @@ def _check_replay(loaded: LoadedModel, edit: EditFn, first: Member, store: StepS
         old, new = change.materialize(), fresh.params[name].materialize(change.materialize().dtype)
         scale = float(old.abs().max()) or 1.0
         if float((old - new).abs().max()) > rtol * scale:
-            raise ValueError(f"{store.folder}: step 1 recomputed differs from the stored Delta for {name}; "
-                             "code, hparams or model changed since the run started — use a new run id")
+            raise ValueError(
+                f"{store.folder}: step 1 recomputed differs from the stored Delta for {name}; "
+                "code, hparams or model changed since the run started — use a new run id"
+            )
 
 
-def _compute_step(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], step: int,
-                  evaluate: Evaluator, settings: TrajectorySettings, restorer: _Restorer,
-                  extra: Evaluator | None = None) -> tuple[dict[str, Any], Delta | None]:
+def _compute_step(
+    loaded: LoadedModel,
+    edit: EditFn,
+    members: Sequence[Member],
+    step: int,
+    evaluate: Evaluator,
+    settings: TrajectorySettings,
+    restorer: _Restorer,
+    extra: Evaluator | None = None,
+) -> tuple[dict[str, Any], Delta | None]:
     """Edit with member ``step`` (none at step 0), apply the edit, measure; the row and the Delta."""
     member = members[step - 1] if step else None
     row: dict[str, Any] = {
-        "step": step, "case_id": member.case.case_id if member else None,
-        "selection": member.role if member else None, "single_ppl": member.single_ppl if member else None,
-        "error": None, "diagnostics": None,
+        "step": step,
+        "case_id": member.case.case_id if member else None,
+        "selection": member.role if member else None,
+        "single_ppl": member.single_ppl if member else None,
+        "error": None,
+        "diagnostics": None,
     }
     started = time.perf_counter()
     delta = None
@@ -217,8 +254,9 @@ def _compute_step(loaded: LoadedModel, edit: EditFn, members: Sequence[Member], 
         measurement = evaluate(loaded, [m.case for m in members[:step]])
     row.update(_measured_fields(measurement, settings.threshold))
     row["extra_ppl_mean"] = row["extra_ppl_corpus"] = None
-    if extra is not None and (step == 0 or step % settings.extra_every == 0 or step == len(members)
-                              or row["collapsed"]):
+    if extra is not None and (
+        step == 0 or step % settings.extra_every == 0 or step == len(members) or row["collapsed"]
+    ):
         second = extra(loaded, [m.case for m in members[:step]])  # its successes are not stored
         row["extra_ppl_mean"], row["extra_ppl_corpus"] = second.ppl, second.ppl_corpus_level
     finished = time.perf_counter()

@@ -56,8 +56,9 @@ def batched_state(spec: SweepSpec, resources: SweepResources) -> BatchedState:
         return state
     loaded = resources.loaded
     try:
-        engine = BatchedROME(loaded.model, loaded.tokenizer, loaded.arch, resources.hparams,
-                             method=resources.editor.method)
+        engine = BatchedROME(
+            loaded.model, loaded.tokenizer, loaded.arch, resources.hparams, method=resources.editor.method
+        )
     except Exception as error:  # noqa: BLE001 — every case becomes an error row, as one at a time
         state = BatchedState(key=key, engine=error, forward=None, corpus=None)
     else:
@@ -108,8 +109,10 @@ def _group(spec: SweepSpec, group: list[EditCase], state: BatchedState) -> list[
 
     n = len(group)
     if isinstance(state.engine, Exception):
-        return [(case, {}, {**_error_row(state.engine), "edit_seconds": 0.0, "edit_cpu_seconds": 0.0}, {}, None)
-                for case in group]
+        return [
+            (case, {}, {**_error_row(state.engine), "edit_seconds": 0.0, "edit_cpu_seconds": 0.0}, {}, None)
+            for case in group
+        ]
     try:
         scorer = CaseScores(state.forward, group)
         pre_scores = scorer.scores()
@@ -161,10 +164,22 @@ def _group(spec: SweepSpec, group: list[EditCase], state: BatchedState) -> list[
     return outcomes
 
 
-def _outcome(case: EditCase, index: int, pre: dict[int, dict[str, float]], edit_rows: dict[int, dict[str, Any]],
-             post: dict[int, dict[str, float]], ppl: dict[int, Any], scorer: Any,
-             spec: SweepSpec | None = None) -> Outcome:
+def _outcome(
+    case: EditCase,
+    index: int,
+    pre: dict[int, dict[str, float]],
+    edit_rows: dict[int, dict[str, Any]],
+    post: dict[int, dict[str, float]],
+    ppl: dict[int, Any],
+    scorer: Any,
+    spec: SweepSpec | None = None,
+) -> Outcome:
     row = edit_rows[index]
     ok = row.get("status") == "ok" and index in ppl and spec is not None
-    return (case, pre.get(index, {}), row, post.get(index, {}) if ok else {},
-            _ppl_row(spec, ppl[index]) if ok else None)
+    return (
+        case,
+        pre.get(index, {}),
+        row,
+        post.get(index, {}) if ok else {},
+        _ppl_row(spec, ppl[index]) if ok else None,
+    )

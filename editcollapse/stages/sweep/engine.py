@@ -89,8 +89,12 @@ def load_resources(spec: SweepSpec) -> SweepResources:
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
     hparams = load_hparams(spec.method, spec.model)
     hparams.setdefault("model_revision", loaded.revision)  # keys the covariance cache
-    return SweepResources(loaded=loaded, editor=get_editor(spec.method), hparams=hparams,
-                          ppl_texts=list(load_ppl_corpus(spec.ppl_corpus).texts))
+    return SweepResources(
+        loaded=loaded,
+        editor=get_editor(spec.method),
+        hparams=hparams,
+        ppl_texts=list(load_ppl_corpus(spec.ppl_corpus).texts),
+    )
 
 
 def case_seed(seed: int, case_id: str) -> int:
@@ -108,9 +112,15 @@ def shard_done(warehouse: Warehouse, spec: SweepSpec, shard: int) -> bool:
     return warehouse.has_part("edits", spec.model, spec.method, spec.run_id, shard)
 
 
-def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse: Warehouse, *,
-              resources: SweepResources | None = None,
-              on_case: Callable[[str], None] | None = None) -> ShardResult:
+def run_shard(
+    spec: SweepSpec,
+    shard: int,
+    cases: Sequence[EditCase],
+    warehouse: Warehouse,
+    *,
+    resources: SweepResources | None = None,
+    on_case: Callable[[str], None] | None = None,
+) -> ShardResult:
     """Edit, measure and restore for every case of one shard; write its parts; report counts.
 
     A shard already in the warehouse is not recomputed (its stored counts are returned). Several
@@ -121,8 +131,9 @@ def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse:
     if shard_done(warehouse, spec, shard):
         return _stored_result(warehouse, spec, shard)
     if not warehouse.claim(spec.model, spec.method, spec.run_id, shard):
-        return ShardResult(shard=shard, n_cases=0, n_errors=0, n_collapsed=0, ppl_means=[], skipped=True,
-                           claimed_elsewhere=True)
+        return ShardResult(
+            shard=shard, n_cases=0, n_errors=0, n_collapsed=0, ppl_means=[], skipped=True, claimed_elsewhere=True
+        )
     try:
         if shard_done(warehouse, spec, shard):  # finished by the claim's previous holder meanwhile
             return _stored_result(warehouse, spec, shard)
@@ -131,8 +142,14 @@ def run_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse:
         warehouse.release(spec.model, spec.method, spec.run_id, shard)
 
 
-def _compute_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], warehouse: Warehouse,
-                   resources: SweepResources, on_case: Callable[[str], None] | None) -> ShardResult:
+def _compute_shard(
+    spec: SweepSpec,
+    shard: int,
+    cases: Sequence[EditCase],
+    warehouse: Warehouse,
+    resources: SweepResources,
+    on_case: Callable[[str], None] | None,
+) -> ShardResult:
     rows: dict[str, list[dict[str, Any]]] = {"cases": [], "edit_metrics": [], "ppl": [], "edits": []}
     for case, pre, edit_row, metrics, ppl_row in _outcomes(spec, cases, resources):
         base = {"run_id": spec.run_id, "case_id": case.case_id, "shard": shard}
@@ -146,12 +163,15 @@ def _compute_shard(spec: SweepSpec, shard: int, cases: Sequence[EditCase], wareh
         if on_case is not None:
             on_case(case.case_id)
     for table in ("cases", "edit_metrics", "ppl", "edits"):  # edits last: the completion mark
-        warehouse.write_part(table, rows[table], model=spec.model, method=spec.method,
-                             run_id=spec.run_id, shard=shard)
+        warehouse.write_part(table, rows[table], model=spec.model, method=spec.method, run_id=spec.run_id, shard=shard)
     ppl_means = [row["ppl_mean"] for row in rows["ppl"]]
-    return ShardResult(shard=shard, n_cases=len(cases),
-                       n_errors=sum(row["status"] != "ok" for row in rows["edits"]),
-                       n_collapsed=sum(row["collapsed"] for row in rows["ppl"]), ppl_means=ppl_means)
+    return ShardResult(
+        shard=shard,
+        n_cases=len(cases),
+        n_errors=sum(row["status"] != "ok" for row in rows["edits"]),
+        n_collapsed=sum(row["collapsed"] for row in rows["ppl"]),
+        ppl_means=ppl_means,
+    )
 
 
 # one case's results: (case, pre-edit metrics, edits row, post-edit metrics, ppl row or None)
@@ -169,8 +189,7 @@ def _outcomes(spec: SweepSpec, cases: Sequence[EditCase], resources: SweepResour
     model, tokenizer = resources.loaded.model, resources.loaded.tokenizer
     pre, references = _pre_edit(model, tokenizer, cases)
     for case in cases:
-        yield (case, pre.get(case.case_id, {}),
-               *_edit_and_measure(spec, case, resources, references.get(case.case_id)))
+        yield (case, pre.get(case.case_id, {}), *_edit_and_measure(spec, case, resources, references.get(case.case_id)))
 
 
 def _pre_edit(model, tokenizer, cases: Sequence[EditCase]) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
@@ -196,12 +215,15 @@ def _pre_edit(model, tokenizer, cases: Sequence[EditCase]) -> tuple[dict[str, di
 def _pre_batch(model, tokenizer, cases, measure_cases, locality_reference):
     references = locality_reference(model, tokenizer, cases)
     metrics = measure_cases(model, tokenizer, cases)
-    return ({c.case_id: m for c, m in zip(cases, metrics, strict=True)},
-            {c.case_id: r for c, r in zip(cases, references, strict=True)})
+    return (
+        {c.case_id: m for c, m in zip(cases, metrics, strict=True)},
+        {c.case_id: r for c, r in zip(cases, references, strict=True)},
+    )
 
 
-def _edit_and_measure(spec: SweepSpec, case: EditCase, resources: SweepResources, reference: Any
-                      ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any] | None]:
+def _edit_and_measure(
+    spec: SweepSpec, case: EditCase, resources: SweepResources, reference: Any
+) -> tuple[dict[str, Any], dict[str, float], dict[str, Any] | None]:
     """One case: (edits row, post-edit metrics, ppl row or None when the edit failed)."""
     from editcollapse.evaluation.edit_metrics import measure_cases
     from editcollapse.evaluation.perplexity import perplexity
@@ -216,10 +238,10 @@ def _edit_and_measure(spec: SweepSpec, case: EditCase, resources: SweepResources
     timings = clock.lap("edit")
     try:
         with delta.applied(loaded.model):
-            metrics = measure_cases(loaded.model, loaded.tokenizer, [case],
-                                    reference=None if reference is None else [reference])[0]
-            result = perplexity(loaded.model, loaded.tokenizer, resources.ppl_texts,
-                                batch_size=spec.ppl_batch_size)
+            metrics = measure_cases(
+                loaded.model, loaded.tokenizer, [case], reference=None if reference is None else [reference]
+            )[0]
+            result = perplexity(loaded.model, loaded.tokenizer, resources.ppl_texts, batch_size=spec.ppl_batch_size)
     except Exception as error:  # noqa: BLE001
         return {**_error_row(error), **_delta_columns(delta), **timings, **clock.lap("eval")}, {}, None
     row = {"status": "ok", **_delta_columns(delta), **timings, **clock.lap("eval")}
@@ -243,12 +265,16 @@ def _ppl_row(spec: SweepSpec, result) -> dict[str, Any]:
     per_text = [float(v) for v in result.per_text]
     finite = [v for v in per_text if math.isfinite(v)]
     return {
-        "corpus": spec.ppl_corpus, "n_texts": len(per_text), "ppl_mean": float(result.mean_per_text),
-        "ppl_corpus": float(result.corpus), "ppl_median": statistics.median(per_text) if per_text else math.nan,
+        "corpus": spec.ppl_corpus,
+        "n_texts": len(per_text),
+        "ppl_mean": float(result.mean_per_text),
+        "ppl_corpus": float(result.corpus),
+        "ppl_median": statistics.median(per_text) if per_text else math.nan,
         "ppl_max": max(per_text, key=lambda v: (math.isnan(v), v)) if per_text else math.nan,
         "n_nonfinite": len(per_text) - len(finite),
         "collapsed": is_collapsed(float(result.mean_per_text), spec.threshold),
-        "threshold": spec.threshold, "ppl_per_text": per_text,
+        "threshold": spec.threshold,
+        "ppl_per_text": per_text,
     }
 
 
@@ -260,15 +286,16 @@ def _delta_norms(delta) -> tuple[float, float]:
     except RuntimeError:
         squares = [float(change.materialize().double().norm()) ** 2 for change in delta.params.values()]
         return math.sqrt(math.fsum(squares)), math.nan
-    return (math.sqrt(math.fsum(n["fro"] ** 2 for n in norms)),
-            max((n["spectral"] for n in norms), default=math.nan))
+    return (math.sqrt(math.fsum(n["fro"] ** 2 for n in norms)), max((n["spectral"] for n in norms), default=math.nan))
 
 
 def _delta_columns(delta) -> dict[str, Any]:
     fro, spectral = _delta_norms(delta)
     columns: dict[str, Any] = {
-        "hparams_hash": delta.hparams_hash, "edited_params": sorted(delta.params),
-        "delta_fro": fro, "delta_spectral": spectral,
+        "hparams_hash": delta.hparams_hash,
+        "edited_params": sorted(delta.params),
+        "delta_fro": fro,
+        "delta_spectral": spectral,
         "diagnostics": json.dumps(delta.diagnostics, sort_keys=True, default=str),
     }
     for name in DIAGNOSTIC_COLUMNS:
@@ -279,14 +306,27 @@ def _delta_columns(delta) -> dict[str, Any]:
 
 
 def _error_row(error: BaseException) -> dict[str, Any]:
-    return {"status": "error", "error_type": type(error).__name__,
-            "error": "".join(traceback.format_exception_only(error)).strip()[:ERROR_CHARS]}
+    return {
+        "status": "error",
+        "error_type": type(error).__name__,
+        "error": "".join(traceback.format_exception_only(error)).strip()[:ERROR_CHARS],
+    }
 
 
 def _stored_result(warehouse: Warehouse, spec: SweepSpec, shard: int) -> ShardResult:
-    edits = warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard,
-                                columns=["status"]).column("status").to_pylist()
-    ppl = warehouse.read_part("ppl", spec.model, spec.method, spec.run_id, shard,
-                              columns=["ppl_mean", "collapsed"]).to_pydict()
-    return ShardResult(shard=shard, n_cases=len(edits), n_errors=sum(s != "ok" for s in edits),
-                       n_collapsed=sum(ppl["collapsed"]), ppl_means=ppl["ppl_mean"], skipped=True)
+    edits = (
+        warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=["status"])
+        .column("status")
+        .to_pylist()
+    )
+    ppl = warehouse.read_part(
+        "ppl", spec.model, spec.method, spec.run_id, shard, columns=["ppl_mean", "collapsed"]
+    ).to_pydict()
+    return ShardResult(
+        shard=shard,
+        n_cases=len(edits),
+        n_errors=sum(s != "ok" for s in edits),
+        n_collapsed=sum(ppl["collapsed"]),
+        ppl_means=ppl["ppl_mean"],
+        skipped=True,
+    )

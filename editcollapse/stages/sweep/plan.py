@@ -79,15 +79,18 @@ def resolve_ppl_corpus(name: str) -> str:
     try:
         load_ppl_corpus(name)
     except DataUnavailable as error:
-        log.warning("ME-PPL-50 is not available here (%s); measuring perplexity on %s instead",
-                    str(error).splitlines()[0], FALLBACK_PPL_CORPUS)
+        log.warning(
+            "ME-PPL-50 is not available here (%s); measuring perplexity on %s instead",
+            str(error).splitlines()[0],
+            FALLBACK_PPL_CORPUS,
+        )
         return FALLBACK_PPL_CORPUS
     return name
 
 
 def shard_cases(cases: list[EditCase], shard_size: int) -> list[list[EditCase]]:
     """Consecutive shards of ``shard_size`` cases (the last may be shorter)."""
-    return [cases[start:start + shard_size] for start in range(0, len(cases), shard_size)]
+    return [cases[start : start + shard_size] for start in range(0, len(cases), shard_size)]
 
 
 def check_unique_ids(cases: list[EditCase]) -> None:

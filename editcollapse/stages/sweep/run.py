@@ -49,8 +49,13 @@ def load_sweep_cases(spec: SweepSpec) -> tuple[list[EditCase], list[Any]]:
     return list(loaded.cases), list(loaded.errors)
 
 
-def prepare_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase] | None = None,
-                  resources: SweepResources | None = None) -> SweepPlan:
+def prepare_sweep(
+    spec: SweepSpec,
+    warehouse: Warehouse,
+    *,
+    cases: list[EditCase] | None = None,
+    resources: SweepResources | None = None,
+) -> SweepPlan:
     """Load and shard the cases, (re)start the ``runs`` row, store the loader's rejected records
     as ``invalid`` rows, measure the unedited model's perplexity once per run, and list the
     shards not yet in the warehouse. ``cases`` overrides loading ``spec.dataset`` (then
@@ -59,19 +64,34 @@ def prepare_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase
     if cases is None:
         cases, errors = load_sweep_cases(spec)
     elif spec.limit is not None:
-        cases = cases[:spec.limit]
+        cases = cases[: spec.limit]
     if not cases:
         raise ValueError(f"no valid cases to sweep in {spec.dataset!r} ({len(errors)} rejected records)")
     check_unique_ids(cases)
     shards = shard_cases(cases, spec.shard_size)
-    row = start_run(warehouse, model=spec.model, method=spec.method, run_id=spec.run_id, stage=STAGE,
-                    dataset=spec.dataset, parameters=spec.parameters(), n_shards=len(shards),
-                    ppl_corpus=spec.ppl_corpus, threshold=spec.threshold)
+    row = start_run(
+        warehouse,
+        model=spec.model,
+        method=spec.method,
+        run_id=spec.run_id,
+        stage=STAGE,
+        dataset=spec.dataset,
+        parameters=spec.parameters(),
+        n_shards=len(shards),
+        ppl_corpus=spec.ppl_corpus,
+        threshold=spec.threshold,
+    )
     for table in SWEPT_TABLES:
         warehouse.remove_stray_temps(table, spec.model, spec.method, spec.run_id)
     if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
-        warehouse.write_part("edits", _invalid_rows(spec, errors), model=spec.model,
-                             method=spec.method, run_id=spec.run_id, shard=INVALID_PART)
+        warehouse.write_part(
+            "edits",
+            _invalid_rows(spec, errors),
+            model=spec.model,
+            method=spec.method,
+            run_id=spec.run_id,
+            shard=INVALID_PART,
+        )
     if row.get("baseline_ppl_mean") is None:
         row.update(_baseline(spec, resources or worker_resources(spec)))
         write_run(warehouse, spec.model, spec.method, row)
@@ -92,9 +112,17 @@ def _invalid_rows(spec: SweepSpec, errors: list[Any]) -> list[dict[str, Any]]:
     grouped: dict[tuple[str, int], list[str]] = {}
     for error in errors:
         grouped.setdefault((str(error.file), error.index), []).append(f"field {error.field!r}: {error.reason}")
-    return [{"run_id": spec.run_id, "case_id": f"invalid:{Path(file).name}#{index}", "shard": None,
-             "status": "invalid", "error_type": "CaseError", "error": f"{file}: record {index}: " + "; ".join(problems)}
-            for (file, index), problems in grouped.items()]
+    return [
+        {
+            "run_id": spec.run_id,
+            "case_id": f"invalid:{Path(file).name}#{index}",
+            "shard": None,
+            "status": "invalid",
+            "error_type": "CaseError",
+            "error": f"{file}: record {index}: " + "; ".join(problems),
+        }
+        for (file, index), problems in grouped.items()
+    ]
 
 
 def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> dict[str, Any]:
@@ -108,20 +136,34 @@ def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "comple
     if status == "completed" and not all(shard_done(warehouse, spec, i) for i in range(len(plan.shards))):
         status = "running"  # shards claimed by other workers: the last of them to finish completes the run
     summary = run_summary(warehouse, spec.model, spec.method, spec.run_id)
-    finish_run(warehouse, spec.model, spec.method, plan.run_row, status=status, n_cases=summary["n_cases"],
-               n_errors=summary["n_errors"], n_collapsed=summary["n_collapsed"])
+    finish_run(
+        warehouse,
+        spec.model,
+        spec.method,
+        plan.run_row,
+        status=status,
+        n_cases=summary["n_cases"],
+        n_errors=summary["n_errors"],
+        n_collapsed=summary["n_collapsed"],
+    )
     build_catalog(warehouse)
     summary.update(baseline_ppl_mean=plan.run_row.get("baseline_ppl_mean"), status=status)
     return summary
 
 
-def run_sweep(spec: SweepSpec, warehouse: Warehouse, *, cases: list[EditCase] | None = None,
-              on_case: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_sweep(
+    spec: SweepSpec,
+    warehouse: Warehouse,
+    *,
+    cases: list[EditCase] | None = None,
+    on_case: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Prepare, run every missing shard here (loading the model once), finish; return the summary."""
     resources = load_resources(spec)
     plan = prepare_sweep(spec, warehouse, cases=cases, resources=resources)
-    log.info("run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases,
-             len(plan.shards), len(plan.pending))
+    log.info(
+        "run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases, len(plan.shards), len(plan.pending)
+    )
     try:
         for index in plan.pending:
             run_shard(spec, index, plan.shards[index], warehouse, resources=resources, on_case=on_case)

@@ -25,23 +25,33 @@ def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top:
     session = connect(warehouse)
     n_cases, n_errors, n_invalid = session.execute(
         f"SELECT count(*) FILTER (WHERE status <> 'invalid'), count(*) FILTER (WHERE status = 'error'), "
-        f"count(*) FILTER (WHERE status = 'invalid') FROM edits WHERE {where}", args).fetchone()
+        f"count(*) FILTER (WHERE status = 'invalid') FROM edits WHERE {where}",
+        args,
+    ).fetchone()
     ppl = [row[0] for row in session.execute(f"SELECT ppl_mean FROM ppl WHERE {where}", args).fetchall()]
     worst = session.execute(
         f"SELECT p.case_id, p.ppl_mean, c.subject, c.target_new, c.prompt FROM ppl p JOIN cases c "
         f"USING (run_id, case_id) WHERE p.{where.replace(' AND ', ' AND p.')} "
-        f"ORDER BY isfinite(p.ppl_mean), p.ppl_mean DESC LIMIT {int(top)}", args).fetchall()
+        f"ORDER BY isfinite(p.ppl_mean), p.ppl_mean DESC LIMIT {int(top)}",
+        args,
+    ).fetchall()
     threshold = session.execute(f"SELECT max(threshold) FROM ppl WHERE {where}", args).fetchone()[0]
     finite = sorted(v for v in ppl if math.isfinite(v))
     return {
-        "run_id": run_id, "model": model, "method": method, "n_cases": n_cases, "n_errors": n_errors,
-        "n_invalid": n_invalid, "n_measured": len(ppl),
+        "run_id": run_id,
+        "model": model,
+        "method": method,
+        "n_cases": n_cases,
+        "n_errors": n_errors,
+        "n_invalid": n_invalid,
+        "n_measured": len(ppl),
         "n_collapsed": sum(not math.isfinite(v) or v > threshold for v in ppl) if ppl else 0,
-        "n_nonfinite": len(ppl) - len(finite), "threshold": threshold,
-        "ppl_median": quantile(finite, 0.5), "ppl_p90": quantile(finite, 0.9),
+        "n_nonfinite": len(ppl) - len(finite),
+        "threshold": threshold,
+        "ppl_median": quantile(finite, 0.5),
+        "ppl_p90": quantile(finite, 0.9),
         "ppl_max": finite[-1] if finite else None,
-        "most_damaging": [dict(zip(("case_id", "ppl_mean", "subject", "target_new", "prompt"), row))
-                          for row in worst],
+        "most_damaging": [dict(zip(("case_id", "ppl_mean", "subject", "target_new", "prompt"), row)) for row in worst],
         "ppl_means": ppl,
     }
 
@@ -72,9 +82,12 @@ def log_ppl_histogram(values: list[float], threshold: float, bins_per_decade: in
     for b, count in counts.items():
         start, end = 10 ** (b / bins_per_decade), 10 ** ((b + 1) / bins_per_decade)
         mark = " ⟵ threshold" if start <= threshold < end else ""
-        lines.append(f"| {b / bins_per_decade:.1f}–{(b + 1) / bins_per_decade:.1f} | {start:,.0f}–{end:,.0f}"
-                     f"{mark} | {count} | {'█' * round(HISTOGRAM_WIDTH * count / peak)} |")
+        lines.append(
+            f"| {b / bins_per_decade:.1f}–{(b + 1) / bins_per_decade:.1f} | {start:,.0f}–{end:,.0f}"
+            f"{mark} | {count} | {'█' * round(HISTOGRAM_WIDTH * count / peak)} |"
+        )
     if nonfinite:
-        lines.append(f"| NaN/inf | not finite (collapsed) | {nonfinite} | "
-                     f"{'█' * round(HISTOGRAM_WIDTH * nonfinite / peak)} |")
+        lines.append(
+            f"| NaN/inf | not finite (collapsed) | {nonfinite} | {'█' * round(HISTOGRAM_WIDTH * nonfinite / peak)} |"
+        )
     return "\n".join(lines)
