@@ -2,8 +2,8 @@
 
 Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"ft"``, ``"ft-l-inf"``,
 ``"mend"``).
-Each method's module ``editcollapse.editors.<module>`` exposes ``editor(method) -> Editor``; the
-registry below only names the module, so importing this file stays cheap.
+Each method is one :class:`MethodSpec` line in :data:`METHODS`, naming its editor factory (and its
+batched engine, if it has one) by import path, so importing this file stays cheap.
 
 Hyperparameters are YAML files in ``editcollapse/editors/hparams/<method>/<model>.yaml`` with
 EasyEdit's key names. r-ROME reads ROME's files (it differs by one switch, set by its editor).
@@ -12,8 +12,8 @@ EasyEdit's key names. r-ROME reads ROME's files (it differs by one switch, set b
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,23 +24,50 @@ from transformers import PreTrainedTokenizerBase
 
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta
+from editcollapse.core.registry import Registry, import_object
 from editcollapse.models.archmap import ArchMap
 
 if TYPE_CHECKING:
     from editcollapse.models.loading import LoadedModel
 
-# method name → the module (under editcollapse.editors) whose ``editor(method)`` builds it
-METHOD_MODULES: dict[str, str] = {
-    "rome": "rome.editor",
-    "r-rome": "rome.editor",
-    "memit": "memit.editor",
-    "ft": "ft.editor",
-    "ft-l-inf": "ft.editor",
-    "mend": "mend",  # a package: editcollapse.editors.mend (needs a trained network: `editcollapse mend train`)
-}
 
-# methods that read another method's hyperparameter files
-HPARAMS_ALIASES: dict[str, str] = {"r-rome": "rome"}
+@dataclass(frozen=True)
+class MethodSpec:
+    """One editing method: where its editor and (if it has one) its batched single-edit engine live.
+
+    ``editor`` and ``batched`` are import paths (``"module:attribute"``), imported on first use, so the
+    registry below costs nothing to import. ``editor(method)`` builds the :class:`Editor`; ``batched``
+    is a class built as ``cls(model, tokenizer, arch, hparams, method=...)`` whose ``updates(cases)``
+    computes many independent single edits at once (the sweep's batched engine uses it).
+    """
+
+    name: str
+    editor: str
+    hparams_method: str  # whose hyperparameter files it reads (r-ROME differs from ROME by one switch)
+    batched: str | None = None
+
+    def build_editor(self) -> Editor:
+        return import_object(self.editor)(self.name)
+
+    def batched_class(self) -> type | None:
+        return None if self.batched is None else import_object(self.batched)
+
+
+METHODS: Registry[MethodSpec] = Registry("editing method")
+for _spec in (
+    MethodSpec(
+        "rome", "editcollapse.editors.rome.editor:editor", "rome", "editcollapse.editors.rome.batched:BatchedROME"
+    ),
+    MethodSpec(
+        "r-rome", "editcollapse.editors.rome.editor:editor", "rome", "editcollapse.editors.rome.batched:BatchedROME"
+    ),
+    MethodSpec("memit", "editcollapse.editors.memit.editor:editor", "memit"),
+    MethodSpec("ft", "editcollapse.editors.ft.editor:editor", "ft"),
+    MethodSpec("ft-l-inf", "editcollapse.editors.ft.editor:editor", "ft-l-inf"),
+    # MEND needs a trained network: `editcollapse mend train`
+    MethodSpec("mend", "editcollapse.editors.mend:editor", "mend"),
+):
+    METHODS.register(_spec.name, _spec)
 
 TINY_HPARAMS = "tiny"  # tiny-gpt2, tiny-llama … share one file per method
 
@@ -65,16 +92,17 @@ class Editor(Protocol):
 
 def methods() -> tuple[str, ...]:
     """The method names :func:`get_editor` accepts."""
-    return tuple(METHOD_MODULES)
+    return METHODS.names()
+
+
+def method_spec(method: str) -> MethodSpec:
+    """The registry entry of ``method`` (an unknown name is an error listing the known ones)."""
+    return METHODS.get(method)
 
 
 def get_editor(method: str) -> Editor:
     """The editor of ``method`` (imports its module on first use)."""
-    module_name = METHOD_MODULES.get(method)
-    if module_name is None:
-        raise ValueError(f"unknown editing method {method!r}; choose one of {', '.join(METHOD_MODULES)}")
-    module = importlib.import_module(f"editcollapse.editors.{module_name}")
-    return module.editor(method)
+    return method_spec(method).build_editor()
 
 
 def hparams_dir() -> Path:
@@ -84,7 +112,7 @@ def hparams_dir() -> Path:
 
 def hparams_path(method: str, model_name: str) -> Path:
     """The YAML file holding ``method``'s hyperparameters for ``model_name``."""
-    folder = hparams_dir() / HPARAMS_ALIASES.get(method, method)
+    folder = hparams_dir() / method_spec(method).hparams_method
     if not folder.is_dir():
         raise ValueError(f"no hyperparameters for method {method!r} (no folder {folder})")
     candidates = [folder / f"{model_name}.yaml"]
