@@ -108,8 +108,9 @@ class Backend(ABC):
 
     @abstractmethod
     def modified(self, key: str) -> float | None:
-        """When ``key`` was last written (epoch seconds) where the storage keeps a settable time (a local
-        file's mtime); None for object stores. FileNotFoundError when it does not exist."""
+        """When ``key`` was last written (epoch seconds) where the storage keeps a time of the writer's
+        clock that can be set (a local file's mtime; FileNotFoundError when it does not exist); None
+        for object stores."""
 
     @abstractmethod
     def remove(self, key: str) -> None:
