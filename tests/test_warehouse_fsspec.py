@@ -14,8 +14,8 @@ import fsspec
 import pytest
 
 from editcollapse.warehouse import Warehouse, build_catalog, connect, scan
+from editcollapse.warehouse.backends import FsspecBackend, is_url, normalise_root
 from editcollapse.warehouse.runs import finish_run, read_run, start_run
-from editcollapse.warehouse.store import is_url, normalise_root
 
 
 @pytest.fixture
@@ -135,9 +135,7 @@ def test_best_effort_claims_read_back_who_won(tmp_path) -> None:
     """A filesystem without conditional writes: the claim is read back; losing the race is a no."""
     from fsspec.implementations.dirfs import DirFileSystem
 
-    store = Warehouse("memory://unused")
-    store.fs = DirFileSystem(path=str(tmp_path), fs=fsspec.filesystem("file"))
-    store._base = "wh"
+    store = Warehouse(FsspecBackend(DirFileSystem(path=str(tmp_path), fs=fsspec.filesystem("file")), "wh"))
     assert store.protocol not in ("memory", "s3", "gs")
     key = ("m", "rome", "r")
     assert store.claim(*key, 0)

@@ -1,7 +1,10 @@
 """The only code that reads and writes stage Parquet; DuckDB views over it.
 
-``Warehouse`` writes atomic hive-partitioned parts; ``schemas`` holds every table's contract;
-``catalog`` gives DuckDB views and polars scans; ``runs`` keeps one provenance row per run.
+``Warehouse`` (``store``) is the handle the stages use; it composes ``layout`` (pure paths of the
+hive-partitioned tree), ``backends`` (a local directory or any fsspec URL), ``parts`` (atomic,
+idempotent Parquet parts) and ``claims`` (the shard claim protocol). ``schemas`` holds every
+table's contract; ``catalog`` gives DuckDB views and polars scans; ``runs`` keeps one provenance
+row per run.
 """
 
 from editcollapse.warehouse.catalog import build_catalog, connect, scan

@@ -44,7 +44,7 @@ def view_sql(warehouse: Warehouse, table: str) -> str:
 def create_views(connection: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> None:
     """Define a view for every warehouse table on ``connection``."""
     warehouse.ensure_anchors()
-    if warehouse.fs is not None:
+    if warehouse.is_url:
         register_filesystem(connection, warehouse)
     for table in SCHEMAS:
         connection.execute(view_sql(warehouse, table))
@@ -95,7 +95,7 @@ def scan(table: str, warehouse: Warehouse | str | os.PathLike[str] | None = None
 
     store = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     store.ensure_anchor(table)
-    if store.fs is None:
+    if not store.is_url:
         return pl.scan_parquet(
             store.glob(table), hive_partitioning=True, hive_schema={column: pl.String for column in PARTITION_COLUMNS}
         )

@@ -10,7 +10,8 @@ import math
 from typing import Any
 
 from editcollapse.warehouse.catalog import connect
-from editcollapse.warehouse.store import Warehouse, partition_value
+from editcollapse.warehouse.layout import partition_value
+from editcollapse.warehouse.store import Warehouse
 
 HISTOGRAM_WIDTH = 40
 
