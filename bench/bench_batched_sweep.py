@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_batched_sweep.py --n 64 --batch 10 --threads 1
 
 Each path runs in its own child process (so each peak RSS is its own): the sweep engine's per-case
-work (``editcollapse.stages.sweep.engine._outcomes``: pre-edit metrics, the ROME edit, post-edit metrics,
-ME-PPL perplexity; no warehouse writes) on the first N embedded-default (geofacts) cases with
-SmolLM2-135M. Model loading is not timed; one-time set-up (context templates, and for the batched
+work (the outcomes of ``editcollapse.stages.sweep.engines.engine_for``'s engine: pre-edit metrics, the
+ROME edit, post-edit metrics, ME-PPL perplexity; no warehouse writes) on the first N embedded-default
+(geofacts) cases with SmolLM2-135M. Model loading is not timed; one-time set-up (context templates, and for the batched
 engine the perplexity corpus' hidden states below the edited layer and C⁻¹) is timed separately
 and also reported amortised. Prints cases/s (wall and per CPU-second of the process), the ratio,
 peak RSS, and the largest differences between the two paths' numbers (ME-PPL relative, metrics
@@ -30,9 +30,9 @@ def child_main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     from editcollapse.datasets import load_cases
     from editcollapse.editors.rome.context_templates import context_templates
-    from editcollapse.stages.sweep.batched import batched_state, uses_batched_engine
-    from editcollapse.stages.sweep.engine import _outcomes, load_resources
+    from editcollapse.stages.sweep.engines import engine_for
     from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.stages.sweep.resources import load_resources
 
     spec = SweepSpec(
         model=args.model,
@@ -53,14 +53,13 @@ def child_main(args: argparse.Namespace) -> None:
         hparams["context_template_length_params"],
         seed=int(hparams.get("context_template_seed", 0)),
     )
-    if uses_batched_engine(spec, resources):
-        batched_state(spec, resources)
+    engine = engine_for(spec, resources)  # the batched engine prepares C⁻¹ and the perplexity corpus here
     setup = (time.perf_counter() - clock[0], time.process_time() - clock[1])
     if args.flops:
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            list(_outcomes(spec, cases[: args.n], resources))
+            list(engine.outcomes(cases[: args.n]))
         print(json.dumps({"flops_per_case": counter.get_total_flops() / args.n, "setup_wall": 0}), flush=True)
         return
     print(
@@ -82,17 +81,18 @@ def child_main(args: argparse.Namespace) -> None:
         first, stop = json.loads(line)
         start = (time.perf_counter(), time.process_time())
         rows = []
-        for case, pre, edit_row, metrics, ppl_row in _outcomes(spec, cases[first:stop], resources):
+        for outcome in engine.outcomes(cases[first:stop]):
+            edit_row = outcome.edit_row
             rows.append(
                 {
-                    "case_id": case.case_id,
+                    "case_id": outcome.case.case_id,
                     "status": edit_row["status"],
                     "edit_cpu_seconds": edit_row.get("edit_cpu_seconds"),
                     "eval_cpu_seconds": edit_row.get("eval_cpu_seconds"),
                     "v_steps": json.loads(edit_row.get("diagnostics", "{}")).get("v_steps"),
-                    "ppl_mean": None if ppl_row is None else ppl_row["ppl_mean"],
-                    "pre": pre,
-                    "post": metrics,
+                    "ppl_mean": None if outcome.ppl_row is None else outcome.ppl_row["ppl_mean"],
+                    "pre": outcome.pre,
+                    "post": outcome.post,
                 }
             )
         print(

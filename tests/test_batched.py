@@ -258,3 +258,26 @@ def test_a_group_that_fails_as_a_whole_is_redone_case_by_case(tmp_path, monkeypa
     status = _table(store, "SELECT case_id, status, error FROM edits")
     assert status["test:1"][0] == "error" and "broke on Louvre" in status["test:1"][1]
     assert all(status[f"test:{i}"][0] == "ok" for i in (0, 2, 3))
+
+
+@pytest.mark.parametrize("broken", ["updater", "corpus"])
+def test_a_set_up_that_cannot_be_prepared_makes_error_rows_not_a_dead_shard(tmp_path, monkeypatch, broken) -> None:
+    """The batched engine's set-up (the method's batched class, the perplexity corpus) failing is an
+    error row for each case, and the shard completes."""
+    from editcollapse.stages.sweep import batched as batched_engine
+
+    def failing(*args, **kwargs):
+        raise RuntimeError(f"no {broken} here")
+
+    if broken == "corpus":
+        monkeypatch.setattr(batched_engine, "PerplexityCorpus", failing)
+    else:
+        monkeypatch.setattr(BatchedROME, "__init__", failing)
+        monkeypatch.setattr(batched_engine, "EditedForward", failing)  # never reached: the updater failed first
+    _, corpus = write_files(tmp_path, 1)
+    store = Warehouse(tmp_path / "wh")
+    spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", shard_size=3, ppl_corpus=str(corpus), batch=3)
+    summary = run_sweep(spec, store, cases=tiny_cases(3))
+    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 3, 0)
+    errors = _table(store, "SELECT case_id, status, error FROM edits")
+    assert all(status == "error" and f"no {broken} here" in error for status, error in errors.values())

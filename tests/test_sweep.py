@@ -20,9 +20,11 @@ from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.datasets import load_cases
 from editcollapse.stages.hardcf.select import run_selection
-from editcollapse.stages.sweep.engine import is_collapsed, load_resources, run_shard
+from editcollapse.stages.sweep.outcome import is_collapsed
 from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import run_sweep
+from editcollapse.stages.sweep.shard import run_shard
 from editcollapse.stages.sweep.summary import log_ppl_histogram, run_summary
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
@@ -116,11 +118,12 @@ class NaNEditor:
 def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
     _, corpus = write_files(tmp_path, 1)
     store = Warehouse(tmp_path / "wh")
-    spec = spec_for(corpus, shard_size=2)
-    resources = load_resources(spec)
+    spec = spec_for(corpus, shard_size=2, batch=1)  # a swapped-in editor runs on the one-at-a-time engine
+    cache = ResourceCache()
+    resources = cache.get(spec)
     resources.editor = NaNEditor()
     before = {k: v.clone() for k, v in resources.loaded.model.state_dict().items()}
-    result = run_shard(spec, 0, tiny_cases(2), store, resources=resources)
+    result = run_shard(spec, 0, tiny_cases(2), store, cache=cache)
     assert result.n_collapsed == 1 and result.n_errors == 0
     assert all(torch.equal(before[k], v) for k, v in resources.loaded.model.state_dict().items())  # restored
     stored = dict(rows(store, "SELECT case_id, ppl_mean FROM ppl"))

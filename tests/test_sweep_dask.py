@@ -76,14 +76,15 @@ def test_shard_claim_is_exclusive_and_stale_claims_are_broken(tmp_path) -> None:
 
 
 def test_a_shard_claimed_elsewhere_is_skipped(tmp_path) -> None:
-    from editcollapse.stages.sweep.engine import run_shard
     from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.resources import ResourceCache
+    from editcollapse.stages.sweep.shard import run_shard
     from tests.sweep_cases import tiny_cases
 
     spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", run_id="claimed")
     store = Warehouse(tmp_path)
     assert store.claim(spec.model, spec.method, spec.run_id, 0)  # another worker holds shard 0
-    result = run_shard(spec, 0, tiny_cases(2), store)
+    result = run_shard(spec, 0, tiny_cases(2), store, cache=ResourceCache())
     assert result.claimed_elsewhere and result.n_cases == 0
     assert not store.has_part("edits", spec.model, spec.method, spec.run_id, 0)
 

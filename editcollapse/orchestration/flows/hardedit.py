@@ -271,7 +271,7 @@ def filter_rows(
 ) -> list[dict[str, Any]]:
     """``hardedit`` rows: each candidate with its post-edit ME-PPL on one model and whether it is kept
     (perplexity above the threshold or not finite, as in the sweep's ``collapsed``)."""
-    from editcollapse.stages.sweep.engine import is_collapsed
+    from editcollapse.stages.sweep.outcome import is_collapsed
 
     ppl = {r["case_id"]: r["ppl_mean"] for r in ppl_rows}
     errors = {r["case_id"]: r.get("error") for r in edit_rows if r.get("status") != "ok"}

@@ -2,10 +2,15 @@
 
 No caching (``NO_CACHE``): resume is the warehouse's job (a shard whose ``edits`` part exists is
 not recomputed), and task inputs (cases, callbacks) are not worth hashing.
+
+Each worker thread keeps its own :class:`~editcollapse.stages.sweep.resources.ResourceCache`, so the
+prepare task and the shard tasks a thread runs load the model once, and shards running in parallel
+threads never share a model (a shard changes the weights it measures).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,16 +18,26 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.core.case import EditCase
-from editcollapse.stages.sweep.engine import ShardResult, run_shard
 from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import SweepPlan, finish_sweep, prepare_sweep
+from editcollapse.stages.sweep.shard import ShardResult, run_shard
 from editcollapse.warehouse.store import Warehouse
+
+_thread = threading.local()
+
+
+def thread_cache() -> ResourceCache:
+    """This thread's resource cache (created on its first task)."""
+    if not hasattr(_thread, "cache"):
+        _thread.cache = ResourceCache()
+    return _thread.cache
 
 
 @task(name="prepare-sweep", cache_policy=NO_CACHE)
 def prepare_sweep_task(spec: SweepSpec, warehouse_root: str) -> SweepPlan:
     """Load and shard the cases, start the run, measure the baseline, list missing shards."""
-    return prepare_sweep(spec, Warehouse(warehouse_root))
+    return prepare_sweep(spec, Warehouse(warehouse_root), cache=thread_cache())
 
 
 @task(
@@ -36,7 +51,7 @@ def edit_shard_task(
     on_case: Callable[[str], None] | None = None,
 ) -> ShardResult:
     """Load the model once, edit → measure → restore each case of the shard, write its parts."""
-    return run_shard(spec, shard, cases, Warehouse(warehouse_root), on_case=on_case)
+    return run_shard(spec, shard, cases, Warehouse(warehouse_root), cache=thread_cache(), on_case=on_case)
 
 
 @task(name="finish-sweep", cache_policy=NO_CACHE)

@@ -56,7 +56,7 @@ def delta_for(ref: EditRef, context: DownstreamContext) -> Delta | None:
         raise ValueError(f"edit {ref.ref}: neither stored Deltas nor a case to re-edit")
     import torch
 
-    from editcollapse.stages.sweep.engine import case_seed
+    from editcollapse.stages.sweep.single import case_seed
 
     editor, hparams = context.editor()
     loaded = context.loaded

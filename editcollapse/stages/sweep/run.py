@@ -1,8 +1,9 @@
 """A whole sweep without Prefect: prepare (cases, runs row, baseline), run missing shards, finish.
 
 The Prefect flow (``editcollapse.orchestration.flows.sweep``) calls :func:`prepare_sweep` and
-:func:`finish_sweep` and fans :func:`~editcollapse.stages.sweep.engine.run_shard` out as tasks;
-:func:`run_sweep` does the same in one process, one shard after another.
+:func:`finish_sweep` and fans :func:`~editcollapse.stages.sweep.shard.run_shard` out as tasks;
+:func:`run_sweep` does the same in one process, one shard after another, with one
+:class:`~editcollapse.stages.sweep.resources.ResourceCache` (one model load) for all of them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.case import EditCase
-from editcollapse.stages.sweep.engine import SweepResources, load_resources, run_shard, shard_done, worker_resources
 from editcollapse.stages.sweep.plan import SweepSpec, check_unique_ids, shard_cases
+from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
+from editcollapse.stages.sweep.shard import run_shard, shard_done
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
 from editcollapse.warehouse.store import Warehouse
 
@@ -50,16 +52,12 @@ def load_sweep_cases(spec: SweepSpec) -> tuple[list[EditCase], list[Any]]:
 
 
 def prepare_sweep(
-    spec: SweepSpec,
-    warehouse: Warehouse,
-    *,
-    cases: list[EditCase] | None = None,
-    resources: SweepResources | None = None,
+    spec: SweepSpec, warehouse: Warehouse, *, cache: ResourceCache, cases: list[EditCase] | None = None
 ) -> SweepPlan:
     """Load and shard the cases, (re)start the ``runs`` row, store the loader's rejected records
     as ``invalid`` rows, measure the unedited model's perplexity once per run, and list the
     shards not yet in the warehouse. ``cases`` overrides loading ``spec.dataset`` (then
-    ``spec.limit`` still applies)."""
+    ``spec.limit`` still applies); the model for the baseline comes from ``cache``."""
     errors: list[Any] = []
     if cases is None:
         cases, errors = load_sweep_cases(spec)
@@ -93,7 +91,7 @@ def prepare_sweep(
             shard=INVALID_PART,
         )
     if row.get("baseline_ppl_mean") is None:
-        row.update(_baseline(spec, resources or worker_resources(spec)))
+        row.update(_baseline(spec, cache.get(spec)))
         write_run(warehouse, spec.model, spec.method, row)
     pending = [index for index in range(len(shards)) if not shard_done(warehouse, spec, index)]
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
@@ -159,14 +157,15 @@ def run_sweep(
     on_case: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Prepare, run every missing shard here (loading the model once), finish; return the summary."""
-    resources = load_resources(spec)
-    plan = prepare_sweep(spec, warehouse, cases=cases, resources=resources)
+    cache = ResourceCache()
+    cache.get(spec)  # up front: a model or method that cannot be loaded fails before the run is started
+    plan = prepare_sweep(spec, warehouse, cache=cache, cases=cases)
     log.info(
         "run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases, len(plan.shards), len(plan.pending)
     )
     try:
         for index in plan.pending:
-            run_shard(spec, index, plan.shards[index], warehouse, resources=resources, on_case=on_case)
+            run_shard(spec, index, plan.shards[index], warehouse, cache=cache, on_case=on_case)
     except BaseException:
         finish_sweep(plan, warehouse, status="failed")
         raise

@@ -1,0 +1,122 @@
+"""One shard of a sweep: computed once, by one worker, its parts written with the ``edits`` part last.
+
+Pure Python (no Prefect): :func:`run_shard` is what a Prefect task wraps, and
+:func:`~editcollapse.stages.sweep.run.run_sweep` calls it for every missing shard in one process.
+A shard's outcomes come from :func:`~editcollapse.stages.sweep.engines.engine_for`'s engine; a failed
+case is an ``edits`` row with status ``error`` and its message, and the shard goes on. A shard's parts
+are written ``cases``, ``edit_metrics``, ``ppl`` and ``edits`` last: the ``edits`` part is the shard's
+completion mark, so a shard killed before it is recomputed and its other parts are replaced, never
+duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from editcollapse.core.case import EditCase
+from editcollapse.stages.sweep.engines import engine_for
+from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
+from editcollapse.warehouse.store import Warehouse
+
+
+@dataclass
+class ShardResult:
+    """What a finished shard reports to the flow (the rows themselves are in the warehouse)."""
+
+    shard: int
+    n_cases: int
+    n_errors: int
+    n_collapsed: int
+    ppl_means: list[float]
+    skipped: bool = False  # already in the warehouse: nothing was computed
+    claimed_elsewhere: bool = False  # another worker holds the shard's claim and computes it
+
+
+def shard_done(warehouse: Warehouse, spec: SweepSpec, shard: int) -> bool:
+    return warehouse.has_part("edits", spec.model, spec.method, spec.run_id, shard)
+
+
+def run_shard(
+    spec: SweepSpec,
+    shard: int,
+    cases: Sequence[EditCase],
+    warehouse: Warehouse,
+    *,
+    cache: ResourceCache,
+    on_case: Callable[[str], None] | None = None,
+) -> ShardResult:
+    """Edit, measure and restore for every case of one shard; write its parts; report counts.
+
+    A shard already in the warehouse is not recomputed (its stored counts are returned). Several
+    workers may run the same run id: a shard is computed only by the worker holding its claim
+    (:meth:`Warehouse.claim`); the others skip it (``claimed_elsewhere``). The model and the rest of
+    the resources come from ``cache``, loaded there only when the shard is computed.
+    ``on_case(case_id)`` is called after each case (progress bars).
+    """
+    if shard_done(warehouse, spec, shard):
+        return _stored_result(warehouse, spec, shard)
+    if not warehouse.claim(spec.model, spec.method, spec.run_id, shard):
+        return ShardResult(
+            shard=shard, n_cases=0, n_errors=0, n_collapsed=0, ppl_means=[], skipped=True, claimed_elsewhere=True
+        )
+    try:
+        if shard_done(warehouse, spec, shard):  # finished by the claim's previous holder meanwhile
+            return _stored_result(warehouse, spec, shard)
+        return _compute_shard(spec, shard, cases, warehouse, cache.get(spec), on_case)
+    finally:
+        warehouse.release(spec.model, spec.method, spec.run_id, shard)
+
+
+def _compute_shard(
+    spec: SweepSpec,
+    shard: int,
+    cases: Sequence[EditCase],
+    warehouse: Warehouse,
+    resources: SweepResources,
+    on_case: Callable[[str], None] | None,
+) -> ShardResult:
+    rows: dict[str, list[dict[str, Any]]] = {"cases": [], "edit_metrics": [], "ppl": [], "edits": []}
+    for outcome in engine_for(spec, resources).outcomes(cases):
+        case = outcome.case
+        base = {"run_id": spec.run_id, "case_id": case.case_id, "shard": shard}
+        rows["cases"].append({**case.to_row(), **base})
+        rows["edit_metrics"].extend({**base, "phase": "pre", "metric": k, "value": v} for k, v in outcome.pre.items())
+        rows["edits"].append({**base, **outcome.edit_row})
+        rows["edit_metrics"].extend({**base, "phase": "post", "metric": k, "value": v} for k, v in outcome.post.items())
+        if outcome.ppl_row is not None:
+            rows["ppl"].append({**base, **outcome.ppl_row})
+        warehouse.touch_claim(spec.model, spec.method, spec.run_id, shard)
+        if on_case is not None:
+            on_case(case.case_id)
+    for table in ("cases", "edit_metrics", "ppl", "edits"):  # edits last: the completion mark
+        warehouse.write_part(table, rows[table], model=spec.model, method=spec.method, run_id=spec.run_id, shard=shard)
+    ppl_means = [row["ppl_mean"] for row in rows["ppl"]]
+    return ShardResult(
+        shard=shard,
+        n_cases=len(cases),
+        n_errors=sum(row["status"] != "ok" for row in rows["edits"]),
+        n_collapsed=sum(row["collapsed"] for row in rows["ppl"]),
+        ppl_means=ppl_means,
+    )
+
+
+def _stored_result(warehouse: Warehouse, spec: SweepSpec, shard: int) -> ShardResult:
+    edits = (
+        warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=["status"])
+        .column("status")
+        .to_pylist()
+    )
+    ppl = warehouse.read_part(
+        "ppl", spec.model, spec.method, spec.run_id, shard, columns=["ppl_mean", "collapsed"]
+    ).to_pydict()
+    return ShardResult(
+        shard=shard,
+        n_cases=len(edits),
+        n_errors=sum(s != "ok" for s in edits),
+        n_collapsed=sum(ppl["collapsed"]),
+        ppl_means=ppl["ppl_mean"],
+        skipped=True,
+    )
