@@ -33,7 +33,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from editcollapse.stages.sweep.plan import COLLAPSE_THRESHOLD
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, collapsed_sql
 from editcollapse.stages.sweep.summary import quantile
 from editcollapse.warehouse.store import Warehouse
 
@@ -86,13 +86,13 @@ def single_edit_table(session: Any, threshold: float) -> list[dict[str, Any]]:
     """One row per (model, method, sweep run): the distribution of single-edit ME-PPL."""
     rows = session.execute(
         "SELECT p.model, p.method, p.run, any_value(r.dataset), any_value(p.corpus), list(p.ppl_mean), "
+        f"count(*) FILTER (WHERE {collapsed_sql('p.ppl_mean', threshold)}), "
         "any_value(r.baseline_ppl_mean) FROM ppl p LEFT JOIN runs r USING (model, method, run) "
         "GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     table = []
-    for model, method, run, dataset, corpus, values, baseline in rows:
+    for model, method, run, dataset, corpus, values, collapsed, baseline in rows:
         finite = sorted(v for v in values if v is not None and math.isfinite(v))
-        collapsed = sum(v is None or not math.isfinite(v) or v > threshold for v in values)
         table.append(
             {
                 "model": model,

@@ -13,6 +13,8 @@ from typing import Any
 
 from prefect import flow
 
+from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
+
 
 @flow(name="downstream-eval", log_prints=True)
 def downstream_eval(
@@ -25,7 +27,7 @@ def downstream_eval(
     k: int = 2,
     max_edits: int = 10,
     source_run: str | None = None,
-    ppl_corpus: str = "me-ppl-50",
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
     include_path: str | None = None,
     mmlu_file: str | None = None,
     items: int = 500,

@@ -22,6 +22,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS, is_collapsed
 from editcollapse.orchestration.ops.concurrency import gpu_slot
 
 GENERATE_METHOD = "generate"
@@ -271,8 +272,6 @@ def filter_rows(
 ) -> list[dict[str, Any]]:
     """``hardedit`` rows: each candidate with its post-edit ME-PPL on one model and whether it is kept
     (perplexity above the threshold or not finite, as in the sweep's ``collapsed``)."""
-    from editcollapse.stages.sweep.engine import is_collapsed
-
     ppl = {r["case_id"]: r["ppl_mean"] for r in ppl_rows}
     errors = {r["case_id"]: r.get("error") for r in edit_rows if r.get("status") != "ok"}
     rows = []
@@ -305,8 +304,8 @@ def filter_hardedit(
     method: str = "rome",
     candidate_run_ids: list[str] | None = None,
     limit: int | None = None,
-    ppl_corpus: str = "me-ppl-50",
-    threshold: float = 1000.0,
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
+    threshold: float = COLLAPSE_THRESHOLD,
     shard_size: int = 10,
     seed: int = 0,
     export: str | None = None,

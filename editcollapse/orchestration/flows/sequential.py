@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.orchestration.ops.setup import GPU_TAG
 from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one
 
@@ -122,7 +123,7 @@ def sequential_editing(
     ppl_corpus: str = "me-ppl-1k",
     ppl_every: int = 1,
     dataset: str = "counterfact",
-    threshold: float = 1000.0,
+    threshold: float = COLLAPSE_THRESHOLD,
     group_size: int | None = None,
     warehouse: str | None = None,
     run_id: str | None = None,

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
@@ -41,7 +42,7 @@ class SequentialConfig:
     seed: int = 0
     ppl_corpus: str = "me-ppl-1k"
     ppl_every: int = 1
-    threshold: float = 1000.0
+    threshold: float = COLLAPSE_THRESHOLD
     group_size: int | None = None  # default: n_edits (each trial orders the whole group)
     extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
     extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from editcollapse.core.case import EditCase
+from editcollapse.core.collapse import is_collapsed
 from editcollapse.stages.sweep.plan import SweepSpec
 from editcollapse.warehouse.schemas import DIAGNOSTIC_COLUMNS
 from editcollapse.warehouse.store import Warehouse
@@ -100,12 +101,6 @@ def load_resources(spec: SweepSpec) -> SweepResources:
 def case_seed(seed: int, case_id: str) -> int:
     """A per-case torch seed, stable across processes and shard orders."""
     return (seed * 1_000_003 + zlib.crc32(case_id.encode())) % (2**63)
-
-
-def is_collapsed(ppl_mean: float, threshold: float) -> bool:
-    """Collapse: ME-PPL above the threshold — or not a finite number at all (NaN or inf): a model
-    whose perplexity cannot be computed is counted as collapsed, never dropped."""
-    return not math.isfinite(ppl_mean) or ppl_mean > threshold
 
 
 def shard_done(warehouse: Warehouse, spec: SweepSpec, shard: int) -> bool:
