@@ -93,7 +93,7 @@ def analyse(
 
         result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
     else:
-        from editcollapse.orchestration.flows.analysis import analyse as run_analysis
+        from editcollapse.stages.analysis.run import run_analysis
 
         result = run_analysis(warehouse, output, threshold=threshold)
     for section, rows in result["tables"].items():
