@@ -20,10 +20,11 @@ import json
 import random
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS, is_collapsed
 from editcollapse.orchestration.ops.concurrency import gpu_slot
+from editcollapse.orchestration.run_context import in_prefect_run, run_logger
 
 GENERATE_METHOD = "generate"
 GENERATION_STAGE = "hardedit_generation"
@@ -32,15 +33,6 @@ FILTER_STAGE = "hardedit_filter"
 
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _logger():
-    """Prefect's run logger inside a flow run, the module logger under ``.fn``."""
-    import logging
-
-    from prefect.context import FlowRunContext
-
-    return get_run_logger() if FlowRunContext.get() is not None else logging.getLogger(__name__)
 
 
 def build_backend(
@@ -131,7 +123,7 @@ def generate_hardedit_candidates(
     from editcollapse.warehouse import Warehouse, build_catalog
     from editcollapse.warehouse.runs import finish_run, start_run
 
-    log = _logger()
+    log = run_logger(__name__)
     store = Warehouse(warehouse)
     template = load_template(template_file)
     repository = load_subject_repository(subjects_file)
@@ -241,9 +233,8 @@ def _artifact(key: str, summary: dict[str, Any]) -> None:
     """A Markdown table of ``summary`` in the Prefect UI (skipped outside a flow run: creating one
     there would start a temporary Prefect server)."""
     from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
 
-    if FlowRunContext.get() is None:
+    if not in_prefect_run():
         return
     lines = ["| field | value |", "|---|---|"] + [f"| {k} | {json.dumps(v, default=str)} |" for k, v in summary.items()]
     create_markdown_artifact(markdown="\n".join(lines), key=key)
@@ -324,7 +315,7 @@ def filter_hardedit(
     from editcollapse.warehouse import Warehouse, build_catalog
     from editcollapse.warehouse.runs import finish_run, start_run
 
-    log = _logger()
+    log = run_logger(__name__)
     models = reference_models or ["smollm2-135m"]
     store = Warehouse(warehouse)
     candidates = load_candidates(store, candidate_run_ids, limit)

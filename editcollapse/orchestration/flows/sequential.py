@@ -11,7 +11,6 @@ stored step. ``sequential_editing.fn(...)`` runs it without Prefect.
 from __future__ import annotations
 
 import base64
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,10 @@ from prefect.cache_policies import NONE
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.orchestration.ops.setup import GPU_TAG
+from editcollapse.orchestration.run_context import in_prefect_run, run_logger
 from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one
 
 STAGE = "sequential"
-
-
-def _logger() -> logging.Logger | Any:
-    from prefect import get_run_logger
-
-    try:
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 — no run context (``.fn`` call)
-        return logging.getLogger(__name__)
-
-
-def _in_prefect_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 @task(
@@ -55,9 +40,9 @@ def trajectory_task(
     extra: Any = None,
 ) -> list[dict[str, Any]]:
     """One trajectory, with a progress artifact that follows its steps."""
-    logger = _logger()
+    logger = run_logger(__name__)
     progress_id = None
-    if _in_prefect_run():
+    if in_prefect_run():
         from prefect.artifacts import create_progress_artifact
 
         progress_id = create_progress_artifact(
@@ -170,7 +155,7 @@ def sequential_editing(
     )
     run_id = run_id or config.default_run_id()
     store = Warehouse(warehouse)
-    logger = _logger()
+    logger = run_logger(__name__)
     run_row = start_run(
         store,
         model=model,
@@ -205,13 +190,13 @@ def sequential_editing(
             dataset,
         )
         edit = make_edit(method, hparams)
-        run_task = trajectory_task if _in_prefect_run() else trajectory_task.fn
+        run_task = trajectory_task if in_prefect_run() else trajectory_task.fn
         rows: list[dict[str, Any]] = []
         for trajectory in plan_trajectories(groups, config):
             rows.extend(run_task(loaded, edit, evaluate, store, config, run_id, trajectory, extra))
         lines = summary(rows)
         figures = write_plots(rows, run_folder(store, config, run_id), config, run_id)
-        if _in_prefect_run():
+        if in_prefect_run():
             _publish(lines, figures, run_id)
     except BaseException:
         finish_run(store, model, method, run_row, status="failed")
