@@ -7,8 +7,6 @@ Prefect, call ``run_analysis`` directly.
 
 from __future__ import annotations
 
-import base64
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.stages.analysis.report import TITLES, write_report
 from editcollapse.stages.analysis.run import SECTIONS, check_sections, output_dir, run_analysis
 from editcollapse.warehouse.store import Warehouse
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 @task(name="analysis-section", task_run_name="analyse-{section}", cache_policy=NO_CACHE)
@@ -34,18 +29,13 @@ def analyse_section_task(warehouse: str, output: str, threshold: float, section:
 def _publish(section: str, result: dict[str, Any]) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    rows = [{k: _finite(v) for k, v in row.items()} for row in result["tables"][section]]
+    rows = table_rows(result["tables"][section])
     key = f"analysis-{section.replace('_', '-')}"
     create_table_artifact(rows or [{"note": "no rows yet"}], key=key, description=TITLES[section])
     pictures = result["figures"].get(section, [])
     if pictures:
-        body = [f"# {TITLES[section]}\n"]
-        for picture in pictures:
-            encoded = base64.b64encode(Path(picture).read_bytes()).decode()
-            body.append(
-                f"### {Path(picture).stem}\n\n![{Path(picture).stem}](data:image/png;base64,{encoded})\n\n`{picture}`\n"
-            )
-        create_markdown_artifact("\n".join(body), key=f"{key}-figures", description=f"{TITLES[section]}: figures")
+        body = f"# {TITLES[section]}\n\n{figures_markdown(pictures)}"
+        create_markdown_artifact(body, key=f"{key}-figures", description=f"{TITLES[section]}: figures")
 
 
 @flow(name="analyse-study", log_prints=True)

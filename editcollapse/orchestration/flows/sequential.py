@@ -10,8 +10,6 @@ stored step. ``sequential_editing.fn(...)`` runs it without Prefect.
 
 from __future__ import annotations
 
-import base64
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.orchestration.ops.setup import GPU_TAG
 from editcollapse.orchestration.run_context import in_prefect_run, run_logger
 from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one, run_sequential
@@ -71,27 +70,16 @@ def trajectory_task(
     return run_one(loaded, edit, evaluate, warehouse, config, run_id, trajectory, on_step=on_step, extra=extra)
 
 
-def _markdown_figures(paths: list[Path]) -> str:
-    parts = []
-    for path in paths:
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"### {path.stem}\n\n![{path.stem}](data:image/png;base64,{encoded})\n\n`{path}`\n")
-    return "\n".join(parts)
-
-
 def _publish(lines: list[dict[str, Any]], figures: list[Path], run_id: str) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    table = [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in line.items()} for line in lines
-    ]
     create_table_artifact(
-        table,
+        table_rows(lines),
         key=f"sequential-summary-{run_id}".lower()[:100],
         description="one line per (group, trial): edits, final perplexity, collapse step",
     )
     create_markdown_artifact(
-        _markdown_figures(figures),
+        figures_markdown(figures),
         key=f"sequential-figures-{run_id}".lower()[:100],
         description="perplexity and weight change vs number of edits",
     )
