@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from editcollapse.orchestration.flows.analysis import SECTIONS, analyse
+from editcollapse.stages.analysis.run import SECTIONS, run_analysis
 from editcollapse.warehouse import Warehouse
 
 
@@ -106,7 +106,7 @@ def _fill(store: Warehouse) -> None:
 def test_analysis_tables_figures_and_report(tmp_path, root) -> None:
     store = Warehouse(tmp_path / "wh" if root == "dir" else f"memory://analysis-{tmp_path.name}")
     _fill(store)
-    result = analyse(store, tmp_path / "out")
+    result = run_analysis(store, tmp_path / "out")
     single = {row["model"]: row for row in result["tables"]["single_edit"]}
     assert single["m1"]["cases"] == 4 and single["m1"]["collapsed"] == 2 and single["m1"]["nonfinite"] == 1
     assert single["m1"]["collapsed_pct"] == 50.0 and single["m1"]["median"] == 30.0
@@ -131,11 +131,11 @@ def test_analysis_tables_figures_and_report(tmp_path, root) -> None:
 
 
 def test_analysis_of_an_empty_warehouse_says_so(tmp_path) -> None:
-    result = analyse(tmp_path / "empty", tmp_path / "out")
+    result = run_analysis(tmp_path / "empty", tmp_path / "out")
     assert all(rows == [] for rows in result["tables"].values())
     assert "_no rows yet_" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="unknown analysis section"):
-        analyse(tmp_path / "empty", tmp_path / "out", sections=["nope"])
+        run_analysis(tmp_path / "empty", tmp_path / "out", sections=["nope"])
 
 
 def test_analyse_command(tmp_path) -> None:

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from editcollapse.orchestration.flows.hardedit import filter_hardedit, filter_rows, load_candidates
+from editcollapse.orchestration.flows.hardedit import filter_hardedit
+from editcollapse.stages.hardedit.candidates import filter_rows, load_candidates
 from editcollapse.stages.hardedit.generate import CallOutcome
 from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, ppl_key
 from editcollapse.stages.hardedit.validate import validate_records

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from editcollapse.cli import app
 from editcollapse.core.case import EditCase
+from editcollapse.core.collapse import is_collapsed
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.datasets import load_cases
 from editcollapse.stages.hardcf.select import run_selection
-from editcollapse.stages.sweep.outcome import is_collapsed
 from editcollapse.stages.sweep.plan import SweepSpec
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import run_sweep

@@ -9,6 +9,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
 
 
 def downstream(
@@ -34,7 +35,9 @@ def downstream(
     k: int = typer.Option(2, help="with --edits extremes: how many most and least damaging edits"),
     max_edits: int = typer.Option(10, help="with hardcf / hardedit / sequential: at most this many"),
     source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from (default: the largest)"),
-    ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
+    ppl_corpus: str = typer.Option(
+        DEFAULT_PPL_CORPUS, help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"
+    ),
     include_path: Path = typer.Option(None, help="a folder of your own lm-eval task YAMLs"),
     mmlu_file: Path = typer.Option(
         None, help="MMLU JSON for ec_mmlu_sub (default $EDITCOLLAPSE_MMLU or mmlu/mmlu.json under $EDITCOLLAPSE_DATA)"

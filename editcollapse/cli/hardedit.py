@@ -10,6 +10,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 hardedit_app = typer.Typer(
     help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.", no_args_is_help=True
@@ -101,8 +102,10 @@ def filter_(
     method: str = typer.Option("rome", help="editing method of the filter"),
     run: list[str] = typer.Option(None, "--run", help="only candidates of this generation run (repeatable)"),
     limit: int = typer.Option(None, help="first N valid candidates"),
-    ppl_corpus: str = typer.Option("me-ppl-50", help="perplexity corpus (falls back to embedded-50 offline)"),
-    threshold: float = typer.Option(1000.0, help="keep candidates whose edited model's ME-PPL exceeds this"),
+    ppl_corpus: str = typer.Option(DEFAULT_PPL_CORPUS, help="perplexity corpus (falls back to embedded-50 offline)"),
+    threshold: float = typer.Option(
+        COLLAPSE_THRESHOLD, help="keep candidates whose edited model's ME-PPL exceeds this"
+    ),
     shard_size: int = typer.Option(10),
     output: Path = typer.Option(None, "--output", "-o", help="JSON export (default <warehouse>/exports/<run>.json)"),
     run_id: str = typer.Option(None),

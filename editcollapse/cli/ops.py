@@ -8,6 +8,7 @@ import os
 import typer
 
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 
 def setup_prefect(
@@ -31,8 +32,8 @@ def study(
     dataset: str = typer.Option("geofacts", help="case source (geofacts, counterfact …) or file"),
     limit: int = typer.Option(None, help="first N valid cases of the sweep (default: all)"),
     shard_size: int = typer.Option(10),
-    ppl_corpus: str = typer.Option("me-ppl-50"),
-    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    ppl_corpus: str = typer.Option(DEFAULT_PPL_CORPUS),
+    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
     warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     task_runner: str = typer.Option(
         "local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"
@@ -80,7 +81,7 @@ def analyse(
         "-o",
         help="folder for PNG/CSV/report.md (default <warehouse>/analysis; a URL warehouse: its local folder)",
     ),
-    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
     prefect: bool = typer.Option(False, help="run as the Prefect flow analyse-study (artifacts in the UI)"),
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
@@ -92,7 +93,7 @@ def analyse(
 
         result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
     else:
-        from editcollapse.orchestration.flows.analysis import analyse as run_analysis
+        from editcollapse.stages.analysis.run import run_analysis
 
         result = run_analysis(warehouse, output, threshold=threshold)
     for section, rows in result["tables"].items():

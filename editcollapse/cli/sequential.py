@@ -8,6 +8,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 
 
 def sequential(
@@ -20,7 +21,7 @@ def sequential(
     seed: int = typer.Option(0, help="seed of the normal sample and the orderings"),
     ppl_corpus: str = typer.Option("me-ppl-1k", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
     ppl_every: int = typer.Option(1, help="evaluate perplexity and edit success every k edits (and at the last)"),
-    threshold: float = typer.Option(1000.0, help="collapse threshold on the mean per-sentence perplexity"),
+    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on the mean per-sentence perplexity"),
     group_size: int = typer.Option(None, help="cases per group (default n_edits; larger: trials sample from it)"),
     warehouse: Path = typer.Option(
         None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"

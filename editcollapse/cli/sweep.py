@@ -10,6 +10,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 
 def _prefect_defaults() -> None:
@@ -25,14 +26,14 @@ def sweep(
     limit: int = typer.Option(None, help="first N valid cases (default: all)"),
     shard_size: int = typer.Option(10, help="cases per shard (the unit of work, resume and Parquet part)"),
     ppl_corpus: str = typer.Option(
-        "me-ppl-50",
+        DEFAULT_PPL_CORPUS,
         help="perplexity corpus (me-ppl-50 falls back to embedded-50 when the released file is not available)",
     ),
     run_id: str = typer.Option(
         None, help="run id (default: a digest of the parameters; the same command resumes the same run)"
     ),
     warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
     seed: int = typer.Option(0),
     device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
@@ -108,7 +109,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def hardcf(
-    threshold: float = typer.Option(1000.0, help="collapse threshold on ME-PPL"),
+    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
     method: str = typer.Option("rome", help="the editing method whose sweeps to read"),
     model: list[str] = typer.Option(None, "--model", help="only sweeps of this model (repeat for several)"),
     run: list[str] = typer.Option(None, "--run", help="only this sweep run id (repeat for several)"),

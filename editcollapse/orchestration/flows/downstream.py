@@ -5,13 +5,13 @@ perplexity-vs-score correlations and the plot.
 
 from __future__ import annotations
 
-import base64
-import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
+
+from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
+from editcollapse.orchestration.artifacts import png_data_uri, table_rows
 
 
 @flow(name="downstream-eval", log_prints=True)
@@ -25,7 +25,7 @@ def downstream_eval(
     k: int = 2,
     max_edits: int = 10,
     source_run: str | None = None,
-    ppl_corpus: str = "me-ppl-50",
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
     include_path: str | None = None,
     mmlu_file: str | None = None,
     items: int = 500,
@@ -71,16 +71,8 @@ def _publish(summary: dict[str, Any], run_id: str) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     key = run_id.lower().replace("_", "-")[:80]
-    table = [
-        {
-            name: (None if isinstance(value, float) and not math.isfinite(value) else value)
-            for name, value in row.items()
-            if name != "run_id"
-        }
-        for row in summary["rows"]
-    ]
     create_table_artifact(
-        table,
+        table_rows(summary["rows"], drop=("run_id",)),
         key=f"downstream-scores-{key}",
         description="one row per model, task and metric (value, stderr, n, ME-PPL)",
     )
@@ -101,6 +93,5 @@ def _markdown(summary: dict[str, Any]) -> str:
     for label, entries in (("failed edits", summary["failed"]), ("tasks not reachable", summary["unreachable"])):
         lines += [f"\n**{label}:**"] + [f"- {name}: {why}" for name, why in entries.items()] if entries else []
     if summary["plot"]:
-        encoded = base64.b64encode(Path(summary["plot"]).read_bytes()).decode()
-        lines.append(f"\n![perplexity vs score](data:image/png;base64,{encoded})\n\n`{summary['plot']}`")
+        lines.append(f"\n![perplexity vs score]({png_data_uri(summary['plot'])})\n\n`{summary['plot']}`")
     return "\n".join(lines)

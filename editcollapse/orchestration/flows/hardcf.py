@@ -8,9 +8,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.orchestration.flows.sweep import artifact_key
 from editcollapse.orchestration.tasks.hardcf import select_hardcf_task
-from editcollapse.stages.sweep.plan import COLLAPSE_THRESHOLD
 from editcollapse.warehouse.store import Warehouse
 
 

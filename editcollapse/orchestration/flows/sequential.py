@@ -10,34 +10,19 @@ stored step. ``sequential_editing.fn(...)`` runs it without Prefect.
 
 from __future__ import annotations
 
-import base64
-import logging
-import math
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.orchestration.ops.setup import GPU_TAG
-from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one
+from editcollapse.orchestration.run_context import in_prefect_run, run_logger
+from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one, run_sequential
 
 STAGE = "sequential"
-
-
-def _logger() -> logging.Logger | Any:
-    from prefect import get_run_logger
-
-    try:
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 — no run context (``.fn`` call)
-        return logging.getLogger(__name__)
-
-
-def _in_prefect_run() -> bool:
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 @task(
@@ -54,9 +39,9 @@ def trajectory_task(
     extra: Any = None,
 ) -> list[dict[str, Any]]:
     """One trajectory, with a progress artifact that follows its steps."""
-    logger = _logger()
+    logger = run_logger(__name__)
     progress_id = None
-    if _in_prefect_run():
+    if in_prefect_run():
         from prefect.artifacts import create_progress_artifact
 
         progress_id = create_progress_artifact(
@@ -85,27 +70,16 @@ def trajectory_task(
     return run_one(loaded, edit, evaluate, warehouse, config, run_id, trajectory, on_step=on_step, extra=extra)
 
 
-def _markdown_figures(paths: list[Path]) -> str:
-    parts = []
-    for path in paths:
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"### {path.stem}\n\n![{path.stem}](data:image/png;base64,{encoded})\n\n`{path}`\n")
-    return "\n".join(parts)
-
-
 def _publish(lines: list[dict[str, Any]], figures: list[Path], run_id: str) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    table = [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in line.items()} for line in lines
-    ]
     create_table_artifact(
-        table,
+        table_rows(lines),
         key=f"sequential-summary-{run_id}".lower()[:100],
         description="one line per (group, trial): edits, final perplexity, collapse step",
     )
     create_markdown_artifact(
-        _markdown_figures(figures),
+        figures_markdown(figures),
         key=f"sequential-figures-{run_id}".lower()[:100],
         description="perplexity and weight change vs number of edits",
     )
@@ -122,7 +96,7 @@ def sequential_editing(
     ppl_corpus: str = "me-ppl-1k",
     ppl_every: int = 1,
     dataset: str = "counterfact",
-    threshold: float = 1000.0,
+    threshold: float = COLLAPSE_THRESHOLD,
     group_size: int | None = None,
     warehouse: str | None = None,
     run_id: str | None = None,
@@ -142,15 +116,6 @@ def sequential_editing(
     model's measurement (step 0) is computed once and shared by the trajectories. Returns the run
     id, the figures and one summary line per trajectory.
     """
-    from editcollapse.datasets import load_cases, load_ppl_corpus
-    from editcollapse.editors.api import load_hparams
-    from editcollapse.models import load_model
-    from editcollapse.stages.sequential.measure import BaselineOnce, CorpusEvaluator
-    from editcollapse.stages.sequential.run import make_edit, plan_trajectories, run_folder, summary, write_plots
-    from editcollapse.stages.sequential.sources import build_groups
-    from editcollapse.warehouse import Warehouse
-    from editcollapse.warehouse.runs import finish_run, start_run
-
     config = SequentialConfig(
         model=model,
         method=method,
@@ -167,65 +132,13 @@ def sequential_editing(
         extra_every=extra_every,
         sweep_run=sweep_run,
     )
-    run_id = run_id or config.default_run_id()
-    store = Warehouse(warehouse)
-    logger = _logger()
-    run_row = start_run(
-        store,
-        model=model,
-        method=method,
+    in_run = in_prefect_run()
+    return run_sequential(
+        config,
+        warehouse,
         run_id=run_id,
-        stage=STAGE,
-        dataset=dataset,
-        parameters=config.parameters(),
-        ppl_corpus=ppl_corpus,
-        threshold=threshold,
+        ppl_batch_size=ppl_batch_size,
+        run_trajectory=trajectory_task if in_run else trajectory_task.fn,
+        publish=_publish if in_run else None,
+        log=run_logger(__name__),
     )
-    try:
-        loaded = load_model(model)
-        hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
-        corpus = load_ppl_corpus(ppl_corpus)
-        evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
-        extra = None
-        if extra_corpus is not None:
-            extra = BaselineOnce(
-                CorpusEvaluator(tuple(load_ppl_corpus(extra_corpus).texts), batch_size=ppl_batch_size, successes=False)
-            )
-        pool = load_cases(dataset).cases
-        groups = build_groups(
-            hard_source, pool, config.size, seed, warehouse=store, model=model, method=method, sweep_run=sweep_run
-        )
-        logger.info(
-            "run %s: hard group %d collapsed + %d filled by single-edit perplexity; normal group %d random cases of %s",
-            run_id,
-            sum(m.role == "collapsed" for m in groups.hard),
-            sum(m.role == "top_ppl" for m in groups.hard),
-            len(groups.normal),
-            dataset,
-        )
-        edit = make_edit(method, hparams)
-        run_task = trajectory_task if _in_prefect_run() else trajectory_task.fn
-        rows: list[dict[str, Any]] = []
-        for trajectory in plan_trajectories(groups, config):
-            rows.extend(run_task(loaded, edit, evaluate, store, config, run_id, trajectory, extra))
-        lines = summary(rows)
-        figures = write_plots(rows, run_folder(store, config, run_id), config, run_id)
-        if _in_prefect_run():
-            _publish(lines, figures, run_id)
-    except BaseException:
-        finish_run(store, model, method, run_row, status="failed")
-        raise
-    baseline = next((row["ppl_mean"] for row in rows if row["step"] == 0), None)
-    finish_run(
-        store,
-        model,
-        method,
-        run_row,
-        status="completed",
-        model_revision=loaded.revision,
-        n_cases=sum(line["edits"] for line in lines),
-        n_errors=sum(line["errors"] for line in lines),
-        n_collapsed=sum(line["collapsed_at"] is not None for line in lines),
-        baseline_ppl_mean=baseline,
-    )
-    return {"run_id": run_id, "figures": [str(path) for path in figures], "summary": lines}

@@ -25,6 +25,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.orchestration.flows.analysis import analyse_study
 from editcollapse.orchestration.flows.downstream import downstream_eval
 from editcollapse.orchestration.flows.hardcf import select_hardcf
@@ -32,7 +33,6 @@ from editcollapse.orchestration.flows.hardedit import filter_hardedit, generate_
 from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 from editcollapse.orchestration.runners import LOCAL
-from editcollapse.stages.sweep.plan import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.warehouse.store import Warehouse
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")

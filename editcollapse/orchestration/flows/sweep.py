@@ -25,15 +25,10 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
-from editcollapse.stages.sweep.plan import (
-    COLLAPSE_THRESHOLD,
-    DEFAULT_BATCH,
-    DEFAULT_PPL_CORPUS,
-    SweepSpec,
-    resolve_ppl_corpus,
-)
+from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepSpec, resolve_ppl_corpus
 from editcollapse.stages.sweep.summary import log_ppl_histogram
 from editcollapse.warehouse.store import Warehouse
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from editcollapse.orchestration.ops.setup import GPU_TAG
+from editcollapse.orchestration.run_context import in_prefect_run
 
 GPU_LIMIT = f"tag:{GPU_TAG}"
 
@@ -23,9 +24,7 @@ def gpu_slot(enabled: bool = True, *, timeout_s: float | None = None) -> Iterato
     """Hold one slot of the ``gpu`` tag limit while the block runs (waiting for it first). A no-op
     outside a flow or task run (``.fn`` calls: no server to ask), when ``enabled`` is false (e.g. a
     remote LLM backend), or when the server has no ``gpu`` limit."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if not enabled or (FlowRunContext.get() is None and TaskRunContext.get() is None):
+    if not enabled or not in_prefect_run():
         yield
         return
     from prefect.concurrency.sync import concurrency

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-COLLAPSE_THRESHOLD = 1000.0
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 
 
 @dataclass(frozen=True)

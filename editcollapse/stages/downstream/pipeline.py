@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.stages.downstream.catalog import GEOFACTS_MC, LASTWORD, MMLU_SUB, mmlu_path, prepare_suite
-from editcollapse.stages.downstream.correlation import COLLAPSE_THRESHOLD, correlations, scatter_plot
+from editcollapse.stages.downstream.correlation import correlations, scatter_plot
 from editcollapse.stages.downstream.runner import load_tasks, task_manager_for
 from editcollapse.stages.downstream.selection import BASELINE_REF, EditRef, select_edits
 from editcollapse.warehouse.store import Warehouse
@@ -50,7 +51,7 @@ def run_downstream(
     k: int = 2,
     max_edits: int = 10,
     source_run: str | None = None,
-    ppl_corpus: str = "me-ppl-50",
+    ppl_corpus: str = DEFAULT_PPL_CORPUS,
     include_path: str | None = None,
     mmlu_file: str | None = None,
     items: int = 500,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from editcollapse.stages.sweep.plan import COLLAPSE_THRESHOLD
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, is_collapsed
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.store import Warehouse
 
@@ -29,10 +29,6 @@ JOIN cases c ON c.run_id = p.run_id AND c.case_id = p.case_id AND c.model = p.mo
 JOIN runs r ON r.run = p.run AND r.model = p.model AND r.method = p.method
 WHERE r.stage = 'single_edit_sweep' AND p.method = ?
 """
-
-
-def _collapsed(ppl_mean: float, threshold: float) -> bool:
-    return not math.isfinite(ppl_mean) or ppl_mean > threshold
 
 
 def source_rows(
@@ -62,9 +58,9 @@ def source_rows(
 
 def select_hardcf_rows(rows: list[dict[str, Any]], threshold: float = COLLAPSE_THRESHOLD) -> list[dict[str, Any]]:
     """The rows of cases that collapsed on any model, each marked with its own collapse."""
-    hard = {row["case_id"] for row in rows if _collapsed(row["ppl_mean"], threshold)}
+    hard = {row["case_id"] for row in rows if is_collapsed(row["ppl_mean"], threshold)}
     return [
-        {**row, "collapsed": _collapsed(row["ppl_mean"], threshold), "threshold": threshold}
+        {**row, "collapsed": is_collapsed(row["ppl_mean"], threshold), "threshold": threshold}
         for row in rows
         if row["case_id"] in hard
     ]
@@ -181,7 +177,7 @@ def run_selection(
     for row in rows:
         counts = per_model.setdefault(row["source_model"], {"swept": 0, "collapsed": 0})
         counts["swept"] += 1
-        counts["collapsed"] += _collapsed(row["ppl_mean"], threshold)
+        counts["collapsed"] += is_collapsed(row["ppl_mean"], threshold)
     finish_run(
         warehouse, SELECTION_MODEL, method, run_row, status="completed", n_cases=len(records), n_collapsed=len(records)
     )

@@ -272,3 +272,47 @@ class TransformersChatBackend:
             errors=[],
             seconds=time.monotonic() - started,
         )
+
+
+def build_backend(
+    backend: str,
+    *,
+    local_model: str,
+    model: str | None,
+    base_url: str | None,
+    max_requests: int | None,
+    max_tokens: int | None,
+    requests_per_minute: float | None,
+    max_new_tokens: int,
+    temperature: float | None,
+    seed: int,
+    timeout_s: float | None = None,
+    max_retries: int | None = None,
+    backoff_initial_s: float | None = None,
+) -> OpenAIChatBackend | TransformersChatBackend:
+    """``"local"``: a transformers chat model (default the embedded SmolLM2); ``"openai"``: an
+    OpenAI-compatible endpoint configured by arguments or ``EDITCOLLAPSE_LLM_*`` variables."""
+    budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
+    if backend == "local":
+        from editcollapse.models import load_model
+
+        return TransformersChatBackend(
+            load_model(local_model, seed=seed),
+            budget=budget,
+            max_new_tokens=max_new_tokens,
+            temperature=0.7 if temperature is None else temperature,
+            seed=seed,
+        )
+    if backend == "openai":
+        config = OpenAIConfig.from_env(
+            model=model,
+            base_url=base_url,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            requests_per_minute=requests_per_minute,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_initial_s=backoff_initial_s,
+        )
+        return OpenAIChatBackend(config, budget=budget, rng=random.Random(seed))
+    raise ValueError(f"unknown backend {backend!r}: use 'local' or 'openai'")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
@@ -41,7 +43,7 @@ class SequentialConfig:
     seed: int = 0
     ppl_corpus: str = "me-ppl-1k"
     ppl_every: int = 1
-    threshold: float = 1000.0
+    threshold: float = COLLAPSE_THRESHOLD
     group_size: int | None = None  # default: n_edits (each trial orders the whole group)
     extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
     extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step
@@ -215,3 +217,102 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         line["cumulative_fro"] = row.get("cumulative_fro")
         line["cumulative_spectral"] = row.get("cumulative_spectral")
     return [lines[key] for key in sorted(lines)]
+
+
+TrajectoryRunner = Callable[..., list[dict[str, Any]]]  # run_one's signature (a Prefect task of it too)
+Publisher = Callable[[list[dict[str, Any]], list[Path], str], None]  # (summary lines, figures, run id)
+
+
+def run_sequential(
+    config: SequentialConfig,
+    warehouse: str | Warehouse | None = None,
+    *,
+    run_id: str | None = None,
+    ppl_batch_size: int = 16,
+    run_trajectory: TrajectoryRunner = run_one,
+    publish: Publisher | None = None,
+    log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__),
+) -> dict[str, Any]:
+    """Edit the hard and the normal group sequentially, ``config.trials`` orderings each, with one
+    ``runs`` row; return the run id, the figures and one summary line per trajectory.
+
+    The unedited model's measurement (step 0) is computed once and shared by the trajectories.
+    ``run_trajectory`` runs one trajectory (default :func:`run_one`; the Prefect flow passes its
+    task), ``publish`` receives the summary lines and figures before the run is marked completed."""
+    from editcollapse.datasets import load_cases, load_ppl_corpus
+    from editcollapse.editors.api import load_hparams
+    from editcollapse.models import load_model
+    from editcollapse.stages.sequential.measure import BaselineOnce, CorpusEvaluator
+    from editcollapse.stages.sequential.sources import build_groups
+    from editcollapse.warehouse.runs import finish_run, start_run
+
+    run_id = run_id or config.default_run_id()
+    store = Warehouse(warehouse)
+    model, method = config.model, config.method
+    run_row = start_run(
+        store,
+        model=model,
+        method=method,
+        run_id=run_id,
+        stage=TABLE,
+        dataset=config.dataset,
+        parameters=config.parameters(),
+        ppl_corpus=config.ppl_corpus,
+        threshold=config.threshold,
+    )
+    try:
+        loaded = load_model(model)
+        hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
+        corpus = load_ppl_corpus(config.ppl_corpus)
+        evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
+        extra = None
+        if config.extra_corpus is not None:
+            extra = BaselineOnce(
+                CorpusEvaluator(
+                    tuple(load_ppl_corpus(config.extra_corpus).texts), batch_size=ppl_batch_size, successes=False
+                )
+            )
+        pool = load_cases(config.dataset).cases
+        groups = build_groups(
+            config.hard_source,
+            pool,
+            config.size,
+            config.seed,
+            warehouse=store,
+            model=model,
+            method=method,
+            sweep_run=config.sweep_run,
+        )
+        log.info(
+            "run %s: hard group %d collapsed + %d filled by single-edit perplexity; normal group %d random cases of %s",
+            run_id,
+            sum(m.role == "collapsed" for m in groups.hard),
+            sum(m.role == "top_ppl" for m in groups.hard),
+            len(groups.normal),
+            config.dataset,
+        )
+        edit = make_edit(method, hparams)
+        rows: list[dict[str, Any]] = []
+        for trajectory in plan_trajectories(groups, config):
+            rows.extend(run_trajectory(loaded, edit, evaluate, store, config, run_id, trajectory, extra=extra))
+        lines = summary(rows)
+        figures = write_plots(rows, run_folder(store, config, run_id), config, run_id)
+        if publish is not None:
+            publish(lines, figures, run_id)
+    except BaseException:
+        finish_run(store, model, method, run_row, status="failed")
+        raise
+    baseline = next((row["ppl_mean"] for row in rows if row["step"] == 0), None)
+    finish_run(
+        store,
+        model,
+        method,
+        run_row,
+        status="completed",
+        model_revision=loaded.revision,
+        n_cases=sum(line["edits"] for line in lines),
+        n_errors=sum(line["errors"] for line in lines),
+        n_collapsed=sum(line["collapsed_at"] is not None for line in lines),
+        baseline_ppl_mean=baseline,
+    )
+    return {"run_id": run_id, "figures": [str(path) for path in figures], "summary": lines}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from editcollapse.core.case import EditCase
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, is_collapsed
 from editcollapse.core.delta import Delta, WeightBackup
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member
@@ -48,7 +49,7 @@ class Evaluator(Protocol):
 class TrajectorySettings:
     """How a trajectory runs: collapse threshold and how often to evaluate."""
 
-    threshold: float = 1000.0
+    threshold: float = COLLAPSE_THRESHOLD
     ppl_every: int = 1
     extra_every: int = 10  # the extra evaluator (a second corpus), when given: every k edits
 
@@ -57,11 +58,6 @@ class TrajectorySettings:
             raise ValueError(f"ppl_every and extra_every must be ≥ 1, got {self.ppl_every}, {self.extra_every}")
         if not self.threshold > 0:
             raise ValueError(f"threshold must be > 0, got {self.threshold}")
-
-
-def is_collapsed(ppl: float, threshold: float) -> bool:
-    """Perplexity above the threshold, or not finite (NaN/inf), counts as collapse."""
-    return not math.isfinite(ppl) or ppl > threshold
 
 
 def norm_records(step: Delta | None, cumulative: Delta | None) -> list[dict[str, Any]]:

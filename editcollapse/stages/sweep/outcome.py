@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from editcollapse.core.case import EditCase
+from editcollapse.core.collapse import is_collapsed
 from editcollapse.core.delta import Delta
 from editcollapse.evaluation.perplexity import PerplexityResult
 from editcollapse.stages.sweep.plan import SweepSpec
@@ -53,12 +54,6 @@ class CaseOutcome:
         """An edit that failed (or whose measurement failed): its ``edits`` row says why; no post-edit
         metrics, no ``ppl`` row."""
         return cls(case, pre, edit_row)
-
-
-def is_collapsed(ppl_mean: float, threshold: float) -> bool:
-    """Collapse: ME-PPL above the threshold — or not a finite number at all (NaN or inf): a model
-    whose perplexity cannot be computed is counted as collapsed, never dropped."""
-    return not math.isfinite(ppl_mean) or ppl_mean > threshold
 
 
 class Clock:

@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from editcollapse.core.case import EditCase
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PPL_CORPUS = "me-ppl-50"
 FALLBACK_PPL_CORPUS = "embedded-50"  # built from packaged English text: works offline
-COLLAPSE_THRESHOLD = 1000.0  # the paper's: a model whose ME-PPL exceeds it has collapsed
 DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.stages.sweep.batched); 1: one at a time
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from editcollapse.core.collapse import is_collapsed
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.layout import partition_value
 from editcollapse.warehouse.store import Warehouse
@@ -46,7 +47,7 @@ def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top:
         "n_errors": n_errors,
         "n_invalid": n_invalid,
         "n_measured": len(ppl),
-        "n_collapsed": sum(not math.isfinite(v) or v > threshold for v in ppl) if ppl else 0,
+        "n_collapsed": sum(is_collapsed(v, threshold) for v in ppl) if ppl else 0,
         "n_nonfinite": len(ppl) - len(finite),
         "threshold": threshold,
         "ppl_median": quantile(finite, 0.5),
