@@ -143,7 +143,7 @@ def sequential_editing(
     id, the figures and one summary line per trajectory.
     """
     from editcollapse.datasets import load_cases, load_ppl_corpus
-    from editcollapse.editors.api import load_hparams
+    from editcollapse.editors.api import hparams_for
     from editcollapse.models import load_model
     from editcollapse.stages.sequential.measure import BaselineOnce, CorpusEvaluator
     from editcollapse.stages.sequential.run import make_edit, plan_trajectories, run_folder, summary, write_plots
@@ -183,7 +183,7 @@ def sequential_editing(
     )
     try:
         loaded = load_model(model)
-        hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
+        hparams = hparams_for(loaded, method)
         corpus = load_ppl_corpus(ppl_corpus)
         evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
         extra = None

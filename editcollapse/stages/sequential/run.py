@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from editcollapse.editors.hparams import Hparams
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
@@ -102,7 +103,7 @@ def run_folder(warehouse: Warehouse, config: SequentialConfig, run_id: str) -> P
     return warehouse.partition_dir(TABLE, config.model, config.method, run_id)
 
 
-def make_edit(method: str, hparams: dict[str, Any]) -> EditFn:
+def make_edit(method: str, hparams: Hparams) -> EditFn:
     """The editor of ``method`` as ``(loaded model, case) -> Delta`` (always on the model as it is now)."""
     from editcollapse.editors.api import get_editor
 
