@@ -66,39 +66,48 @@ class MethodSpec:
         return None if self.batched is None else import_object(self.batched)
 
 
-_ROME = "editcollapse.editors.rome"
-_FT = "editcollapse.editors.ft"
 METHODS: Registry[MethodSpec] = Registry("editing method")
 for _spec in (
     # r-ROME reads ROME's files: it differs by one switch, set by its editor
     MethodSpec(
-        "rome",
-        f"{_ROME}.editor:editor",
-        f"{_ROME}.hparams:ROMEHparams",
-        f"{_ROME}:hparams",
-        f"{_ROME}.batched:BatchedROME",
+        name="rome",
+        editor="editcollapse.editors.rome.editor:editor",
+        hparams="editcollapse.editors.rome.hparams:ROMEHparams",
+        hparams_folder="editcollapse.editors.rome:hparams",
+        batched="editcollapse.editors.rome.batched:BatchedROME",
     ),
     MethodSpec(
-        "r-rome",
-        f"{_ROME}.editor:editor",
-        f"{_ROME}.hparams:ROMEHparams",
-        f"{_ROME}:hparams",
-        f"{_ROME}.batched:BatchedROME",
+        name="r-rome",
+        editor="editcollapse.editors.rome.editor:editor",
+        hparams="editcollapse.editors.rome.hparams:ROMEHparams",
+        hparams_folder="editcollapse.editors.rome:hparams",
+        batched="editcollapse.editors.rome.batched:BatchedROME",
     ),
     MethodSpec(
-        "memit",
-        "editcollapse.editors.memit.editor:editor",
-        "editcollapse.editors.memit.hparams:MEMITHparams",
-        "editcollapse.editors.memit:hparams",
+        name="memit",
+        editor="editcollapse.editors.memit.editor:editor",
+        hparams="editcollapse.editors.memit.hparams:MEMITHparams",
+        hparams_folder="editcollapse.editors.memit:hparams",
     ),
-    MethodSpec("ft", f"{_FT}.editor:editor", f"{_FT}.hparams:FTHparams", f"{_FT}:hparams/ft"),
-    MethodSpec("ft-l-inf", f"{_FT}.editor:editor", f"{_FT}.hparams:FTHparams", f"{_FT}:hparams/ft-l-inf"),
+    # FT and FT-L∞ share one class, with a folder of files each
+    MethodSpec(
+        name="ft",
+        editor="editcollapse.editors.ft.editor:editor",
+        hparams="editcollapse.editors.ft.hparams:FTHparams",
+        hparams_folder="editcollapse.editors.ft:hparams/ft",
+    ),
+    MethodSpec(
+        name="ft-l-inf",
+        editor="editcollapse.editors.ft.editor:editor",
+        hparams="editcollapse.editors.ft.hparams:FTHparams",
+        hparams_folder="editcollapse.editors.ft:hparams/ft-l-inf",
+    ),
     # MEND needs a trained network: `editcollapse mend train`
     MethodSpec(
-        "mend",
-        "editcollapse.editors.mend:editor",
-        "editcollapse.editors.mend.hparams:MENDHparams",
-        "editcollapse.editors.mend:hparams",
+        name="mend",
+        editor="editcollapse.editors.mend:editor",
+        hparams="editcollapse.editors.mend.hparams:MENDHparams",
+        hparams_folder="editcollapse.editors.mend:hparams",
     ),
 ):
     METHODS.register(_spec.name, _spec)

@@ -115,13 +115,13 @@ def compute_rome_update(
     hparams: ROMEHparams,
     *,
     consistent_keys: bool = False,
-    site: ROMESite | None = None,
 ) -> ROMEUpdate:
     """ROME's (or, with ``consistent_keys``, r-ROME's) rank-one update for ``case``; the model is unchanged.
 
-    ``site`` (default: built from ``hparams``) is the layer, modules, templates and covariance.
+    The layer, modules, templates and covariance come from :class:`~editcollapse.editors.rome.site.ROMESite`,
+    as in the batched engine.
     """
-    site = site or ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=consistent_keys)
+    site = ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=consistent_keys)
     rewrite = site.rewrite
     templates = list(site.templates)
     keys, outputs, located = keys_at_templates(
@@ -167,12 +167,11 @@ class ROMEEditor:
         """The rank-one Delta of one case (sequential editing composes the Deltas of single edits)."""
         if len(cases) != 1:
             raise ValueError(f"{self.method} edits one case at a time, got {len(cases)} (use MEMIT for batches)")
-        site = ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=self.method == "r-rome")
-        update = compute_rome_update(model, tokenizer, arch, cases[0], hparams, site=site)
+        update = compute_rome_update(model, tokenizer, arch, cases[0], hparams, consistent_keys=self.method == "r-rome")
         return Delta(
             method=self.method,
             params={update.param_name: update.param_delta()},
-            hparams_hash=site.hparams_hash,
+            hparams_hash=hparams.hash(),
             case_ids=(cases[0].case_id,),
             diagnostics=update.diagnostics(tokenizer),
         )
