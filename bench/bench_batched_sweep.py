@@ -48,10 +48,7 @@ def child_main(args: argparse.Namespace) -> None:
     loaded, hparams = resources.loaded, resources.hparams
     clock = (time.perf_counter(), time.process_time())
     context_templates(
-        loaded.model,
-        loaded.tokenizer,
-        hparams["context_template_length_params"],
-        seed=int(hparams.get("context_template_seed", 0)),
+        loaded.model, loaded.tokenizer, hparams.context_template_length_params, seed=hparams.context_template_seed
     )
     engine = engine_for(spec, resources)  # the batched engine prepares C⁻¹ and the perplexity corpus here
     setup = (time.perf_counter() - clock[0], time.process_time() - clock[1])
@@ -68,8 +65,8 @@ def child_main(args: argparse.Namespace) -> None:
                 "ready": args.path,
                 "setup_wall": setup[0],
                 "setup_cpu": setup[1],
-                "layer": hparams["layers"],
-                "mom2_adjustment": hparams["mom2_adjustment"],
+                "layer": hparams.layers,
+                "mom2_adjustment": hparams.mom2_adjustment,
                 "ppl_corpus": spec.ppl_corpus,
                 "threads": args.threads,
                 "batch": spec.batch,

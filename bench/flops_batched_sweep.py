@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -45,8 +46,8 @@ def main() -> None:
     context_templates(
         model,
         tokenizer,
-        base["context_template_length_params"],  # sampled once per run: not counted
-        seed=int(base.get("context_template_seed", 0)),
+        base.context_template_length_params,  # sampled once per run: not counted
+        seed=base.context_template_seed,
     )
 
     def count(function) -> float:
@@ -56,7 +57,7 @@ def main() -> None:
 
     engine = None
     for steps in (1, 2):
-        hparams = {**base, "v_num_grad_steps": steps}
+        hparams = replace(base, v_num_grad_steps=steps)
         editor = get_editor("rome")
         out[f"naive_edit_{steps}"] = count(
             lambda e=editor, h=hparams: [e.edit(model, tokenizer, loaded.arch, [c], h) for c in cases]

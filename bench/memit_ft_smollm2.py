@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 from bench_common import METRICS, spread_cases
@@ -59,23 +60,23 @@ def main() -> None:
     else:
         cases = load_cases("geofacts", limit=args.cases).cases
     print("pre", summary(measure_cases(lm.model, lm.tokenizer, cases)), flush=True)
-    base = dict(load_hparams(args.method, "smollm2-135m"), model_revision=lm.revision)
+    base = replace(load_hparams(args.method, "smollm2-135m"), model_revision=lm.revision)
     if args.method == "memit":
         memoise_z()
         if args.samples:
-            base["mom2_n_samples"] = args.samples
-        if base.get("mom2_adjustment", True):  # key statistics first, so the batch time below excludes them
+            base = replace(base, mom2_n_samples=args.samples)
+        if base.mom2_adjustment:  # key statistics first, so the batch time below excludes them
             from editcollapse.editors.covariance import hparams_covariance
 
-            for layer in base["layers"]:
+            for layer in base.layers:
                 start = time.perf_counter()
-                hparams_covariance(lm.model, lm.tokenizer, base["rewrite_module_tmp"].format(layer), base)
+                hparams_covariance(lm.model, lm.tokenizer, base.rewrite_module_tmp.format(layer), base)
                 print(
-                    f"covariance layer {layer} ({base['mom2_n_samples']} texts): {time.perf_counter() - start:.1f} s",
+                    f"covariance layer {layer} ({base.mom2_n_samples} texts): {time.perf_counter() - start:.1f} s",
                     flush=True,
                 )
-        for weight in args.weights or [base["mom2_update_weight"]]:
-            hparams = dict(base, mom2_update_weight=weight)
+        for weight in args.weights or [base.mom2_update_weight]:
+            hparams = replace(base, mom2_update_weight=weight)
             start = time.perf_counter()
             delta = get_editor("memit").edit(lm.model, lm.tokenizer, lm.arch, cases, hparams)
             seconds = time.perf_counter() - start
@@ -88,8 +89,8 @@ def main() -> None:
                 flush=True,
             )
     else:
-        for eps in args.eps or [base["norm_constraint"]]:
-            hparams = dict(base, norm_constraint=eps)
+        for eps in args.eps or [base.norm_constraint]:
+            hparams = replace(base, norm_constraint=eps)
             rows, seconds = [], []
             for case in cases:
                 start = time.perf_counter()

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/mend_smollm2.py --heldout 100
 
-Trains (or resumes, or reuses) the network of ``hparams/mend/smollm2-135m.yaml`` in the store every
+Trains (or resumes, or reuses) the network of ``editors/mend/hparams/smollm2-135m.yaml`` in the store every
 sweep reads (``editcollapse mend train`` does the same), then edits each of ``--heldout`` held-out
 cases (subjects never edited in training) one at a time and prints the edit metrics before and
 after, as JSON (also written to ``--out``).
@@ -18,7 +18,6 @@ import time
 import torch
 
 from editcollapse.editors.mend.data import load_mend_data
-from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.models import load_model
 from editcollapse.stages.mend.run import evaluate_heldout, mend_hparams, train_for_model
 
@@ -33,8 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model, device="cpu")
     hparams = mend_hparams(loaded)
-    settings = MENDSettings.from_hparams(hparams)
-    data = load_mend_data(settings)
+    data = load_mend_data(hparams)
     started = time.monotonic()
 
     def report(iteration: int, total: int, info: dict[str, float]) -> None:

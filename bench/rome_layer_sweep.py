@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 from bench_common import METRICS, mean_of, spread_cases
@@ -56,7 +57,7 @@ def main() -> None:
     print("| layer | efficacy | paraphrase | neighborhood | max ppl | median ‖ΔW‖ | s/edit |")
     print("|---|---|---|---|---|---|---|")
     for layer in [int(item) for item in args.layers.split(",")]:
-        hparams = {**hparams_for(loaded, args.method), "layers": [layer]}
+        hparams = replace(hparams_for(loaded, args.method), layers=(layer,))
         layer_rows = []
         for case, case_pre in zip(cases, pre, strict=True):
             start = time.perf_counter()

@@ -15,18 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import torch
 from bench_common import METRICS, mean_of, spread_cases
 
 from editcollapse.core.delta import Delta
 from editcollapse.datasets import english_texts
-from editcollapse.editors.api import hparams_for, hparams_hash
+from editcollapse.editors.api import hparams_for
 from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.editor import rank_one_param_delta
 from editcollapse.editors.rome.keys import keys_at_templates
-from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimize_target_vector
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
@@ -60,41 +61,37 @@ def main() -> None:
     overrides = {item.split("=", 1)[0]: yaml.safe_load(item.split("=", 1)[1]) for item in args.set}
     print(f"{len(chosen)} cases; pre " + ", ".join(f"{k} {mean_of(pre, k):.3f}" for k in METRICS), flush=True)
     for layer in [int(x) for x in args.layers.split(",")]:
-        hparams = {**hparams_for(loaded, "rome"), "layers": [layer], **overrides}
+        hparams = hparams_for(loaded, "rome").updated({"layers": [layer], **overrides}, source="--set")
         if args.mom2_samples:
-            hparams["mom2_n_samples"] = args.mom2_samples
-        rewrite_name = hparams["rewrite_module_tmp"].format(layer)
+            hparams = replace(hparams, mom2_n_samples=args.mom2_samples)
+        rewrite_name = hparams.rewrite_module_tmp.format(layer)
         rewrite = model.get_submodule(rewrite_name)
         covariance = None
         if any(v.endswith("-C") for v in variants):
             start = time.perf_counter()
             covariance = hparams_covariance(model, tokenizer, rewrite_name, hparams).double()
             print(
-                f"layer {layer}: covariance ({hparams['mom2_n_samples']} texts) {time.perf_counter() - start:.1f} s",
+                f"layer {layer}: covariance ({hparams.mom2_n_samples} texts) {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
-        settings = TargetSettings.from_hparams(hparams)
         templates = context_templates(
-            model,
-            tokenizer,
-            hparams["context_template_length_params"],
-            seed=int(hparams.get("context_template_seed", 0)),
+            model, tokenizer, hparams.context_template_length_params, seed=hparams.context_template_seed
         )
         rows: dict[str, list[dict]] = {v: [] for v in variants}
         for index, case, case_pre in zip(indices, chosen, pre, strict=True):
             start = time.perf_counter()
             keys, outputs, located = keys_at_templates(
-                model, tokenizer, rewrite, templates, case.prompt, case.subject, settings.fact_token
+                model, tokenizer, rewrite, templates, case.prompt, case.subject, hparams.fact_token
             )
             target = optimize_target_vector(
                 model,
                 tokenizer,
-                hparams["mlp_module_tmp"].format(layer),
+                hparams.mlp_module_tmp.format(layer),
                 case.prompt,
                 case.subject,
                 case.target_new,
                 templates,
-                settings,
+                hparams,
             )
             seconds = time.perf_counter() - start
             k_star = keys.mean(0)
@@ -109,7 +106,7 @@ def main() -> None:
                 delta = Delta(
                     method=method,
                     params={f"{rewrite_name}.weight": rank_one_param_delta(rewrite, u, right)},
-                    hparams_hash=hparams_hash(hparams),
+                    hparams_hash=hparams.hash(),
                     case_ids=(case.case_id,),
                 )
                 with delta.applied(model):

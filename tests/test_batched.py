@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -79,15 +80,15 @@ def test_batched_updates_equal_one_case_updates(tiny, method) -> None:
 
 
 def test_batched_updates_with_covariance(tiny, corpus_file) -> None:  # noqa: F811
-    hparams = hparams_for(tiny, "rome")
-    hparams.update(mom2_adjustment=True, mom2_dataset=str(corpus_file), mom2_n_samples=len(CORPUS))
+    hparams = replace(
+        hparams_for(tiny, "rome"), mom2_adjustment=True, mom2_dataset=str(corpus_file), mom2_n_samples=len(CORPUS)
+    )
     _assert_same_updates(tiny, hparams, tiny_cases(3))
 
 
 def test_converged_cases_leave_the_batch_at_their_own_step(tiny, monkeypatch) -> None:
     """With a stop threshold some cases reach early, each case stops where it stops alone."""
-    hparams = hparams_for(tiny, "rome")
-    hparams.update(v_num_grad_steps=10)
+    hparams = replace(hparams_for(tiny, "rome"), v_num_grad_steps=10)
     cases = tiny_cases(5)
     engine = BatchedROME(tiny.model, tiny.tokenizer, tiny.arch, hparams)
     first = [update.target.nll for update in engine.updates(cases)]
@@ -128,7 +129,7 @@ def test_skipping_the_blocks_below_gives_the_full_forward(name) -> None:
 
 
 def _batched_evaluation(loaded, cases, updates, texts):
-    engine_layer = int(hparams_for(loaded, "rome")["layers"][0])
+    engine_layer = int(hparams_for(loaded, "rome").layers[0])
     module = loaded.model.get_submodule(loaded.arch.name("rewrite_module_tmp", engine_layer))
     forward = EditedForward(loaded.model, loaded.tokenizer, loaded.arch, engine_layer, module)
     scorer = CaseScores(forward, cases)
@@ -233,8 +234,9 @@ def test_batched_engine_on_smollm2(smollm2) -> None:
     from editcollapse.datasets import load_cases
 
     cases = list(load_cases("geofacts", limit=2, seed=0).cases)
-    hparams = hparams_for(smollm2, "rome")
-    hparams.update(v_num_grad_steps=4)  # a short optimisation: the comparison, not the edit, is tested
+    hparams = replace(
+        hparams_for(smollm2, "rome"), v_num_grad_steps=4
+    )  # a short optimisation: the comparison, not the edit, is tested
     updates = _assert_same_updates(smollm2, hparams, cases)
     _assert_same_evaluation(smollm2, cases, hparams, SENTENCES, ppl_rtol=1e-4, metric_atol=1e-4, updates=updates)
 

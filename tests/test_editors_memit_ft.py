@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -75,7 +77,7 @@ def test_ft_raises_target_probability_and_leaves_model_untouched(tiny, method):
 
 def test_ft_l_inf_keeps_every_weight_within_the_bound(tiny):
     hparams = load_hparams("ft-l-inf", tiny.name)
-    radius = hparams["norm_constraint"]
+    radius = hparams.norm_constraint
     unconstrained = get_editor("ft").edit(
         tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, load_hparams("ft", tiny.name)
     )
@@ -95,7 +97,7 @@ def test_ft_l_inf_keeps_every_weight_within_the_bound(tiny):
 def test_ft_trains_a_bias_and_reports_its_norms():
     """FT on a 1-D parameter (GPT-2's MLP output bias, named directly by ``rewrite_module_tmp``)."""
     gpt2 = load_model("tiny-gpt2", device="cpu")
-    hparams = dict(load_hparams("ft", gpt2.name), rewrite_module_tmp="transformer.h.{}.mlp.c_proj.bias")
+    hparams = replace(load_hparams("ft", gpt2.name), rewrite_module_tmp="transformer.h.{}.mlp.c_proj.bias")
     saved = snapshot(gpt2.model)
     before = target_logprob(gpt2, TINY_CASES)
     delta = get_editor("ft").edit(gpt2.model, gpt2.tokenizer, gpt2.arch, TINY_CASES, hparams)
@@ -149,7 +151,7 @@ def test_target_loss_objectives():
 
 
 def test_ft_l_inf_refuses_a_missing_bound(tiny):
-    hparams = dict(load_hparams("ft-l-inf", tiny.name), norm_constraint=False)
+    hparams = replace(load_hparams("ft-l-inf", tiny.name), norm_constraint=False)
     with pytest.raises(ValueError, match="norm_constraint"):
         get_editor("ft-l-inf").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, hparams)
 
@@ -163,7 +165,7 @@ def memit_hparams(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("EDITCOLLAPSE_CACHE", str(tmp_path / "cache"))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"Sentence {i}: the river runs past {i * 7} old stone houses." for i in range(40)))
-    return dict(load_hparams("memit", tiny.name), mom2_dataset=str(corpus))
+    return replace(load_hparams("memit", tiny.name), mom2_dataset=str(corpus))
 
 
 def test_closed_form_update_solves_its_normal_equations():
@@ -187,13 +189,13 @@ def test_memit_layer_update_satisfies_normal_equations_on_model(tiny, memit_hpar
     name = f"{tiny.arch.name('rewrite_module_tmp', 1)}.weight"
     assert {change.rank for change in delta.params.values()} == {len(TINY_CASES)}
 
-    templates = context_templates(tiny.model, tiny.tokenizer, memit_hparams["context_template_length_params"])
+    templates = context_templates(tiny.model, tiny.tokenizer, memit_hparams.context_template_length_params)
     module = tiny.model.get_submodule(tiny.arch.name("rewrite_module_tmp", 1))
     rows = [
         keys_at_templates(tiny.model, tiny.tokenizer, module, templates, case.prompt, case.subject, "subject_last")[0]
         for case in TINY_CASES
     ]
-    groups = memit_module.template_groups(memit_hparams["context_template_length_params"])
+    groups = memit_module.template_groups(memit_hparams.context_template_length_params)
     keys = memit_module.grouped_mean(torch.stack(rows), groups).double().T  # (d_in, B)
     covariance = layer_covariance(
         tiny.model,
@@ -201,15 +203,15 @@ def test_memit_layer_update_satisfies_normal_equations_on_model(tiny, memit_hpar
         tiny.arch.name("rewrite_module_tmp", 1),
         model_id=tiny.name,
         revision="unknown-revision",
-        corpus_id=memit_hparams["mom2_dataset"],
-        n_samples=memit_hparams["mom2_n_samples"],
+        corpus_id=memit_hparams.mom2_dataset,
+        n_samples=memit_hparams.mom2_n_samples,
     ).double()
     change = delta.params[name]
     conv1d = tiny.arch.weights_transposed
     update = change.materialize(torch.float64)
     update = update.T if conv1d else update  # (out, in)
     residuals = (change.v if conv1d else change.u).double()  # (out, B)
-    lam = memit_hparams["mom2_update_weight"]
+    lam = memit_hparams.mom2_update_weight
     lhs = update @ (lam * covariance + keys @ keys.T)
     rhs = residuals @ keys.T
     assert torch.linalg.norm(lhs - rhs) <= 1e-6 * torch.linalg.norm(rhs)
@@ -217,7 +219,7 @@ def test_memit_layer_update_satisfies_normal_equations_on_model(tiny, memit_hpar
 
 def test_memit_maps_keys_to_targets_with_weak_regularisation(tiny, memit_hparams):
     """One layer, bare prompts only, λ → 0: the edited block outputs z exactly at every case's subject."""
-    hparams = dict(
+    hparams = replace(
         memit_hparams, layers=[2], context_template_length_params=[], mom2_adjustment=False, mom2_update_weight=1e-8
     )
     delta = get_editor("memit").edit(tiny.model, tiny.tokenizer, tiny.arch, TINY_CASES, hparams)
@@ -274,7 +276,7 @@ def test_memit_batch_of_10_on_smollm2(smollm2, geofacts10):
     from editcollapse.evaluation.edit_metrics import measure_cases
 
     # few covariance samples keep the test short (cached after the first run); the study uses the YAML's count
-    hparams = dict(load_hparams("memit", "smollm2-135m"), model_revision=smollm2.revision, mom2_n_samples=200)
+    hparams = replace(load_hparams("memit", "smollm2-135m"), model_revision=smollm2.revision, mom2_n_samples=200)
     saved = snapshot(smollm2.model)
     pre = mean_metrics(measure_cases(smollm2.model, smollm2.tokenizer, geofacts10))
     delta = get_editor("memit").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, geofacts10, hparams)
@@ -297,7 +299,7 @@ def test_ft_l_inf_runs_on_smollm2(smollm2, geofacts10):
     pre = measure_cases(smollm2.model, smollm2.tokenizer, case)[0]
     delta = get_editor("ft-l-inf").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, case, hparams)
     assert_bit_identical(smollm2.model, saved)
-    assert max(change.dense.abs().max() for change in delta.params.values()) <= hparams["norm_constraint"] * 1.001
+    assert max(change.dense.abs().max() for change in delta.params.values()) <= hparams.norm_constraint * 1.001
     with delta.applied(smollm2.model):
         post = measure_cases(smollm2.model, smollm2.tokenizer, case)[0]
     assert post["efficacy_magnitude"] > pre["efficacy_magnitude"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from editcollapse.editors.covariance import layer_covariance
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.editor import compute_rome_update
 from editcollapse.editors.rome.keys import locate
-from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimize_target_vector
 from editcollapse.models import load_model
 
 CASE = EditCase(
@@ -85,9 +87,8 @@ def corpus_file(tmp_path, monkeypatch):
 def _hparams(loaded, corpus_file=None, **overrides):
     hparams = hparams_for(loaded, "rome")
     if corpus_file is not None:
-        hparams.update(mom2_adjustment=True, mom2_dataset=str(corpus_file), mom2_n_samples=len(CORPUS))
-    hparams.update(overrides)
-    return hparams
+        hparams = replace(hparams, mom2_adjustment=True, mom2_dataset=str(corpus_file), mom2_n_samples=len(CORPUS))
+    return replace(hparams, **overrides)
 
 
 def _module_output(module: torch.nn.Module, key: torch.Tensor) -> torch.Tensor:
@@ -127,8 +128,8 @@ def test_other_keys_move_as_inverse_covariance_says(tiny, corpus_file):
         tiny.model,
         tiny.tokenizer,
         update.param_name.removesuffix(".weight"),
-        model_id=hparams["model_name"],
-        revision=hparams["model_revision"],
+        model_id=hparams.model_name,
+        revision=hparams.model_revision,
         corpus_id=str(corpus_file),
         n_samples=len(CORPUS),
         progress=False,
@@ -186,7 +187,7 @@ def test_diagnostics_explain_the_update(tiny):
     assert diagnostics["subject_first_token"] == 0 and diagnostics["lookup_token"] == len("Paris") - 1
     assert diagnostics["bos"] is False
     assert -1.0 <= diagnostics["cos_k_bare_k_star"] <= 1.0
-    assert diagnostics["v_steps"] <= load_hparams("rome", tiny.name)["v_num_grad_steps"] - 1
+    assert diagnostics["v_steps"] <= load_hparams("rome", tiny.name).v_num_grad_steps - 1
     assert delta.case_ids == ("test:1",) and delta.method == "rome" and len(delta.hparams_hash) == 16
 
 
@@ -195,8 +196,14 @@ def test_target_vector_lowers_target_nll(tiny):
     # A random tiny model's logits are nearly flat (NLL ≈ ln 257) and a change at the subject barely
     # reaches the answer through random attention: edit at the prompt's last token, no decay, a wide
     # clamp (the clamp is checked below), and expect a small but real drop.
-    settings = TargetSettings(
-        v_num_grad_steps=1, v_lr=0.5, v_weight_decay=0.0, clamp_norm_factor=100, kl_factor=0.0625, fact_token="last"
+    settings = replace(
+        load_hparams("rome", tiny.name),
+        v_num_grad_steps=1,
+        v_lr=0.5,
+        v_weight_decay=0.0,
+        clamp_norm_factor=100,
+        kl_factor=0.0625,
+        fact_token="last",
     )
     module = tiny.arch.name("mlp_module_tmp", 1)
     untouched = optimize_target_vector(
@@ -211,7 +218,7 @@ def test_target_vector_lowers_target_nll(tiny):
         CASE.subject,
         CASE.target_new,
         templates,
-        TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 15}),
+        replace(settings, v_num_grad_steps=15),
     )
     assert trained.nll < untouched.nll - 0.05
     assert torch.equal(trained.init, untouched.init)
@@ -223,7 +230,7 @@ def test_target_vector_lowers_target_nll(tiny):
         CASE.subject,
         CASE.target_new,
         templates,
-        TargetSettings(**{**settings.__dict__, "v_num_grad_steps": 5, "clamp_norm_factor": 0.5}),
+        replace(settings, v_num_grad_steps=5, clamp_norm_factor=0.5),
     )
     assert clamped.delta.norm() <= 0.5 * clamped.init.norm() * (1 + 1e-5)
 
@@ -256,8 +263,8 @@ def test_registry_and_hparams():
     assert get_editor("r-rome").method == "r-rome"
     for model in ("gpt2-xl", "gpt-j-6b", "llama-2-7b", "smollm2-135m", "tiny-llama"):
         hparams = load_hparams("rome", model)
-        assert len(hparams["layers"]) == 1 and hparams["model_name"] == model
-    assert load_hparams("r-rome", "gpt2-xl")["layers"] == [17]
+        assert len(hparams.layers) == 1 and hparams.model_name == model
+    assert load_hparams("r-rome", "gpt2-xl").layers == (17,)
     with pytest.raises(ValueError, match="unknown editing method"):
         get_editor("nope")
     with pytest.raises(ValueError, match="no rome hyperparameters for model 'gpt5'"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,6 @@ from editcollapse.editors.mend import MENDNotTrained
 from editcollapse.editors.mend.core import capture_factors, edited_forward, encode_rows, transform_factors
 from editcollapse.editors.mend.data import load_mend_data, split_by_subject
 from editcollapse.editors.mend.network import MENDNetwork, RunningNorm
-from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.store import load_network, network_dir, resolve_network_dir
 from editcollapse.editors.mend.train import train_network
 from editcollapse.models import load_model
@@ -75,14 +75,14 @@ def test_running_norm_equals_batch_statistics() -> None:
 
 
 def test_geofacts_split_is_seeded_and_disjoint_by_subject() -> None:
-    settings = MENDSettings.from_hparams(mend_hparams(tiny()))
+    settings = mend_hparams(tiny())
     data = load_mend_data(settings)
     again = load_mend_data(settings)
     assert data.data_id == again.data_id and [c.case_id for c in data.val] == [c.case_id for c in again.val]
     assert not {c.subject for c in data.train} & {c.subject for c in data.val}
     assert not {c.case_id for c in data.train} & {c.case_id for c in data.val}
     assert 0.1 < len(data.val) / (len(data.train) + len(data.val)) < 0.3
-    other = load_mend_data(MENDSettings.from_hparams({**mend_hparams(tiny()), "split_seed": 1}))
+    other = load_mend_data(replace(mend_hparams(tiny()), split_seed=1))
     assert other.data_id != data.data_id and {c.case_id for c in other.val} != {c.case_id for c in data.val}
     cases = load_cases("geofacts").cases
     train, val = split_by_subject(cases, 0.5, 3)
@@ -104,12 +104,10 @@ def test_train_and_val_files_by_path(tmp_path: Path) -> None:
     ]
     (tmp_path / "train.json").write_text(json.dumps(records[:8]))
     (tmp_path / "val.json").write_text(json.dumps(records[8:]))
-    hparams = {
-        **mend_hparams(tiny()),
-        "train_data": str(tmp_path / "train.json"),
-        "val_data": str(tmp_path / "val.json"),
-    }
-    data = load_mend_data(MENDSettings.from_hparams(hparams))
+    hparams = replace(
+        mend_hparams(tiny()), train_data=str(tmp_path / "train.json"), val_data=str(tmp_path / "val.json")
+    )
+    data = load_mend_data(hparams)
     assert (len(data.train), len(data.val)) == (8, 4) and data.data_id.startswith("train-")
 
 
@@ -136,7 +134,7 @@ def test_training_on_a_tiny_model_reduces_the_edit_loss() -> None:
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     loaded = tiny()
-    settings = MENDSettings.from_hparams(short(loaded))
+    settings = short(loaded)
     data = load_mend_data(settings)
     whole, _ = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "whole")
     first, state = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "split", stop_after=3)
@@ -152,12 +150,11 @@ KILLED_RUN = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
 from editcollapse.editors.mend.data import load_mend_data
-from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.train import train_network
 from editcollapse.stages.mend.run import mend_hparams
 from editcollapse.models import load_model
 loaded = load_model("tiny-llama", device="cpu")
-settings = MENDSettings.from_hparams(mend_hparams(loaded, {overrides!r}))
+settings = mend_hparams(loaded, {overrides!r})
 def kill(iteration, total, info):
     if iteration == 5:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -180,7 +177,7 @@ def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path: 
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 4
     loaded = tiny()
-    settings = MENDSettings.from_hparams(short(loaded))
+    settings = short(loaded)
     data = load_mend_data(settings)
     resumed, state = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "run")
     whole, _ = train_network(loaded.model, loaded.tokenizer, settings, data, tmp_path / "whole")
@@ -217,8 +214,7 @@ def test_the_delta_is_exact_low_rank_and_reversible(name: str) -> None:
     delta = get_editor("mend").edit(model, loaded.tokenizer, loaded.arch, [case], hparams)
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # the model is untouched
     assert all(p.grad is None for p in model.parameters())
-    settings = MENDSettings.from_hparams(hparams)
-    assert sorted(delta.params) == sorted(settings.params_for(loaded.arch.family))
+    assert sorted(delta.params) == sorted(hparams.params_for(loaded.arch.family))
     pair = [(case.filled_prompt, case.target_new)]
     n_tokens = encode_rows(loaded.tokenizer, pair, torch.device("cpu")).input_ids.shape[1]
     assert all(0 < change.rank <= n_tokens for change in delta.params.values())
@@ -228,7 +224,7 @@ def test_the_delta_is_exact_low_rank_and_reversible(name: str) -> None:
     network = load_network(folder / "network.safetensors")
     from editcollapse.editors.mend.core import resolve_targets
 
-    targets = resolve_targets(model, settings.params_for(loaded.arch.family))
+    targets = resolve_targets(model, hparams.params_for(loaded.arch.family))
     batch = encode_rows(loaded.tokenizer, [(case.filled_prompt, case.target_new)], torch.device("cpu"))
     factors, _ = capture_factors(model, targets, batch, [0])
     with torch.no_grad():
@@ -265,7 +261,7 @@ def test_delta_round_trips_through_safetensors(trained_gpt2, tmp_path: Path) -> 
         loaded.tokenizer,
         loaded.arch,
         tiny_cases(1),
-        hparams_for(loaded, "mend") | {"max_iters": 4, "val_interval": 4},
+        replace(hparams_for(loaded, "mend"), max_iters=4, val_interval=4),
     )
     delta.save(tmp_path / "d.safetensors")
     again = Delta.load(tmp_path / "d.safetensors")
@@ -363,7 +359,7 @@ def test_prefect_flow_trains_with_a_progress_artifact() -> None:
         "tiny-gptj",
         "tiny-seed0",
         summary["data_id"],
-        {**mend_hparams(tiny("tiny-gptj"), {"max_iters": 3, "val_interval": 3})},
+        mend_hparams(tiny("tiny-gptj"), {"max_iters": 3, "val_interval": 3}),
     )
 
 
@@ -388,7 +384,7 @@ def test_smollm2_mend_trained_here_lifts_held_out_efficacy(smollm2) -> None:
     hparams = mend_hparams(smollm2, SMOLLM2_TEST_SCHEDULE)
     summary = train_for_model(smollm2, hparams)
     assert summary["finished"]
-    data = load_mend_data(MENDSettings.from_hparams(hparams))
+    data = load_mend_data(hparams)
     cases = list(data.val)
     random.Random(1).shuffle(cases)
     result = evaluate_heldout(smollm2, hparams, cases[:16])

@@ -120,13 +120,15 @@ def run_small(
     folder: str, kill_at: int = 0, n: int = 5, method: str = METHOD, model: str = TINY, loaded=None
 ) -> list[dict]:
     """A trajectory of ``n`` real edits on a tiny model; SIGKILLs its own process after step ``kill_at``."""
+    from dataclasses import replace
+
     from editcollapse.editors.api import load_hparams
     from editcollapse.models import load_model
     from editcollapse.stages.sequential.run import make_edit
 
     torch.set_num_threads(1)
     loaded = loaded or load_model(model, device="cpu")
-    hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
+    hparams = replace(load_hparams(method, model), model_revision=loaded.revision)
     members = [Member(case, "collapsed") for case in tiny_cases(n)]
 
     def on_step(row: dict) -> None:

@@ -5,26 +5,26 @@ Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"ft"``, 
 Each method is one :class:`MethodSpec` line in :data:`METHODS`, naming its editor factory (and its
 batched engine, if it has one) by import path, so importing this file stays cheap.
 
-Hyperparameters are YAML files in ``editcollapse/editors/hparams/<method>/<model>.yaml`` with
-EasyEdit's key names. r-ROME reads ROME's files (it differs by one switch, set by its editor).
+Hyperparameters are YAML files with EasyEdit's key names, next to each method's code
+(``editcollapse/editors/<method>/hparams/<model>.yaml``), read into the method's frozen
+:class:`~editcollapse.editors.hparams.Hparams` class (:func:`load_hparams`, :func:`hparams_for`,
+:func:`load_hparams_file`). r-ROME reads ROME's files (it differs by one switch, set by its editor).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import yaml
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta
 from editcollapse.core.registry import Registry, import_object
+from editcollapse.editors.hparams import Hparams
 from editcollapse.models.archmap import ArchMap
 
 if TYPE_CHECKING:
@@ -33,21 +33,34 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One editing method: where its editor and (if it has one) its batched single-edit engine live.
+    """One editing method: where its editor, its hyperparameters and (if it has one) its batched engine live.
 
-    ``editor`` and ``batched`` are import paths (``"module:attribute"``), imported on first use, so the
-    registry below costs nothing to import. ``editor(method)`` builds the :class:`Editor`; ``batched``
+    ``editor``, ``hparams`` and ``batched`` are import paths (``"module:attribute"``), imported on
+    first use, so the registry below costs nothing to import. ``editor(method)`` builds the
+    :class:`Editor`; ``hparams`` is its :class:`~editcollapse.editors.hparams.Hparams` class;
+    ``hparams_folder`` (``"package:folder"``) holds its packaged ``<model>.yaml`` files; ``batched``
     is a class built as ``cls(model, tokenizer, arch, hparams, method=...)`` whose ``updates(cases)``
     computes many independent single edits at once (the sweep's batched engine uses it).
+
+    Adding a method = one folder (editor, hparams class, YAMLs) + one line here.
     """
 
     name: str
     editor: str
-    hparams_method: str  # whose hyperparameter files it reads (r-ROME differs from ROME by one switch)
+    hparams: str
+    hparams_folder: str
     batched: str | None = None
 
     def build_editor(self) -> Editor:
         return import_object(self.editor)(self.name)
+
+    def hparams_class(self) -> type[Hparams]:
+        return import_object(self.hparams)
+
+    def hparams_dir(self) -> Path:
+        """The folder of this method's packaged hyperparameter files."""
+        package, _, folder = self.hparams_folder.partition(":")
+        return Path(str(resources.files(package) / folder))
 
     def batched_class(self) -> type | None:
         return None if self.batched is None else import_object(self.batched)
@@ -55,17 +68,47 @@ class MethodSpec:
 
 METHODS: Registry[MethodSpec] = Registry("editing method")
 for _spec in (
+    # r-ROME reads ROME's files: it differs by one switch, set by its editor
     MethodSpec(
-        "rome", "editcollapse.editors.rome.editor:editor", "rome", "editcollapse.editors.rome.batched:BatchedROME"
+        name="rome",
+        editor="editcollapse.editors.rome.editor:editor",
+        hparams="editcollapse.editors.rome.hparams:ROMEHparams",
+        hparams_folder="editcollapse.editors.rome:hparams",
+        batched="editcollapse.editors.rome.batched:BatchedROME",
     ),
     MethodSpec(
-        "r-rome", "editcollapse.editors.rome.editor:editor", "rome", "editcollapse.editors.rome.batched:BatchedROME"
+        name="r-rome",
+        editor="editcollapse.editors.rome.editor:editor",
+        hparams="editcollapse.editors.rome.hparams:ROMEHparams",
+        hparams_folder="editcollapse.editors.rome:hparams",
+        batched="editcollapse.editors.rome.batched:BatchedROME",
     ),
-    MethodSpec("memit", "editcollapse.editors.memit.editor:editor", "memit"),
-    MethodSpec("ft", "editcollapse.editors.ft.editor:editor", "ft"),
-    MethodSpec("ft-l-inf", "editcollapse.editors.ft.editor:editor", "ft-l-inf"),
+    MethodSpec(
+        name="memit",
+        editor="editcollapse.editors.memit.editor:editor",
+        hparams="editcollapse.editors.memit.hparams:MEMITHparams",
+        hparams_folder="editcollapse.editors.memit:hparams",
+    ),
+    # FT and FT-L∞ share one class, with a folder of files each
+    MethodSpec(
+        name="ft",
+        editor="editcollapse.editors.ft.editor:editor",
+        hparams="editcollapse.editors.ft.hparams:FTHparams",
+        hparams_folder="editcollapse.editors.ft:hparams/ft",
+    ),
+    MethodSpec(
+        name="ft-l-inf",
+        editor="editcollapse.editors.ft.editor:editor",
+        hparams="editcollapse.editors.ft.hparams:FTHparams",
+        hparams_folder="editcollapse.editors.ft:hparams/ft-l-inf",
+    ),
     # MEND needs a trained network: `editcollapse mend train`
-    MethodSpec("mend", "editcollapse.editors.mend:editor", "mend"),
+    MethodSpec(
+        name="mend",
+        editor="editcollapse.editors.mend:editor",
+        hparams="editcollapse.editors.mend.hparams:MENDHparams",
+        hparams_folder="editcollapse.editors.mend:hparams",
+    ),
 ):
     METHODS.register(_spec.name, _spec)
 
@@ -74,7 +117,10 @@ TINY_HPARAMS = "tiny"  # tiny-gpt2, tiny-llama … share one file per method
 
 @runtime_checkable
 class Editor(Protocol):
-    """An editing method: (model, tokenizer, arch map, cases, hparams) → a `Delta`; the model is left as it was."""
+    """An editing method: (model, tokenizer, arch map, cases, hparams) → a `Delta`; the model is left as it was.
+
+    ``hparams`` is the method's typed :class:`~editcollapse.editors.hparams.Hparams` (its registry class).
+    """
 
     method: str
 
@@ -84,7 +130,7 @@ class Editor(Protocol):
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
         cases: list[EditCase],
-        hparams: dict[str, Any],
+        hparams: Hparams,
     ) -> Delta:
         """Compute the weight change that makes ``cases`` true."""
         ...
@@ -105,14 +151,9 @@ def get_editor(method: str) -> Editor:
     return method_spec(method).build_editor()
 
 
-def hparams_dir() -> Path:
-    """The folder of packaged hyperparameter YAMLs."""
-    return Path(str(resources.files("editcollapse.editors") / "hparams"))
-
-
 def hparams_path(method: str, model_name: str) -> Path:
-    """The YAML file holding ``method``'s hyperparameters for ``model_name``."""
-    folder = hparams_dir() / method_spec(method).hparams_method
+    """The packaged YAML file holding ``method``'s hyperparameters for ``model_name``."""
+    folder = method_spec(method).hparams_dir()
     if not folder.is_dir():
         raise ValueError(f"no hyperparameters for method {method!r} (no folder {folder})")
     candidates = [folder / f"{model_name}.yaml"]
@@ -128,38 +169,22 @@ def hparams_path(method: str, model_name: str) -> Path:
     )
 
 
-def load_hparams(method: str, model_name: str) -> dict[str, Any]:
-    """``method``'s hyperparameters for ``model_name`` as a dict (EasyEdit keys).
+def load_hparams_file(method: str, path: str | Path) -> Hparams:
+    """``method``'s hyperparameters from a file of one's own (EasyEdit keys, checked as the packaged ones)."""
+    return method_spec(method).hparams_class().from_yaml(path)
 
-    ``model_name`` is added under ``"model_name"`` (covariance caches are keyed by it) unless the
-    file names one.
+
+def load_hparams(method: str, model_name: str) -> Hparams:
+    """``method``'s packaged hyperparameters for ``model_name``.
+
+    ``model_name`` fills ``model_name`` (covariance caches and MEND stores are keyed by it) unless
+    the file names one.
     """
-    path = hparams_path(method, model_name)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from error
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a mapping of hyperparameters, got {type(loaded).__name__}")
-    loaded.setdefault("model_name", model_name)
-    return loaded
+    hparams = load_hparams_file(method, hparams_path(method, model_name))
+    return hparams if hparams.model_name is not None else replace(hparams, model_name=model_name)
 
 
-def hparams_for(loaded: LoadedModel, method: str) -> dict[str, Any]:
+def hparams_for(loaded: LoadedModel, method: str) -> Hparams:
     """:func:`load_hparams` for a loaded model, with its revision (``model_revision``) for cache keys."""
     hparams = load_hparams(method, loaded.name)
-    hparams.setdefault("model_revision", loaded.revision)
-    return hparams
-
-
-def hparams_hash(hparams: dict[str, Any]) -> str:
-    """A short stable digest of ``hparams`` (JSON with sorted keys) for `Delta.hparams_hash`."""
-    canonical = json.dumps(hparams, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def require_keys(hparams: dict[str, Any], keys: tuple[str, ...], method: str) -> None:
-    """Fail with one clear message naming every missing hyperparameter."""
-    missing = [key for key in keys if key not in hparams]
-    if missing:
-        raise ValueError(f"{method} hparams lack {missing} (model {hparams.get('model_name', '?')})")
+    return hparams if hparams.model_revision is not None else replace(hparams, model_revision=loaded.revision)

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -176,26 +176,36 @@ def layer_covariance(
     return moment
 
 
+class CovarianceHparams(Protocol):
+    """The hyperparameters :func:`hparams_covariance` reads (ROME's and MEMIT's classes have them)."""
+
+    model_name: str | None
+    model_revision: str | None
+    mom2_dataset: str
+    mom2_n_samples: int | None
+    mom2_dtype: str
+
+
 def hparams_covariance(
-    model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, hparams: dict[str, Any]
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, hparams: CovarianceHparams
 ) -> torch.Tensor:
     """:func:`layer_covariance` as a method's hparams ask for it (EasyEdit's ``mom2_*`` keys).
 
     ``model_name``/``model_revision`` key the cache (:func:`editcollapse.editors.api.hparams_for`
-    fills both); ``mom2_dataset`` names the corpus (default ``"embedded"``).
+    fills both); ``mom2_dataset`` names the corpus.
     """
-    missing = [key for key in ("mom2_n_samples", "model_name") if key not in hparams]
+    missing = [key for key in ("mom2_n_samples", "model_name") if getattr(hparams, key) is None]
     if missing:
         raise ValueError(f"hparams lack {missing} (needed for the key covariance of {module_name})")
     return layer_covariance(
         model,
         tokenizer,
         module_name,
-        model_id=str(hparams["model_name"]),
-        revision=str(hparams.get("model_revision", "unknown-revision")),
-        corpus_id=str(hparams.get("mom2_dataset", "embedded")),
-        n_samples=int(hparams["mom2_n_samples"]),
-        dtype=hparams.get("mom2_dtype", "float32"),
+        model_id=str(hparams.model_name),
+        revision="unknown-revision" if hparams.model_revision is None else hparams.model_revision,
+        corpus_id=hparams.mom2_dataset,
+        n_samples=hparams.mom2_n_samples,
+        dtype=hparams.mom2_dtype,
     )
 
 

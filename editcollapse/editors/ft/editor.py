@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -25,64 +24,22 @@ from transformers import PreTrainedTokenizerBase
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.core.tokens import encode_pair, pad_id_of, pad_right
-from editcollapse.editors.api import hparams_hash, require_keys
+from editcollapse.editors.ft.hparams import FTHparams
 from editcollapse.models.archmap import ArchMap
 
 STOP_LOSS = 1e-2  # ROME's FT: no step below this batch loss, stop below this epoch loss
-OBJECTIVES = ("prompt_last", "target_new")
 
 
-@dataclass(frozen=True)
-class FTSettings:
-    """The FT hyperparameters this implementation reads (EasyEdit key names)."""
-
-    layers: tuple[int, ...]
-    num_steps: int
-    lr: float
-    weight_decay: float
-    norm_constraint: float | None
-    batch_size: int
-    objective: str
-    rewrite_module_tmp: str
-
-    @classmethod
-    def from_hparams(cls, hparams: dict[str, Any], arch: ArchMap) -> FTSettings:
-        """Validate ``hparams`` (a loaded YAML) and fill defaults from the architecture map."""
-        require_keys(hparams, ("layers", "num_steps", "lr"), "FT")
-        if float(hparams.get("kl_factor", 0) or 0) != 0:
-            raise ValueError("FT hparams: kl_factor must be 0 (ROME's FT baseline defines no KL term)")
-        constraint = hparams.get("norm_constraint", False)
-        if constraint is not False and constraint is not None:
-            constraint = float(constraint)
-            if constraint <= 0:
-                raise ValueError(f"FT hparams: norm_constraint must be > 0 or false, got {constraint}")
-        else:
-            constraint = None
-        objective = hparams.get("objective_optimization", "prompt_last")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"FT hparams: objective_optimization {objective!r} not in {OBJECTIVES}")
-        return cls(
-            layers=tuple(int(layer) for layer in hparams["layers"]),
-            num_steps=int(hparams["num_steps"]),
-            lr=float(hparams["lr"]),
-            weight_decay=float(hparams.get("weight_decay", 0) or 0),
-            norm_constraint=constraint,
-            batch_size=int(hparams.get("batch_size", 0) or 0),
-            objective=objective,
-            rewrite_module_tmp=hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp),
-        )
-
-
-def trained_parameter_names(model: nn.Module, settings: FTSettings) -> list[str]:
+def trained_parameter_names(model: nn.Module, layers: Sequence[int], rewrite_module_tmp: str) -> list[str]:
     """The weights FT trains: ``rewrite_module_tmp`` at each layer (a module's ``.weight`` or a parameter)."""
     available = dict(model.named_parameters())
     names = []
-    for layer in settings.layers:
-        name = settings.rewrite_module_tmp.format(layer)
+    for layer in layers:
+        name = rewrite_module_tmp.format(layer)
         name = name if name in available else f"{name}.weight"
         if name not in available:
             raise ValueError(
-                f"FT hparams: rewrite_module_tmp {settings.rewrite_module_tmp!r} at layer "
+                f"FT hparams: rewrite_module_tmp {rewrite_module_tmp!r} at layer "
                 f"{layer} names no module weight or parameter of this model"
             )
         names.append(name)
@@ -135,31 +92,31 @@ def fine_tune(
     tokenizer: PreTrainedTokenizerBase,
     arch: ArchMap,
     cases: Sequence[EditCase],
-    hparams: dict[str, Any],
+    hparams: FTHparams,
     *,
     method: str = "ft",
 ) -> Delta:
     """Fine-tune the chosen weights on ``cases`` and return the change as a dense :class:`Delta`."""
     if not cases:
         raise ValueError("FT needs at least one case")
-    settings = FTSettings.from_hparams(hparams, arch)
-    names = trained_parameter_names(model, settings)
+    names = trained_parameter_names(model, hparams.layers, hparams.rewrite_module_tmp or arch.rewrite_module_tmp)
     originals = {name: param for name, param in model.named_parameters() if name in names}
     trained = {name: originals[name].detach().clone().requires_grad_(True) for name in names}
-    optimizer = torch.optim.Adam(list(trained.values()), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.Adam(list(trained.values()), lr=float(hparams.lr), weight_decay=float(hparams.weight_decay))
     device = next(model.parameters()).device
-    chunk = settings.batch_size or len(cases)
+    chunk = hparams.batch_size or len(cases)
+    radius = hparams.linf_radius
     batches = [target_batch(tokenizer, cases[start : start + chunk], device) for start in range(0, len(cases), chunk)]
 
     epoch_losses: list[float] = []
     steps = 0
-    for _ in range(settings.num_steps):
+    for _ in range(hparams.num_steps):
         total = 0.0
         for batch in batches:
             outputs = functional_call(
                 model, trained, args=(), kwargs={"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
             )
-            loss = target_loss(outputs.logits, batch, settings.objective)
+            loss = target_loss(outputs.logits, batch, hparams.objective_optimization)
             total += loss.item() * batch.input_ids.shape[0]
             if loss.item() >= STOP_LOSS:
                 grads = torch.autograd.grad(loss, list(trained.values()))
@@ -167,8 +124,8 @@ def fine_tune(
                     tensor.grad = grad
                 optimizer.step()
                 steps += 1
-            if settings.norm_constraint is not None:
-                _project_linf(trained, originals, settings.norm_constraint)
+            if radius is not None:
+                _project_linf(trained, originals, radius)
         epoch_losses.append(total / len(cases))
         if epoch_losses[-1] < STOP_LOSS:
             break
@@ -179,14 +136,14 @@ def fine_tune(
         "optimizer_steps": steps,
         "first_epoch_loss": epoch_losses[0],
         "last_epoch_loss": epoch_losses[-1],
-        "norm_constraint": settings.norm_constraint,
-        "objective": settings.objective,
+        "norm_constraint": radius,
+        "objective": hparams.objective_optimization,
         "max_abs_change": {name: float(change.dense.abs().max()) for name, change in params.items()},
     }
     return Delta(
         method=method,
         params=params,
-        hparams_hash=hparams_hash(hparams),
+        hparams_hash=hparams.hash(),
         case_ids=tuple(case.case_id for case in cases),
         diagnostics=diagnostics,
     )
@@ -212,13 +169,13 @@ class FTEditor:
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
         cases: list[EditCase],
-        hparams: dict[str, Any],
+        hparams: FTHparams,
     ) -> Delta:
         """Fine-tune on ``cases``; FT-L∞ refuses hparams without an L∞ bound."""
-        if self.method == "ft-l-inf" and hparams.get("norm_constraint") in (None, False):
+        if self.method == "ft-l-inf" and hparams.linf_radius is None:
             raise ValueError(
                 "ft-l-inf hparams need a numeric norm_constraint (the L∞ radius); "
-                f"got {hparams.get('norm_constraint')!r} (model {hparams.get('model_name', '?')})"
+                f"got {hparams.norm_constraint!r} (model {hparams.model_name or '?'})"
             )
         return fine_tune(model, tokenizer, arch, cases, hparams, method=self.method)
 

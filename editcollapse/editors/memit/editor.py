@@ -32,26 +32,14 @@ from transformers import PreTrainedTokenizerBase
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta, WeightBackup
 from editcollapse.core.tokens import pad_id_of as pad_id
-from editcollapse.editors.api import hparams_hash, require_keys
-from editcollapse.editors.covariance import layer_covariance
+from editcollapse.editors.covariance import hparams_covariance
+from editcollapse.editors.memit.hparams import MEMITHparams
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.keys import Located, fill, locate
-from editcollapse.editors.rome.target_vector import TargetSettings, optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimize_target_vector
 from editcollapse.models.archmap import ArchMap
 from editcollapse.models.hooks import module_io_at
 
-MEMIT_KEYS = (
-    "layers",
-    "fact_token",
-    "v_num_grad_steps",
-    "v_lr",
-    "v_weight_decay",
-    "clamp_norm_factor",
-    "kl_factor",
-    "mom2_adjustment",
-    "mom2_update_weight",
-    "context_template_length_params",
-)
 FORWARD_CHUNK = 256  # sequences per forward pass when reading keys
 
 
@@ -139,27 +127,21 @@ class MEMITEditor:
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
         cases: list[EditCase],
-        hparams: dict[str, Any],
+        hparams: MEMITHparams,
     ) -> Delta:
         """One MEMIT batch: all ``cases`` at once, a rank-``len(cases)`` update per layer."""
         if not cases:
             raise ValueError("MEMIT needs at least one case")
-        require_keys(hparams, MEMIT_KEYS, self.method)
-        layers = [int(layer) for layer in hparams["layers"]]
-        if not layers or layers != sorted(set(layers)):
-            raise ValueError(f"memit hparams: layers must be increasing and distinct, got {layers}")
-        rewrite_tmp = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp)
-        z_name = hparams.get("layer_module_tmp", arch.layer_module_tmp).format(layers[-1])
-        settings = TargetSettings.from_hparams(hparams)
-        length_params = hparams["context_template_length_params"]
-        templates = context_templates(
-            model, tokenizer, length_params, seed=int(hparams.get("context_template_seed", 0))
-        )
+        layers = list(hparams.layers)
+        rewrite_tmp = hparams.rewrite_module_tmp or arch.rewrite_module_tmp
+        z_name = (hparams.layer_module_tmp or arch.layer_module_tmp).format(layers[-1])
+        length_params = hparams.context_template_length_params
+        templates = context_templates(model, tokenizer, length_params, seed=hparams.context_template_seed)
         groups = template_groups(length_params)
         lookups = _Lookups(
             [
                 [
-                    locate(tokenizer, fill(template, case.prompt), case.subject, settings.fact_token)
+                    locate(tokenizer, fill(template, case.prompt), case.subject, hparams.fact_token)
                     for template in templates
                 ]
                 for case in cases
@@ -169,7 +151,7 @@ class MEMITEditor:
 
         targets = [
             optimize_target_vector(
-                model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, settings
+                model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, hparams
             )
             for case in cases
         ]
@@ -190,8 +172,12 @@ class MEMITEditor:
                 keys = grouped_mean(inputs.view(len(cases), len(templates), -1), groups)
                 z_error = zs - z_now()
                 residuals = z_error / (len(layers) - index)
-                covariance = self._covariance(model, tokenizer, rewrite_tmp.format(layer), hparams)
-                r, adjusted = closed_form_update(keys, residuals, covariance, float(hparams["mom2_update_weight"]))
+                covariance = (
+                    hparams_covariance(model, tokenizer, rewrite_tmp.format(layer), hparams)
+                    if hparams.mom2_adjustment
+                    else None
+                )
+                r, adjusted = closed_form_update(keys, residuals, covariance, float(hparams.mom2_update_weight))
                 change = layer_param_delta(module, r, adjusted)
                 weight = backup.parameters[weight_name]
                 with torch.no_grad():
@@ -224,28 +210,9 @@ class MEMITEditor:
         return Delta(
             method=self.method,
             params=params,
-            hparams_hash=hparams_hash(hparams),
+            hparams_hash=hparams.hash(),
             case_ids=tuple(case.case_id for case in cases),
             diagnostics=diagnostics,
-        )
-
-    @staticmethod
-    def _covariance(
-        model: nn.Module, tokenizer: PreTrainedTokenizerBase, module_name: str, hparams: dict[str, Any]
-    ) -> torch.Tensor | None:
-        """``C_l`` from the shared, disk-cached key statistics (None without ``mom2_adjustment``)."""
-        if not hparams["mom2_adjustment"]:
-            return None
-        require_keys(hparams, ("mom2_n_samples", "model_name"), "memit (mom2_adjustment)")
-        return layer_covariance(
-            model,
-            tokenizer,
-            module_name,
-            model_id=str(hparams["model_name"]),
-            revision=str(hparams.get("model_revision", "unknown-revision")),
-            corpus_id=str(hparams.get("mom2_dataset", "embedded")),
-            n_samples=int(hparams["mom2_n_samples"]),
-            dtype=hparams.get("mom2_dtype", "float32"),
         )
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +22,6 @@ from transformers import PreTrainedTokenizerBase
 
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta
-from editcollapse.editors.api import hparams_hash
 from editcollapse.editors.mend.core import (
     capture_factors,
     encode_rows,
@@ -31,7 +29,7 @@ from editcollapse.editors.mend.core import (
     resolve_targets,
     transform_factors,
 )
-from editcollapse.editors.mend.settings import MENDSettings
+from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.store import MENDNotTrained, cached_network, read_meta, resolve_network_dir
 from editcollapse.models.archmap import ArchMap
 
@@ -50,16 +48,15 @@ class MENDEditor:
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
         cases: list[EditCase],
-        hparams: dict[str, Any],
+        hparams: MENDHparams,
     ) -> Delta:
         """The stored network's edit for ``cases`` (raises :class:`MENDNotTrained` naming the train command)."""
         if not cases:
             raise ValueError("MEND needs at least one case")
-        settings = MENDSettings.from_hparams(hparams)
         folder = resolve_network_dir(hparams)
         device = next(model.parameters()).device
         network = cached_network(folder, device)
-        targets = resolve_targets(model, settings.params_for(arch.family))
+        targets = resolve_targets(model, hparams.params_for(arch.family))
         if [t.param for t in targets] != network.names:
             raise ValueError(
                 f"the MEND network at {folder} edits {network.names}, the hparams name {[t.param for t in targets]}"
@@ -80,7 +77,7 @@ class MENDEditor:
         return Delta(
             method=self.method,
             params=params,
-            hparams_hash=hparams_hash(hparams),
+            hparams_hash=hparams.hash(),
             case_ids=tuple(case.case_id for case in cases),
             diagnostics=diagnostics,
         )

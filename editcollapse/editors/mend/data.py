@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from editcollapse.core.case import EditCase
-from editcollapse.editors.mend.settings import MENDSettings
+from editcollapse.editors.mend.hparams import MENDHparams
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def usable(case: EditCase) -> bool:
     return bool(case.neighborhood)
 
 
-def load_mend_data(settings: MENDSettings, *, dataset: str | None = None, val_dataset: str | None = None) -> MENDData:
+def load_mend_data(settings: MENDHparams, *, dataset: str | None = None, val_dataset: str | None = None) -> MENDData:
     """The split MEND trains and validates on (``dataset``/``val_dataset`` override the hparams)."""
     from editcollapse.datasets import load_cases
 

@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from editcollapse.core.paths import cache_dir
+from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.network import MENDNetwork
-from editcollapse.editors.mend.settings import MENDSettings, training_hash
 
 NETWORK_FILE = "network.safetensors"
 META_FILE = "meta.json"
@@ -40,9 +40,9 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "--", part.strip("/")) or "_"
 
 
-def network_dir(model_name: str, revision: str, data_id: str, hparams: dict[str, Any]) -> Path:
+def network_dir(model_name: str, revision: str, data_id: str, hparams: MENDHparams) -> Path:
     """The folder of the network trained for ``model_name`` at ``revision`` on ``data_id`` with ``hparams``."""
-    return cache_dir() / "mend" / _safe(model_name) / _safe(revision) / _safe(data_id) / training_hash(hparams)
+    return cache_dir() / "mend" / _safe(model_name) / _safe(revision) / _safe(data_id) / hparams.training_hash()
 
 
 def train_command(model_name: str, data: str | None = None) -> str:
@@ -50,31 +50,29 @@ def train_command(model_name: str, data: str | None = None) -> str:
     return f"editcollapse mend train --model {model_name}{data_part}"
 
 
-def resolve_network_dir(hparams: dict[str, Any]) -> Path:
+def resolve_network_dir(hparams: MENDHparams) -> Path:
     """The stored network for ``hparams`` (``mend_network`` names a folder explicitly; otherwise
     ``model_name``, ``model_revision``, ``train_data`` and the training hparams locate it)."""
-    explicit = hparams.get("mend_network")
+    explicit = hparams.mend_network
     if explicit:
         folder = Path(explicit).expanduser()
         if not (folder / NETWORK_FILE).is_file():
             raise MENDNotTrained(f"mend_network {folder} holds no {NETWORK_FILE}")
         return folder
-    model_name = hparams.get("model_name")
-    revision = hparams.get("model_revision")
+    model_name, revision = hparams.model_name, hparams.model_revision
     if not model_name or not revision:
         raise ValueError(
             "MEND hparams need model_name and model_revision (hparams_for(loaded, 'mend') sets "
             "both) or mend_network, to find the trained network"
         )
-    settings = MENDSettings.from_hparams(hparams)
-    data_id = _data_id(settings)
+    data_id = _data_id(hparams)
     folder = network_dir(model_name, revision, data_id, hparams)
     if (folder / NETWORK_FILE).is_file() and (folder / META_FILE).is_file():
         return folder
     if (folder / CHECKPOINT_FILE).is_file():
         raise MENDNotTrained(
             f"the MEND training of {model_name!r} in {folder} has not finished; run it again to "
-            f"resume from its checkpoint: `{train_command(model_name, settings.train_data)}`"
+            f"resume from its checkpoint: `{train_command(model_name, hparams.train_data)}`"
         )
     others = sorted(str(p.parent) for p in (cache_dir() / "mend" / _safe(model_name)).glob(f"*/*/*/{META_FILE}"))
     hint = (
@@ -84,7 +82,7 @@ def resolve_network_dir(hparams: dict[str, Any]) -> Path:
     )
     raise MENDNotTrained(
         f"no trained MEND network for model {model_name!r} (revision {revision}, data {data_id}, hparams "
-        f"{training_hash(hparams)}) at {folder}. Train it first: `{train_command(model_name, settings.train_data)}`"
+        f"{hparams.training_hash()}) at {folder}. Train it first: `{train_command(model_name, hparams.train_data)}`"
         f"{hint}"
     )
 
@@ -92,12 +90,12 @@ def resolve_network_dir(hparams: dict[str, Any]) -> Path:
 _DATA_IDS: dict[tuple, str] = {}
 
 
-def _data_id(settings: MENDSettings) -> str:
+def _data_id(hparams: MENDHparams) -> str:
     from editcollapse.editors.mend.data import load_mend_data
 
-    key = (settings.train_data, settings.val_data, settings.val_fraction, settings.split_seed)
+    key = (hparams.train_data, hparams.val_data, hparams.val_fraction, hparams.split_seed)
     if key not in _DATA_IDS:
-        _DATA_IDS[key] = load_mend_data(settings).data_id
+        _DATA_IDS[key] = load_mend_data(hparams).data_id
     return _DATA_IDS[key]
 
 

@@ -45,14 +45,14 @@ from editcollapse.editors.mend.core import (
     transform_factors,
 )
 from editcollapse.editors.mend.data import MENDData
+from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.network import MENDNetwork
-from editcollapse.editors.mend.settings import MENDSettings
 from editcollapse.editors.mend.store import CHECKPOINT_FILE, NETWORK_FILE, save_network
 
 EARLY_STOP_KEY = "loss/total_edit_val"
 
 
-def build_network(model: nn.Module, settings: MENDSettings) -> tuple[MENDNetwork, list[Target]]:
+def build_network(model: nn.Module, settings: MENDHparams) -> tuple[MENDNetwork, list[Target]]:
     """A fresh network for ``settings.inner_params`` of ``model`` (seeded by ``settings.seed``)."""
     from editcollapse.models.archmap import arch_map_for
 
@@ -72,7 +72,7 @@ def build_network(model: nn.Module, settings: MENDSettings) -> tuple[MENDNetwork
     return network.to(device), targets
 
 
-def equivalence_prompts(case: EditCase, settings: MENDSettings, rng: random.Random) -> list[str]:
+def equivalence_prompts(case: EditCase, settings: MENDHparams, rng: random.Random) -> list[str]:
     """The prompts ``L_edit`` is measured on for ``case``: one sampled paraphrase (the reference's
     ``edit_outer`` rephrase), after the edit prompt itself with ``equivalence: edit+paraphrase``;
     the edit prompt when the case has no paraphrase."""
@@ -88,7 +88,7 @@ def edit_step(
     targets: Sequence[Target],
     network: MENDNetwork,
     cases: Sequence[EditCase],
-    settings: MENDSettings,
+    settings: MENDHparams,
     rng: random.Random,
     *,
     training: bool,
@@ -157,7 +157,7 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def batch_for(iteration: int, n_cases: int, settings: MENDSettings) -> list[int]:
+def batch_for(iteration: int, n_cases: int, settings: MENDHparams) -> list[int]:
     """The training case indices of ``iteration`` (epoch-wise seeded shuffles)."""
     indices = []
     for k in range(settings.batch_size):
@@ -173,7 +173,7 @@ def validate(
     targets: Sequence[Target],
     network: MENDNetwork,
     cases: Sequence[EditCase],
-    settings: MENDSettings,
+    settings: MENDHparams,
 ) -> dict[str, float]:
     """Held-out losses and edit accuracy (means over ``cases``; no learning, no statistics update)."""
     totals: dict[str, float] = {}
@@ -194,7 +194,7 @@ def validate(
     return {f"{key}_val": value / len(cases) for key, value in totals.items()}
 
 
-def validation_cases(data: MENDData, settings: MENDSettings) -> list[EditCase]:
+def validation_cases(data: MENDData, settings: MENDHparams) -> list[EditCase]:
     """The fixed held-out subset validated during training (``val_steps`` cases, seeded)."""
     cases = list(data.val)
     random.Random(f"{settings.seed}:val").shuffle(cases)
@@ -235,7 +235,7 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 def train_network(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    settings: MENDSettings,
+    settings: MENDHparams,
     data: MENDData,
     run_dir: Path | str,
     *,
@@ -321,7 +321,7 @@ def _validate_and_keep_best(
     targets: Sequence[Target],
     network: MENDNetwork,
     val_cases: Sequence[EditCase],
-    settings: MENDSettings,
+    settings: MENDHparams,
     state: TrainState,
     run_dir: Path,
     final: bool = False,

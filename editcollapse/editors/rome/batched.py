@@ -3,10 +3,9 @@
 Per case the numbers are those of :func:`~editcollapse.editors.rome.editor.compute_rome_update`; the work is
 shared across the cases of a batch:
 
-* context templates are sampled once per run (the editor's own cached
-  :func:`~editcollapse.editors.rome.context_templates.context_templates`), and with ``mom2_adjustment``
-  the covariance C is factorised once per run (LU, float64): every left vector ``C⁻¹k*`` of the run
-  is a triangular solve;
+* the set-up (:class:`~editcollapse.editors.rome.site.ROMESite`, the editor's own) is built once per
+  run: context templates are sampled once, and with ``mom2_adjustment`` the covariance C is
+  factorised once (LU, float64): every left vector ``C⁻¹k*`` of the run is a triangular solve;
 * the keys k* of all cases come from one forward pass that stops at the rewrite module;
 * v* (:func:`optimize_target_vectors`) is optimised for all cases in one batch: each case's rows
   (context templates + the KL prompt) carry that case's own delta vector, each case has its own
@@ -33,15 +32,13 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta
 from editcollapse.core.tokens import pad_id_of, pad_right
-from editcollapse.editors.api import hparams_hash, require_keys
-from editcollapse.editors.covariance import hparams_covariance
-from editcollapse.editors.rome.context_templates import context_templates
-from editcollapse.editors.rome.editor import ROME_KEYS, ROMEUpdate
+from editcollapse.editors.rome.editor import ROMEUpdate
+from editcollapse.editors.rome.hparams import LocateEditHparams, ROMEHparams
 from editcollapse.editors.rome.keys import Located, fill, locate
+from editcollapse.editors.rome.site import ROMESite
 from editcollapse.editors.rome.target_vector import (
     EARLY_STOP_LOSS,
     KL_PROMPTS,
-    TargetSettings,
     TargetVector,
     _head_log_probs,
     frozen,
@@ -73,56 +70,28 @@ class _Prepared:
 
 
 class BatchedROME:
-    """Run-level state of batched ROME (templates, module names, the factorised covariance)."""
+    """Run-level state of batched ROME: one :class:`~editcollapse.editors.rome.site.ROMESite` (templates,
+    module names, the factorised covariance) for every batch of the run."""
 
     def __init__(
         self,
         model: nn.Module,
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
-        hparams: dict[str, Any],
+        hparams: ROMEHparams,
         method: str = "rome",
     ) -> None:
         if method not in BATCHED_METHODS:
             raise ValueError(f"batched ROME provides {BATCHED_METHODS}, not {method!r}")
-        require_keys(hparams, ROME_KEYS, "rome")
-        layers = list(hparams["layers"])
-        if len(layers) != 1:
-            raise ValueError(f"ROME rewrites one layer; hparams layers={layers}")
         self.model, self.tokenizer, self.arch, self.hparams, self.method = model, tokenizer, arch, hparams, method
-        self.consistent = method == "r-rome" or bool(hparams.get("enable_random_prefix_keys", False))
-        self.layer = int(layers[0])
-        self.rewrite_name = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp).format(self.layer)
-        self.mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(self.layer)
-        self.rewrite = model.get_submodule(self.rewrite_name)
-        self.mlp = model.get_submodule(self.mlp_name)
-        self.settings = TargetSettings.from_hparams(hparams)
-        self.templates = context_templates(
-            model,
-            tokenizer,
-            hparams["context_template_length_params"],
-            seed=int(hparams.get("context_template_seed", 0)),
-        )
-        self.hparams_hash = hparams_hash(hparams)
-        self._lu: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    # --- left vectors -------------------------------------------------------------------------
-
-    def left_vectors(self, k_stars: torch.Tensor) -> torch.Tensor:
-        """``C⁻¹k*/‖C⁻¹k*‖`` for each row of ``k_stars`` (float64 solves; C factorised once per run),
-        or ``k*/‖k*‖`` without ``mom2_adjustment`` — :func:`~editcollapse.editors.rome.editor.left_vector`, batched."""
-        direction = k_stars.double()
-        if self.hparams["mom2_adjustment"]:
-            if self._lu is None:
-                covariance = hparams_covariance(self.model, self.tokenizer, self.rewrite_name, self.hparams)
-                self._lu = torch.linalg.lu_factor(covariance.double())
-            direction = torch.linalg.lu_solve(*self._lu, direction.T).T
-        return (direction / direction.norm(dim=1, keepdim=True)).to(k_stars.dtype)
+        self.site = ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=method == "r-rome")
+        self.templates = list(self.site.templates)
+        self.layer, self.rewrite, self.mlp = self.site.layer, self.site.rewrite, self.site.mlp
 
     # --- updates ------------------------------------------------------------------------------
 
     def _prepare(self, case: EditCase) -> _Prepared:
-        fact_token = self.settings.fact_token
+        fact_token = self.hparams.fact_token
         located = [
             locate(self.tokenizer, fill(template, case.prompt), case.subject, fact_token) for template in self.templates
         ]
@@ -156,19 +125,19 @@ class BatchedROME:
             )
             keys = inputs.view(len(items), n_templates, -1)
             outs = outputs.view(len(items), n_templates, -1)
-            us = self.left_vectors(keys.mean(1))
+            us = self.site.left_vectors(keys.mean(1))
             targets = optimize_target_vectors(
-                self.model, self.arch, self.layer, self.mlp, items, self.settings, pad_id_of(self.tokenizer)
+                self.model, self.arch, self.site.layer, self.mlp, items, self.hparams, pad_id_of(self.tokenizer)
             )
             for position, ((index, item), target) in enumerate(zip(prepared, targets, strict=True)):
                 u = us[position]
-                if self.consistent:
+                if self.site.consistent:
                     key, output = keys[position].mean(0), outs[position].mean(0)
                 else:  # templates[0] is "{}": the bare prompt, where ROME takes k and W k
                     key, output = keys[position, 0], outs[position, 0]
                 right = (target.target - output) / torch.dot(key, u)
                 results[index] = ROMEUpdate(
-                    param_name=f"{self.rewrite_name}.weight",
+                    param_name=f"{self.site.rewrite_name}.weight",
                     module=self.rewrite,
                     u=u,
                     right=right,
@@ -178,8 +147,8 @@ class BatchedROME:
                     target=target,
                     located=item.located,
                     templates=list(self.templates),
-                    consistent_keys=self.consistent,
-                    layer=self.layer,
+                    consistent_keys=self.site.consistent,
+                    layer=self.site.layer,
                 )
         return results  # type: ignore[return-value]
 
@@ -188,7 +157,7 @@ class BatchedROME:
         return Delta(
             method=self.method,
             params={update.param_name: update.param_delta()},
-            hparams_hash=self.hparams_hash,
+            hparams_hash=self.site.hparams_hash,
             case_ids=(case.case_id,),
             diagnostics=update.diagnostics(self.tokenizer),
         )
@@ -286,7 +255,7 @@ def optimize_target_vectors(
     layer: int,
     module: nn.Module,
     items: list[_Prepared],
-    settings: TargetSettings,
+    settings: LocateEditHparams,
     pad: int,
 ) -> list[TargetVector]:
     """:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector` for every case of ``items``

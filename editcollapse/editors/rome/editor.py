@@ -30,40 +30,13 @@ from transformers import PreTrainedTokenizerBase
 
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta
-from editcollapse.editors.api import hparams_hash, require_keys
-from editcollapse.editors.covariance import hparams_covariance
-from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.hparams import ROMEHparams
 from editcollapse.editors.rome.keys import Located, has_bos, keys_at_templates
-from editcollapse.editors.rome.target_vector import TargetSettings, TargetVector, optimize_target_vector
+from editcollapse.editors.rome.site import ROMESite
+from editcollapse.editors.rome.target_vector import TargetVector, optimize_target_vector
 from editcollapse.models.archmap import ArchMap
 
-ROME_KEYS = (
-    "layers",
-    "fact_token",
-    "v_num_grad_steps",
-    "v_lr",
-    "v_weight_decay",
-    "clamp_norm_factor",
-    "kl_factor",
-    "mom2_adjustment",
-    "context_template_length_params",
-)
 METHODS = ("rome", "r-rome")
-
-
-def left_vector(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    module_name: str,
-    k_star: torch.Tensor,
-    hparams: dict[str, Any],
-) -> torch.Tensor:
-    """``C⁻¹k* / ‖C⁻¹k*‖`` (solved in float64), or ``k*/‖k*‖`` without ``mom2_adjustment``."""
-    direction = k_star.double()
-    if hparams["mom2_adjustment"]:
-        covariance = hparams_covariance(model, tokenizer, module_name, hparams)
-        direction = torch.linalg.solve(covariance.double(), direction)
-    return (direction / direction.norm()).to(k_star.dtype)
 
 
 def rank_one_param_delta(module: nn.Module, u: torch.Tensor, right: torch.Tensor) -> ParamDelta:
@@ -139,36 +112,30 @@ def compute_rome_update(
     tokenizer: PreTrainedTokenizerBase,
     arch: ArchMap,
     case: EditCase,
-    hparams: dict[str, Any],
+    hparams: ROMEHparams,
     *,
     consistent_keys: bool = False,
 ) -> ROMEUpdate:
-    """ROME's (or, with ``consistent_keys``, r-ROME's) rank-one update for ``case``; the model is unchanged."""
-    require_keys(hparams, ROME_KEYS, "rome")
-    layers = list(hparams["layers"])
-    if len(layers) != 1:
-        raise ValueError(f"ROME rewrites one layer; hparams layers={layers}")
-    consistent = consistent_keys or bool(hparams.get("enable_random_prefix_keys", False))
-    layer = int(layers[0])
-    rewrite_name = hparams.get("rewrite_module_tmp", arch.rewrite_module_tmp).format(layer)
-    mlp_name = hparams.get("mlp_module_tmp", arch.mlp_module_tmp).format(layer)
-    rewrite = model.get_submodule(rewrite_name)
-    settings = TargetSettings.from_hparams(hparams)
-    templates = context_templates(
-        model, tokenizer, hparams["context_template_length_params"], seed=int(hparams.get("context_template_seed", 0))
-    )
+    """ROME's (or, with ``consistent_keys``, r-ROME's) rank-one update for ``case``; the model is unchanged.
+
+    The layer, modules, templates and covariance come from :class:`~editcollapse.editors.rome.site.ROMESite`,
+    as in the batched engine.
+    """
+    site = ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=consistent_keys)
+    rewrite = site.rewrite
+    templates = list(site.templates)
     keys, outputs, located = keys_at_templates(
-        model, tokenizer, rewrite, templates, case.prompt, case.subject, settings.fact_token
+        model, tokenizer, rewrite, templates, case.prompt, case.subject, hparams.fact_token
     )
-    u = left_vector(model, tokenizer, rewrite_name, keys.mean(0), hparams)
+    u = site.left_vectors(keys.mean(0, keepdim=True))[0]
     target = optimize_target_vector(
-        model, tokenizer, mlp_name, case.prompt, case.subject, case.target_new, templates, settings
+        model, tokenizer, site.mlp_name, case.prompt, case.subject, case.target_new, templates, hparams
     )
     # templates[0] is "{}": row 0 is the bare prompt, where ROME takes k and W k.
-    key, output = (keys.mean(0), outputs.mean(0)) if consistent else (keys[0], outputs[0])
+    key, output = (keys.mean(0), outputs.mean(0)) if site.consistent else (keys[0], outputs[0])
     right = (target.target - output) / torch.dot(key, u)
     return ROMEUpdate(
-        param_name=f"{rewrite_name}.weight",
+        param_name=f"{site.rewrite_name}.weight",
         module=rewrite,
         u=u,
         right=right,
@@ -178,8 +145,8 @@ def compute_rome_update(
         target=target,
         located=located,
         templates=templates,
-        consistent_keys=consistent,
-        layer=layer,
+        consistent_keys=site.consistent,
+        layer=site.layer,
     )
 
 
@@ -195,7 +162,7 @@ class ROMEEditor:
         tokenizer: PreTrainedTokenizerBase,
         arch: ArchMap,
         cases: list[EditCase],
-        hparams: dict[str, Any],
+        hparams: ROMEHparams,
     ) -> Delta:
         """The rank-one Delta of one case (sequential editing composes the Deltas of single edits)."""
         if len(cases) != 1:
@@ -204,7 +171,7 @@ class ROMEEditor:
         return Delta(
             method=self.method,
             params={update.param_name: update.param_delta()},
-            hparams_hash=hparams_hash(hparams),
+            hparams_hash=hparams.hash(),
             case_ids=(cases[0].case_id,),
             diagnostics=update.diagnostics(tokenizer),
         )

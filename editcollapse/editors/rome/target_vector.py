@@ -25,46 +25,18 @@ import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from editcollapse.core.tokens import pad_id_of, pad_right
+from editcollapse.editors.rome.hparams import LocateEditHparams
 from editcollapse.editors.rome.keys import fill, locate
 from editcollapse.models.hooks import forward_hook, model_device
 
 KL_PROMPTS = ("{} is a",)
 EARLY_STOP_LOSS = 5e-2
-
-
-@dataclass(frozen=True)
-class TargetSettings:
-    """The optimisation's hyperparameters (EasyEdit key names)."""
-
-    v_num_grad_steps: int
-    v_lr: float
-    v_weight_decay: float
-    clamp_norm_factor: float
-    kl_factor: float
-    fact_token: str = "subject_last"
-
-    @classmethod
-    def from_hparams(cls, hparams: dict[str, Any]) -> TargetSettings:
-        """Read the settings from a method's hparams dict (missing keys named in the error)."""
-        keys = ("v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor")
-        missing = [key for key in keys if key not in hparams]
-        if missing:
-            raise ValueError(f"hparams lack {missing} (needed for the target-vector optimisation)")
-        return cls(
-            v_num_grad_steps=int(hparams["v_num_grad_steps"]),
-            v_lr=float(hparams["v_lr"]),
-            v_weight_decay=float(hparams["v_weight_decay"]),
-            clamp_norm_factor=float(hparams["clamp_norm_factor"]),
-            kl_factor=float(hparams["kl_factor"]),
-            fact_token=str(hparams.get("fact_token", "subject_last")),
-        )
 
 
 @dataclass
@@ -173,12 +145,14 @@ def optimize_target_vector(
     subject: str,
     target: str,
     templates: Sequence[str],
-    settings: TargetSettings,
+    settings: LocateEditHparams,
 ) -> TargetVector:
     """Optimise the output of ``module_name`` at the subject so the model completes ``prompt`` with ``target``.
 
     ``prompt`` holds ``{}`` for ``subject``; ``templates`` are context templates, the first being
-    ``"{}"`` (the bare prompt, where ``init`` is read).
+    ``"{}"`` (the bare prompt, where ``init`` is read). ``settings`` are ROME's or MEMIT's
+    hyperparameters: ``v_num_grad_steps``, ``v_lr``, ``v_weight_decay``, ``clamp_norm_factor``,
+    ``kl_factor`` and ``fact_token`` are read.
     """
     if not templates or templates[0] != "{}":
         raise ValueError("the first context template must be '{}' (the bare prompt)")

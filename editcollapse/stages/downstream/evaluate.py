@@ -29,16 +29,14 @@ class DownstreamContext:
     limit: int | None = None
     batch_size: int = 8
     bootstrap_iters: int = 1000
-    _editor: tuple[Any, dict[str, Any]] | None = field(default=None, repr=False)
+    _editor: tuple[Any, Any] | None = field(default=None, repr=False)  # (Editor, its Hparams)
 
-    def editor(self) -> tuple[Any, dict[str, Any]]:
+    def editor(self) -> tuple[Any, Any]:
         """The editor and hyperparameters for re-running edits, set up as the sweep sets them up."""
         if self._editor is None:
-            from editcollapse.editors.api import get_editor, load_hparams
+            from editcollapse.editors.api import get_editor, hparams_for
 
-            hparams = load_hparams(self.method, self.loaded.name)
-            hparams.setdefault("model_revision", self.loaded.revision)
-            self._editor = (get_editor(self.method), hparams)
+            self._editor = (get_editor(self.method), hparams_for(self.loaded, self.method))
         return self._editor
 
 

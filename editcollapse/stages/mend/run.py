@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,23 +11,22 @@ import torch
 
 from editcollapse.editors.api import hparams_for
 from editcollapse.editors.mend.data import MENDData, load_mend_data
-from editcollapse.editors.mend.settings import MENDSettings, training_hash, training_hparams
+from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.store import META_FILE, NETWORK_FILE, network_dir, read_meta, write_json
 from editcollapse.editors.mend.train import ProgressFn, plot_loss_curve, summarize, train_network
 
 
-def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> dict[str, Any]:
-    """The model's MEND hparams with ``overrides`` (and ``train_data`` = ``dataset`` when given)."""
-    hparams = hparams_for(loaded, "mend")
-    hparams.update(overrides or {})
+def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> MENDHparams:
+    """The model's MEND hparams with ``overrides`` (YAML keys; and ``train_data`` = ``dataset`` when given)."""
+    changes = dict(overrides or {})
     if dataset is not None:
-        hparams["train_data"] = dataset
-    return hparams
+        changes["train_data"] = dataset
+    return hparams_for(loaded, "mend").updated(changes)
 
 
 def train_for_model(
     loaded: Any,
-    hparams: dict[str, Any],
+    hparams: MENDHparams,
     *,
     data: MENDData | None = None,
     resume: bool = True,
@@ -39,28 +39,27 @@ def train_for_model(
     (:func:`~editcollapse.editors.mend.store.network_dir`); a finished run leaves ``network.safetensors``,
     ``meta.json``, ``history.json`` and ``loss_curve.png`` there.
     """
-    settings = MENDSettings.from_hparams(hparams)
-    data = data or load_mend_data(settings)
+    data = data or load_mend_data(hparams)
     folder = network_dir(loaded.name, loaded.revision, data.data_id, hparams)
     network, state = train_network(
         loaded.model,
         loaded.tokenizer,
-        settings,
+        hparams,
         data,
         folder,
         resume=resume,
         stop_after=stop_after,
         on_iteration=on_iteration,
     )
-    finished = state.iteration >= settings.max_iters or state.stopped_early
+    finished = state.iteration >= hparams.max_iters or state.stopped_early
     summary = {
         "model": loaded.name,
         "model_revision": loaded.revision,
         "data_id": data.data_id,
         "n_train": len(data.train),
         "n_val": len(data.val),
-        "hparams_hash": training_hash(hparams),
-        "hparams": training_hparams(hparams),
+        "hparams_hash": hparams.training_hash(),
+        "hparams": hparams.training_dict(),
         "folder": str(folder),
         "finished": finished,
         "device": str(loaded.device),
@@ -73,7 +72,7 @@ def train_for_model(
         plot_loss_curve(
             state,
             folder / "loss_curve.png",
-            f"MEND · {loaded.name} · {data.data_id} · hparams {training_hash(hparams)}",
+            f"MEND · {loaded.name} · {data.data_id} · hparams {hparams.training_hash()}",
         )
         summary["loss_curve"] = str(folder / "loss_curve.png")
         summary["network"] = str(folder / NETWORK_FILE)
@@ -102,12 +101,11 @@ def train_named_model(
     from editcollapse.models import load_model
 
     loaded = load_model(model, device=device)
-    hparams = mend_hparams(loaded, overrides)
-    if dataset is not None:
-        hparams["train_data"] = dataset
+    changes = dict(overrides or {})
     if val_dataset is not None:
-        hparams["val_data"] = val_dataset
-    data = load_mend_data(MENDSettings.from_hparams(hparams))
+        changes["val_data"] = val_dataset
+    hparams = mend_hparams(loaded, changes, dataset)
+    data = load_mend_data(hparams)
     summary = train_for_model(loaded, hparams, data=data, resume=resume, on_iteration=on_iteration)
     if heldout > 0 and summary["finished"]:
         cases = list(data.val)
@@ -116,9 +114,7 @@ def train_named_model(
     return summary
 
 
-def evaluate_heldout(
-    loaded: Any, hparams: dict[str, Any], cases: list, *, folder: Path | None = None
-) -> dict[str, Any]:
+def evaluate_heldout(loaded: Any, hparams: MENDHparams, cases: list, *, folder: Path | None = None) -> dict[str, Any]:
     """Edit metrics before and after MEND's edit (one case at a time, the stored network) on ``cases``.
 
     Returns per-metric means: ``pre``/``post`` efficacy, paraphrase and neighborhood success (ROME's
@@ -128,7 +124,7 @@ def evaluate_heldout(
     from editcollapse.evaluation.edit_metrics import measure_cases
 
     if folder is not None:
-        hparams = {**hparams, "mend_network": str(folder)}
+        hparams = replace(hparams, mend_network=str(folder))
     editor = get_editor("mend")
     pre = measure_cases(loaded.model, loaded.tokenizer, cases)
     post, seconds = [], 0.0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.editors.hparams import Hparams
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
@@ -104,7 +105,7 @@ def run_folder(warehouse: Warehouse, config: SequentialConfig, run_id: str) -> P
     return warehouse.partition_dir(TABLE, config.model, config.method, run_id)
 
 
-def make_edit(method: str, hparams: dict[str, Any]) -> EditFn:
+def make_edit(method: str, hparams: Hparams) -> EditFn:
     """The editor of ``method`` as ``(loaded model, case) -> Delta`` (always on the model as it is now)."""
     from editcollapse.editors.api import get_editor
 
@@ -240,7 +241,7 @@ def run_sequential(
     ``run_trajectory`` runs one trajectory (default :func:`run_one`; the Prefect flow passes its
     task), ``publish`` receives the summary lines and figures before the run is marked completed."""
     from editcollapse.datasets import load_cases, load_ppl_corpus
-    from editcollapse.editors.api import load_hparams
+    from editcollapse.editors.api import hparams_for
     from editcollapse.models import load_model
     from editcollapse.stages.sequential.measure import BaselineOnce, CorpusEvaluator
     from editcollapse.stages.sequential.sources import build_groups
@@ -262,7 +263,7 @@ def run_sequential(
     )
     try:
         loaded = load_model(model)
-        hparams = {**load_hparams(method, model), "model_revision": loaded.revision}
+        hparams = hparams_for(loaded, method)
         corpus = load_ppl_corpus(config.ppl_corpus)
         evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
         extra = None

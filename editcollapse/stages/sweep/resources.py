@@ -27,7 +27,7 @@ class SweepResources:
 
     loaded: LoadedModel
     editor: Editor
-    hparams: dict[str, Any]
+    hparams: Any  # the method's editcollapse.editors.hparams.Hparams
     ppl_texts: list[str]
     _derived: tuple[Hashable, object] | None = field(default=None, init=False, repr=False)
 
@@ -44,12 +44,11 @@ class SweepResources:
 def load_resources(spec: SweepSpec) -> SweepResources:
     """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``."""
     from editcollapse.datasets import load_ppl_corpus
-    from editcollapse.editors.api import get_editor, load_hparams
+    from editcollapse.editors.api import get_editor, hparams_for
     from editcollapse.models import load_model
 
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
-    hparams = load_hparams(spec.method, spec.model)
-    hparams.setdefault("model_revision", loaded.revision)  # keys the covariance cache
+    hparams = hparams_for(loaded, spec.method)  # model_revision keys the covariance cache
     return SweepResources(
         loaded=loaded,
         editor=get_editor(spec.method),

@@ -1,0 +1,82 @@
+"""Where and how ROME writes: the one place the one-case editor and the batched engine set an edit up.
+
+A :class:`ROMESite` holds, for one model and one set of ROME hyperparameters, the edited layer, the
+rewrite module (MLP output projection) and the MLP whose output v* is optimised at, the context
+templates, whether keys are consistent (r-ROME), the hyperparameters' hash, and the key covariance
+``C`` factorised once (LU, float64) for the left vectors ``C⁻¹k*/‖C⁻¹k*‖``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from editcollapse.editors.covariance import hparams_covariance
+from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.hparams import ROMEHparams
+from editcollapse.models.archmap import ArchMap
+
+
+@dataclass
+class ROMESite:
+    """The edited layer, its modules, the context templates and the covariance of one ROME set-up."""
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    hparams: ROMEHparams
+    consistent: bool  # r-ROME: solve for the template-averaged key (see editor.py)
+    layer: int
+    rewrite_name: str
+    mlp_name: str
+    templates: tuple[str, ...]
+    hparams_hash: str
+    _lu: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        arch: ArchMap,
+        hparams: ROMEHparams,
+        *,
+        consistent_keys: bool = False,
+    ) -> ROMESite:
+        """The set-up ``hparams`` ask for on ``model`` (module names default to the architecture map's)."""
+        layer = hparams.layer
+        templates = context_templates(
+            model, tokenizer, hparams.context_template_length_params, seed=hparams.context_template_seed
+        )
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            hparams=hparams,
+            consistent=consistent_keys or hparams.enable_random_prefix_keys,
+            layer=layer,
+            rewrite_name=(hparams.rewrite_module_tmp or arch.rewrite_module_tmp).format(layer),
+            mlp_name=(hparams.mlp_module_tmp or arch.mlp_module_tmp).format(layer),
+            templates=tuple(templates),
+            hparams_hash=hparams.hash(),
+        )
+
+    @property
+    def rewrite(self) -> nn.Module:
+        return self.model.get_submodule(self.rewrite_name)
+
+    @property
+    def mlp(self) -> nn.Module:
+        return self.model.get_submodule(self.mlp_name)
+
+    def left_vectors(self, k_stars: torch.Tensor) -> torch.Tensor:
+        """``C⁻¹k*/‖C⁻¹k*‖`` for each row of ``k_stars`` (float64 solves; C factorised once per site),
+        or ``k*/‖k*‖`` without ``mom2_adjustment``."""
+        direction = k_stars.double()
+        if self.hparams.mom2_adjustment:
+            if self._lu is None:
+                covariance = hparams_covariance(self.model, self.tokenizer, self.rewrite_name, self.hparams)
+                self._lu = torch.linalg.lu_factor(covariance.double())
+            direction = torch.linalg.lu_solve(*self._lu, direction.T).T
+        return (direction / direction.norm(dim=1, keepdim=True)).to(k_stars.dtype)
