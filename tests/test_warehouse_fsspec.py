@@ -3,9 +3,6 @@ runs rows, DuckDB views and polars scans over the URL, shard claims, and a real 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +13,7 @@ import pytest
 from editcollapse.warehouse import Warehouse, build_catalog, connect, scan
 from editcollapse.warehouse.backends import FsspecBackend, is_url, normalise_root
 from editcollapse.warehouse.runs import finish_run, read_run, start_run
+from tests.claim_race import race_for_claims
 
 
 @pytest.fixture
@@ -154,15 +152,7 @@ def test_file_url_is_a_local_directory_with_its_guarantees(tmp_path) -> None:
 def test_claims_across_processes_on_a_file_url(tmp_path) -> None:
     """Four processes race for the same 20 shards of a ``file://`` root: each shard is won once."""
     root = f"file://{tmp_path}/wh"
-    script = (
-        "import json, sys\nfrom editcollapse.warehouse import Warehouse\n"
-        "store = Warehouse(sys.argv[1])\n"
-        "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n"
-    )
-    processes = [
-        subprocess.Popen([sys.executable, "-c", script, root], stdout=subprocess.PIPE, text=True) for _ in range(4)
-    ]
-    won = [json.loads(p.communicate(timeout=120)[0]) for p in processes]
+    won = race_for_claims(root)
     assert sorted(s for shards in won for s in shards) == list(range(20))
 
 

@@ -7,13 +7,12 @@ MinIO or other S3-compatible store: ``FSSPEC_S3_ENDPOINT_URL`` / fsspec's config
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
+
+from tests.claim_race import race_for_claims
 
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -74,18 +73,7 @@ def test_claims_on_s3_are_exclusive_across_processes(s3_endpoint, tmp_path) -> N
     """Four processes race for the same 20 shards of one s3:// run: every shard is won exactly once
     (S3 If-None-Match: the losers' PUTs get 412)."""
     root = f"s3://bucket/race-{uuid.uuid4().hex[:8]}"
-    script = (
-        "import json, sys\nsys.path.extend(sys.argv[2:])\nfrom editcollapse.warehouse import Warehouse\n"
-        "store = Warehouse(sys.argv[1])\n"
-        "print(json.dumps([s for s in range(20) if store.claim('m', 'rome', 'race', s)]))\n"
-    )
-    env = {**os.environ, **CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}
-    extra = [p for p in sys.path if p and os.path.isdir(p)]
-    processes = [
-        subprocess.Popen([sys.executable, "-c", script, root, *extra], stdout=subprocess.PIPE, text=True, env=env)
-        for _ in range(4)
-    ]
-    won = [json.loads(p.communicate(timeout=300)[0]) for p in processes]
+    won = race_for_claims(root, env={**os.environ, **CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint})
     assert sorted(s for shards in won for s in shards) == list(range(20))
     assert sum(1 for shards in won if shards) >= 1
 
