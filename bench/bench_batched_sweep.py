@@ -31,10 +31,10 @@ def child_main(args: argparse.Namespace) -> None:
     from editcollapse.datasets import load_cases
     from editcollapse.editors.rome.context_templates import context_templates
     from editcollapse.stages.sweep.engines import engine_for
-    from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.resources import load_resources
 
-    spec = SweepSpec(
+    spec = SweepConfig(
         model=args.model,
         method="rome",
         dataset="geofacts",

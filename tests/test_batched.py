@@ -27,7 +27,7 @@ from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
 from editcollapse.models.layers import blocks_of, hidden_below, skipping_below
 from editcollapse.stages.sweep.batched import groups_of
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
@@ -193,7 +193,7 @@ def test_sweep_with_batches_writes_the_rows_of_the_one_at_a_time_sweep(tmp_path)
     stores = {}
     for batch in (1, 3):
         store = Warehouse(tmp_path / f"wh{batch}")
-        spec = SweepSpec(
+        spec = SweepConfig(
             model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=batch
         )
         summary = run_sweep(spec, store, cases=cases)
@@ -254,7 +254,7 @@ def test_a_group_that_fails_as_a_whole_is_redone_case_by_case(tmp_path, monkeypa
 
     monkeypatch.setattr(batched_rome, "optimize_target_vectors", failing)
     store = Warehouse(tmp_path / "wh")
-    spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=4)
+    spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=4)
     summary = run_sweep(spec, store, cases=tiny_cases(4))
     assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (4, 1, 3)
     status = _table(store, "SELECT case_id, status, error FROM edits")
@@ -278,7 +278,7 @@ def test_a_set_up_that_cannot_be_prepared_makes_error_rows_not_a_dead_shard(tmp_
         monkeypatch.setattr(batched_engine, "EditedForward", failing)  # never reached: the updater failed first
     _, corpus = write_files(tmp_path, 1)
     store = Warehouse(tmp_path / "wh")
-    spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", shard_size=3, ppl_corpus=str(corpus), batch=3)
+    spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", shard_size=3, ppl_corpus=str(corpus), batch=3)
     summary = run_sweep(spec, store, cases=tiny_cases(3))
     assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 3, 0)
     errors = _table(store, "SELECT case_id, status, error FROM edits")

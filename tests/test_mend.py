@@ -272,7 +272,7 @@ def test_delta_round_trips_through_safetensors(trained_gpt2, tmp_path: Path) -> 
 
 def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
     """The sweep reads the packaged tiny hparams: the network trained with them is found and used."""
-    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse import Warehouse, connect
 
@@ -281,7 +281,7 @@ def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
     cases_file, corpus = write_files(tmp_path, 3)
     store = Warehouse(tmp_path / "wh")
     summary = run_sweep(
-        SweepSpec(model="tiny-gpt2", method="mend", dataset=str(cases_file), shard_size=2, ppl_corpus=str(corpus)),
+        SweepConfig(model="tiny-gpt2", method="mend", dataset=str(cases_file), shard_size=2, ppl_corpus=str(corpus)),
         store,
     )
     assert (summary["n_cases"], summary["n_errors"]) == (3, 0)

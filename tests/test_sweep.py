@@ -20,8 +20,8 @@ from editcollapse.core.case import EditCase
 from editcollapse.core.collapse import is_collapsed
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.datasets import load_cases
-from editcollapse.stages.hardcf.select import run_selection
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.stages.sweep.shard import run_shard
@@ -30,7 +30,7 @@ from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
 
 
-def spec_for(corpus: Path, **fields) -> SweepSpec:
+def spec_for(corpus: Path, **fields) -> SweepConfig:
     values = {
         "model": "tiny-gpt2",
         "method": "rome",
@@ -39,7 +39,7 @@ def spec_for(corpus: Path, **fields) -> SweepSpec:
         "ppl_corpus": str(corpus),
         **fields,
     }
-    return SweepSpec(**values)
+    return SweepConfig(**values)
 
 
 def rows(store: Warehouse, query: str) -> list[tuple]:
@@ -148,19 +148,19 @@ def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
         run_id=spec.run_id,
         shard="run",
     )
-    selected = run_selection(store, threshold=1000.0, output=tmp_path / "hardcf.json")
-    assert [r["case_id"] for r in selected["records"]] == ["test:1"]
+    selected = run_selection(HardCFConfig(threshold=1000.0, output=str(tmp_path / "hardcf.json")), store)
+    assert [r["case_id"] for r in selected.records] == ["test:1"]
     assert json.loads((tmp_path / "hardcf.json").read_text())[0]["rome_tiny-gpt2_ppl"] == "nan"
 
 
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.warehouse import Warehouse
 cases_file, corpus, root = sys.argv[1:4]
-spec = SweepSpec(model="tiny-gpt2", method="rome", dataset=cases_file, shard_size=1, ppl_corpus=corpus)
+spec = SweepConfig(model="tiny-gpt2", method="rome", dataset=cases_file, shard_size=1, ppl_corpus=corpus)
 run_sweep(spec, Warehouse(root))
 """
 
@@ -215,9 +215,9 @@ def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path
         run_sweep(spec_for(corpus, model=model, dataset=str(cases_file), shard_size=3), store)
     ppl = rows(store, "SELECT model, case_id, ppl_mean FROM ppl ORDER BY ppl_mean DESC")
     threshold = (ppl[0][2] + ppl[1][2]) / 2  # exactly one (model, case) above it
-    selected = run_selection(store, threshold=threshold, output=tmp_path / "out.json")
+    selected = run_selection(HardCFConfig(threshold=threshold, output=str(tmp_path / "out.json")), store)
     hard_model, hard_case, _ = ppl[0]
-    assert [r["case_id"] for r in selected["records"]] == [hard_case]
+    assert [r["case_id"] for r in selected.records] == [hard_case]
     record = json.loads((tmp_path / "out.json").read_text())[0]
     assert set(record) == {
         "case_id",
@@ -234,9 +234,9 @@ def test_hardcf_selects_cases_collapsed_on_any_model_with_per_model_ppl(tmp_path
     other = ({"tiny-gpt2", "tiny-llama"} - {hard_model}).pop()
     stored = rows(store, "SELECT source_model, collapsed FROM hardcf ORDER BY 1")
     assert stored == sorted([(hard_model, True), (other, False)])
-    assert run_selection(store, threshold=threshold)["run_id"] == selected["run_id"]  # same id, replaced
+    assert run_selection(HardCFConfig(threshold=threshold), store).run_id == selected.run_id  # same id, replaced
     assert rows(store, "SELECT count(*) FROM hardcf") == [(2,)]
-    assert selected["per_model"] == {
+    assert selected.per_model == {
         "tiny-gpt2": {"swept": 3, "collapsed": int(hard_model == "tiny-gpt2")},
         "tiny-llama": {"swept": 3, "collapsed": int(hard_model == "tiny-llama")},
     }

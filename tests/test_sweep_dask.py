@@ -28,7 +28,7 @@ def _patient_ephemeral_server(monkeypatch) -> None:
 
 def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
     from editcollapse.orchestration.flows.sweep import single_edit_sweep
-    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.run import run_sweep
 
     cases_file, corpus = write_files(tmp_path, 4)
@@ -40,7 +40,7 @@ def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
         ppl_corpus=str(corpus),
         run_id="dask-vs-local",
     )
-    local = run_sweep(SweepSpec(**arguments), Warehouse(tmp_path / "local"))
+    local = run_sweep(SweepConfig(**arguments), Warehouse(tmp_path / "local"))
     distributed = single_edit_sweep(
         **arguments, warehouse=str(tmp_path / "dask"), progress_bar=False, task_runner="dask:2"
     )
@@ -76,12 +76,12 @@ def test_shard_claim_is_exclusive_and_stale_claims_are_broken(tmp_path) -> None:
 
 
 def test_a_shard_claimed_elsewhere_is_skipped(tmp_path) -> None:
-    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.resources import ResourceCache
     from editcollapse.stages.sweep.shard import run_shard
     from tests.sweep_cases import tiny_cases
 
-    spec = SweepSpec(model="tiny-gpt2", method="rome", dataset="test", run_id="claimed")
+    spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", run_id="claimed")
     store = Warehouse(tmp_path)
     assert store.claim(spec.model, spec.method, spec.run_id, 0)  # another worker holds shard 0
     result = run_shard(spec, 0, tiny_cases(2), store, cache=ResourceCache())

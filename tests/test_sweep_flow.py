@@ -23,6 +23,7 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
 
     from editcollapse.orchestration.flows.hardcf import select_hardcf
     from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
+    from editcollapse.stages.hardcf.select import HardCFConfig
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = str(tmp_path / "wh")
@@ -61,6 +62,6 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
     assert again["run_id"] == summary["run_id"] and again["n_cases"] == 3
     assert {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
 
-    selection = select_hardcf(threshold=0.0, warehouse=root, output=str(tmp_path / "hardcf.json"))
-    assert selection["n_hard_cases"] == 3  # every edited model's ME-PPL exceeds 0
+    selection = select_hardcf(config=HardCFConfig(threshold=0.0, output=str(tmp_path / "hardcf.json")), warehouse=root)
+    assert selection.n_hard_cases == 3  # every edited model's ME-PPL exceeds 0
     assert len(json.loads((tmp_path / "hardcf.json").read_text())) == 3

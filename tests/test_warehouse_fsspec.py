@@ -159,8 +159,8 @@ def test_claims_across_processes_on_a_file_url(tmp_path) -> None:
 def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> None:
     """The real sweep engine (tiny GPT-2, ROME) writes the same rows into memory:// as into a
     directory, resumes from it (a second run computes nothing) and HardCF reads it back."""
-    from editcollapse.stages.hardcf.select import run_selection
-    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.run import run_sweep
     from tests.sweep_cases import write_files
 
@@ -173,18 +173,18 @@ def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> N
         ppl_corpus=str(corpus),
         run_id="url-vs-local",
     )
-    local = run_sweep(SweepSpec(**spec), Warehouse(tmp_path / "local"))
+    local = run_sweep(SweepConfig(**spec), Warehouse(tmp_path / "local"))
     remote_store = Warehouse(memory_root)
-    remote = run_sweep(SweepSpec(**spec), remote_store)
+    remote = run_sweep(SweepConfig(**spec), remote_store)
     assert remote["n_cases"] == local["n_cases"] == 3 and remote["status"] == "completed"
     query = "SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits USING (case_id, shard) ORDER BY case_id"
     assert connect(remote_store).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
     stamps = {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")}
-    again = run_sweep(SweepSpec(**spec), Warehouse(memory_root))  # resumes: every shard is there
+    again = run_sweep(SweepConfig(**spec), Warehouse(memory_root))  # resumes: every shard is there
     assert (
         again["n_cases"] == 3 and {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")} == stamps
     )
     assert remote_store.claims() == []
-    selection = run_selection(remote_store, threshold=0.0)  # every case "collapsed" at threshold 0
-    assert selection["n_hard_cases"] == 3
-    assert Path(selection["json"]).parent == remote_store.local_dir / "exports"
+    selection = run_selection(HardCFConfig(threshold=0.0), remote_store)  # every case "collapsed" at threshold 0
+    assert selection.n_hard_cases == 3
+    assert Path(selection.export).parent == remote_store.local_dir / "exports"

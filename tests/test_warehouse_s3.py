@@ -79,7 +79,7 @@ def test_claims_on_s3_are_exclusive_across_processes(s3_endpoint, tmp_path) -> N
 
 
 def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
-    from editcollapse.stages.sweep.plan import SweepSpec
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse import Warehouse, connect
     from tests.sweep_cases import write_files
@@ -93,9 +93,9 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
         ppl_corpus=str(corpus),
         run_id="s3-vs-local",
     )
-    run_sweep(SweepSpec(**spec), Warehouse(tmp_path / "local"))
+    run_sweep(SweepConfig(**spec), Warehouse(tmp_path / "local"))
     remote = Warehouse(f"s3://bucket/sweep-{uuid.uuid4().hex[:8]}")
-    summary = run_sweep(SweepSpec(**spec), remote)
+    summary = run_sweep(SweepConfig(**spec), remote)
     assert summary["n_cases"] == 3 and summary["status"] == "completed" and remote.claims() == []
     query = (
         "SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits "

@@ -23,10 +23,10 @@ def _warehouse(path: Path | None) -> str | None:
 
 def _run(flow, arguments: dict, prefect: bool) -> None:
     """Run ``flow`` as a Prefect flow, or its plain function with ``--no-prefect``; print the summary."""
-    from editcollapse.cli.sweep import _prefect_defaults
+    from editcollapse.cli.stage import prefect_defaults
 
     if prefect:
-        _prefect_defaults()
+        prefect_defaults()
     summary = flow(**arguments) if prefect else flow.fn(**arguments)
     typer.echo(json.dumps(summary, indent=2))
 

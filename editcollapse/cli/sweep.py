@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import typer
 
 from editcollapse.cli import formatting
+from editcollapse.cli.stage import make_config, prefect_defaults, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-
-
-def _prefect_defaults() -> None:
-    """No telemetry; give the ephemeral server time to start on a busy machine (default 20 s)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def sweep(
@@ -64,7 +57,7 @@ def sweep(
         batch=batch,
     )
     if prefect:
-        _prefect_defaults()
+        prefect_defaults()
         from editcollapse.orchestration.flows.sweep import single_edit_sweep
 
         summary = single_edit_sweep(**arguments, task_runner=task_runner)
@@ -78,11 +71,11 @@ def sweep(
 def _plain_sweep(*, ppl_corpus: str, run_id: str | None, warehouse: str | None, **spec_fields) -> dict:
     from rich.progress import Progress
 
-    from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.run import run_sweep
     from editcollapse.warehouse.store import Warehouse
 
-    spec = SweepSpec(ppl_corpus=resolve_ppl_corpus(ppl_corpus), run_id=run_id or "", **spec_fields)
+    spec = SweepConfig(ppl_corpus=resolve_ppl_corpus(ppl_corpus), run_id=run_id or "", **spec_fields)
     with Progress() as progress:
         bar = progress.add_task(f"sweep {spec.run_id}", total=None)
         summary = run_sweep(spec, Warehouse(warehouse), on_case=lambda _: progress.advance(bar))
@@ -119,34 +112,22 @@ def hardcf(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
-    if prefect:
-        _prefect_defaults()
-        from editcollapse.orchestration.flows.hardcf import select_hardcf
+    from editcollapse.orchestration.flows.hardcf import select_hardcf
+    from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
 
-        summary = select_hardcf(
-            threshold=threshold,
-            method=method,
-            models=model or None,
-            runs=run or None,
-            dataset=dataset,
-            warehouse=str(warehouse) if warehouse else None,
-            output=str(output) if output else None,
-        )
-    else:
-        from editcollapse.stages.hardcf.select import run_selection
-        from editcollapse.warehouse.store import Warehouse
-
-        summary = run_selection(
-            Warehouse(warehouse),
-            threshold=threshold,
-            method=method,
-            models=model or None,
-            run_ids=run or None,
-            dataset=dataset,
-            output=output,
-        )
-        summary.pop("records")
-    typer.echo(json.dumps(summary, indent=2))
+    config = make_config(
+        HardCFConfig,
+        threshold=threshold,
+        method=method,
+        models=tuple(model or ()),
+        runs=tuple(run or ()),
+        dataset=dataset,
+        output=str(output) if output else None,
+    )
+    result = run_stage(
+        config, str(warehouse) if warehouse else None, prefect=prefect, flow=select_hardcf, plain=run_selection
+    )
+    print_json(result)
 
 
 def register(app: typer.Typer) -> None:

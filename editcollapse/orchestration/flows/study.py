@@ -33,6 +33,7 @@ from editcollapse.orchestration.flows.hardedit import filter_hardedit, generate_
 from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 from editcollapse.orchestration.runners import LOCAL
+from editcollapse.stages.hardcf.select import HardCFConfig
 from editcollapse.warehouse.store import Warehouse
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")
@@ -48,7 +49,7 @@ def _headline(stage: str, result: dict[str, Any]) -> str:
             f"median ppl {'—' if median is None else f'{median:.4g}'}"
         )
     if stage == "hardcf":
-        return f"{result['n_hard_cases']} hard cases → {result['json']}"
+        return result.headline()
     if stage == "sequential":
         return "; ".join(
             f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
@@ -153,10 +154,9 @@ def editcollapse_study(
             run(
                 "hardcf",
                 select_hardcf,
-                threshold=threshold,
-                method=method,
-                models=[model],
-                runs=[sweep_run] if sweep_run else None,
+                config=HardCFConfig(
+                    threshold=threshold, method=method, models=(model,), runs=(sweep_run,) if sweep_run else ()
+                ),
                 warehouse=root,
             )
         elif stage == "sequential":

@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
-from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepSpec, resolve_ppl_corpus
+from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig, resolve_ppl_corpus
 from editcollapse.stages.sweep.summary import log_ppl_histogram
 from editcollapse.warehouse.store import Warehouse
 
@@ -65,7 +65,7 @@ def single_edit_sweep(
     ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
     ``threads:N``: see :mod:`editcollapse.orchestration.runners`). ``batch``: edits computed together by the
     batched engine (ROME/r-ROME; :mod:`editcollapse.stages.sweep.batched`); 1 is the one-at-a-time loop."""
-    spec = SweepSpec(
+    spec = SweepConfig(
         model=model,
         method=method,
         dataset=dataset,
@@ -119,7 +119,7 @@ def single_edit_sweep(
     return summary
 
 
-def _publish(summary: dict[str, Any], spec: SweepSpec) -> None:
+def _publish(summary: dict[str, Any], spec: SweepConfig) -> None:
     """The table and histogram artifacts, and the same summary on the log."""
     counts = {
         k: summary[k]

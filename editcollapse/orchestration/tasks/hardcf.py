@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from editcollapse.stages.hardcf.select import run_selection
+from editcollapse.stages.hardcf.select import HardCFConfig, HardCFResult, run_selection
 from editcollapse.warehouse.store import Warehouse
 
 
 @task(name="select-hardcf", cache_policy=NO_CACHE)
-def select_hardcf_task(
-    warehouse_root: str,
-    threshold: float,
-    method: str,
-    models: Sequence[str] | None,
-    run_ids: Sequence[str] | None,
-    dataset: str | None,
-    output: str | None,
-) -> dict[str, Any]:
+def select_hardcf_task(config: HardCFConfig, warehouse_root: str) -> HardCFResult:
     """Select, store and export HardCF."""
-    return run_selection(
-        Warehouse(warehouse_root),
-        threshold=threshold,
-        method=method,
-        models=models,
-        run_ids=run_ids,
-        dataset=dataset,
-        output=output,
-    )
+    return run_selection(config, Warehouse(warehouse_root))

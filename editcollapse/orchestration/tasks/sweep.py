@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.core.case import EditCase
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import SweepPlan, finish_sweep, prepare_sweep
 from editcollapse.stages.sweep.shard import ShardResult, run_shard
@@ -35,7 +35,7 @@ def thread_cache() -> ResourceCache:
 
 
 @task(name="prepare-sweep", cache_policy=NO_CACHE)
-def prepare_sweep_task(spec: SweepSpec, warehouse_root: str) -> SweepPlan:
+def prepare_sweep_task(spec: SweepConfig, warehouse_root: str) -> SweepPlan:
     """Load and shard the cases, start the run, measure the baseline, list missing shards."""
     return prepare_sweep(spec, Warehouse(warehouse_root), cache=thread_cache())
 
@@ -44,7 +44,7 @@ def prepare_sweep_task(spec: SweepSpec, warehouse_root: str) -> SweepPlan:
     name="edit-shard", task_run_name="shard-{shard:05d}", cache_policy=NO_CACHE, tags=["gpu"]
 )  # `prefect concurrency-limit create gpu 1`: one editing task per GPU at a time
 def edit_shard_task(
-    spec: SweepSpec,
+    spec: SweepConfig,
     shard: int,
     cases: list[EditCase],
     warehouse_root: str,

@@ -14,10 +14,12 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, is_collapsed
+from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.store import Warehouse
 
@@ -130,25 +132,46 @@ def write_json(records: list[dict[str, Any]], path: str | Path) -> Path:
 SELECTION_MODEL = "all-models"  # the runs row of a selection spans models
 
 
-def run_selection(
-    warehouse: Warehouse,
-    *,
-    threshold: float = COLLAPSE_THRESHOLD,
-    method: str = "rome",
-    models: Sequence[str] | None = None,
-    run_ids: Sequence[str] | None = None,
-    dataset: str | None = None,
-    output: str | Path | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HardCFConfig:
+    """What a HardCF selection reads and where it writes its JSON (the selection id digests the
+    threshold, method, dataset and the source sweeps found)."""
+
+    threshold: float = COLLAPSE_THRESHOLD
+    method: str = "rome"
+    models: tuple[str, ...] = ()  # only sweeps of these models (default: every model)
+    runs: tuple[str, ...] = ()  # only these sweep run ids (default: every sweep of the method)
+    dataset: str | None = None  # only cases of this dataset
+    output: str | None = None  # the JSON export (default ``<warehouse>/exports/<selection id>.json``)
+
+
+@dataclass(frozen=True)
+class HardCFResult(StageResult):
+    """A stored selection: its id, size, per-model counts, sources and JSON export."""
+
+    run_id: str
+    n_hard_cases: int
+    per_model: dict[str, dict[str, int]]  # model → {"swept": n, "collapsed": n}
+    source_runs: tuple[str, ...]
+    export: str
+    records: tuple[dict[str, Any], ...] = bulky()
+
+    def headline(self) -> str:
+        return f"{self.n_hard_cases} hard cases from {len(self.source_runs)} sweep(s) → {self.export}"
+
+
+def run_selection(config: HardCFConfig, warehouse: Warehouse) -> HardCFResult:
     """Select HardCF from the stored sweeps, store it (``hardcf`` rows and a ``runs`` row) and
-    export the JSON (default ``<warehouse>/exports/<selection id>.json``); return a summary."""
+    export the JSON."""
     from editcollapse.warehouse.runs import finish_run, start_run
 
+    threshold, method, dataset = config.threshold, config.method, config.dataset
+    models, run_ids = list(config.models) or None, list(config.runs) or None
     rows = source_rows(warehouse, method=method, models=models, run_ids=run_ids, dataset=dataset)
     if not rows:
         raise ValueError(
             f"no single-edit sweep rows for method {method!r} (models={models}, runs={run_ids}, "
-            f"dataset={dataset}) in {warehouse.root}"
+            f"dataset={dataset}) in {warehouse.root}: run `editcollapse sweep` first"
         )
     sources = sorted({row["source_run_id"] for row in rows})
     run_id = selection_id(threshold, method, dataset, sources)
@@ -172,7 +195,7 @@ def run_selection(
     selected = select_hardcf_rows(rows, threshold)
     store_hardcf(warehouse, selected, run_id)
     records = export_records(selected)
-    path = write_json(records, output or warehouse.local_dir / "exports" / f"{run_id}.json")
+    path = write_json(records, config.output or warehouse.local_dir / "exports" / f"{run_id}.json")
     per_model: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = per_model.setdefault(row["source_model"], {"swept": 0, "collapsed": 0})
@@ -181,11 +204,11 @@ def run_selection(
     finish_run(
         warehouse, SELECTION_MODEL, method, run_row, status="completed", n_cases=len(records), n_collapsed=len(records)
     )
-    return {
-        "run_id": run_id,
-        "n_hard_cases": len(records),
-        "per_model": per_model,
-        "source_runs": sources,
-        "json": str(path),
-        "records": records,
-    }
+    return HardCFResult(
+        run_id=run_id,
+        n_hard_cases=len(records),
+        per_model=per_model,
+        source_runs=tuple(sources),
+        export=str(path),
+        records=tuple(records),
+    )

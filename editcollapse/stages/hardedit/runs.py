@@ -201,7 +201,7 @@ def run_filter(
     Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
     the paper's JSON form to ``export`` (default ``<warehouse>/exports/<run id>.json``); returns a summary.
     """
-    from editcollapse.stages.sweep.plan import SweepSpec, resolve_ppl_corpus
+    from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.run import run_sweep
 
     models = reference_models or ["smollm2-135m"]
@@ -241,7 +241,7 @@ def run_filter(
     all_rows: list[dict[str, Any]] = []
     try:
         for name in models:
-            spec = SweepSpec(
+            spec = SweepConfig(
                 model=name,
                 method=method,
                 dataset=f"hardedit-candidates@{candidate_set}",

@@ -35,7 +35,7 @@ from editcollapse.evaluation.batched import CaseScores, EditedForward, Perplexit
 from editcollapse.evaluation.edit_metrics import metrics_from_scores
 from editcollapse.evaluation.perplexity import PerplexityResult
 from editcollapse.stages.sweep.outcome import CaseOutcome, Clock, delta_columns, error_row, ppl_row
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import SweepResources
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ class BatchedSetup:
     corpus: Prepared[PerplexityCorpus]
 
 
-def prepare_batched(spec: SweepSpec, resources: SweepResources, batched_class: type) -> Prepared[BatchedSetup]:
+def prepare_batched(spec: SweepConfig, resources: SweepResources, batched_class: type) -> Prepared[BatchedSetup]:
     """Build ``batched_class`` on the worker's model and the perplexity corpus behind its edited layer."""
     loaded = resources.loaded
     updater: Prepared[BatchedUpdater] = Prepared.attempt(
@@ -130,11 +130,11 @@ def _share(lap: dict[str, float], n: int) -> dict[str, float]:
 class BatchedEngine:
     """The cases of a shard edited and measured ``spec.batch`` at a time (see the module docstring)."""
 
-    def __init__(self, spec: SweepSpec, setup: Prepared[BatchedSetup]) -> None:
+    def __init__(self, spec: SweepConfig, setup: Prepared[BatchedSetup]) -> None:
         self.spec, self.setup = spec, setup
 
     @classmethod
-    def for_resources(cls, spec: SweepSpec, resources: SweepResources, batched_class: type) -> BatchedEngine:
+    def for_resources(cls, spec: SweepConfig, resources: SweepResources, batched_class: type) -> BatchedEngine:
         """The engine for ``spec``, its set-up prepared once and kept with the worker's ``resources``."""
         key = ("batched", spec.method, spec.ppl_batch_size, tuple(resources.ppl_texts))
         return cls(spec, resources.derived(key, lambda: prepare_batched(spec, resources, batched_class)))

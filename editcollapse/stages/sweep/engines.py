@@ -18,7 +18,7 @@ from editcollapse.core.case import EditCase
 from editcollapse.editors.api import method_spec
 from editcollapse.stages.sweep.batched import BatchedEngine
 from editcollapse.stages.sweep.outcome import CaseOutcome
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import SweepResources
 from editcollapse.stages.sweep.single import SingleEngine
 
@@ -29,7 +29,7 @@ class SweepEngine(Protocol):
     def outcomes(self, cases: Sequence[EditCase]) -> Iterator[CaseOutcome]: ...
 
 
-def engine_for(spec: SweepSpec, resources: SweepResources) -> SweepEngine:
+def engine_for(spec: SweepConfig, resources: SweepResources) -> SweepEngine:
     """The batched engine when ``spec.batch`` > 1 and ``spec.method``'s registry entry names a batched
     class (ROME, r-ROME), else the one-at-a-time engine. The batched engine computes its edits with that
     class, not with ``resources.editor``: an editor swapped into the resources runs only with ``batch=1``."""

@@ -19,7 +19,7 @@ from editcollapse.core.case import EditCase
 from editcollapse.core.collapse import is_collapsed
 from editcollapse.core.delta import Delta
 from editcollapse.evaluation.perplexity import PerplexityResult
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.warehouse.schemas import DIAGNOSTIC_COLUMNS
 
 ERROR_CHARS = 2000
@@ -69,7 +69,7 @@ class Clock:
         return lap
 
 
-def ppl_row(spec: SweepSpec, result: PerplexityResult) -> dict[str, Any]:
+def ppl_row(spec: SweepConfig, result: PerplexityResult) -> dict[str, Any]:
     """The ``ppl`` row of one edited model's perplexity on the sweep's corpus."""
     per_text = [float(v) for v in result.per_text]
     finite = [v for v in per_text if math.isfinite(v)]

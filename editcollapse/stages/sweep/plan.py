@@ -1,6 +1,6 @@
 """What a single-edit sweep is: its parameters, its run id, its cases and their shards.
 
-A sweep is defined by :class:`SweepSpec`. Its cases are loaded in a fixed order and cut into
+A sweep is defined by :class:`SweepConfig`. Its cases are loaded in a fixed order and cut into
 fixed-size shards, so shard ``i`` always holds the same cases: a shard is the unit of work, of
 resume and of the warehouse part name. The default run id is a digest of the parameters, so
 running the same command again resumes (and, when finished, recomputes nothing).
@@ -24,7 +24,7 @@ DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.stages
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepConfig:
     """Everything that defines a sweep's numbers (and so its run id)."""
 
     model: str

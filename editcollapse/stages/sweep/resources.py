@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 from editcollapse.editors.api import Editor
 from editcollapse.models.loading import LoadedModel
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ class SweepResources:
         return cast(T, self._derived[1])
 
 
-def load_resources(spec: SweepSpec) -> SweepResources:
+def load_resources(spec: SweepConfig) -> SweepResources:
     """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``."""
     from editcollapse.datasets import load_ppl_corpus
     from editcollapse.editors.api import get_editor, hparams_for
@@ -57,7 +57,7 @@ def load_resources(spec: SweepSpec) -> SweepResources:
     )
 
 
-def resources_key(spec: SweepSpec) -> tuple[Any, ...]:
+def resources_key(spec: SweepConfig) -> tuple[Any, ...]:
     """What :func:`load_resources` depends on: two specs with one key share their resources."""
     return (spec.model, spec.method, spec.device, spec.seed, spec.ppl_corpus)
 
@@ -71,7 +71,7 @@ class ResourceCache:
         self._key: tuple[Any, ...] | None = None
         self._resources: SweepResources | None = None
 
-    def get(self, spec: SweepSpec) -> SweepResources:
+    def get(self, spec: SweepConfig) -> SweepResources:
         """``spec``'s resources: the held ones when their key matches, else freshly loaded."""
         key = resources_key(spec)
         if self._resources is None or self._key != key:

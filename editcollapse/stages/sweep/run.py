@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.case import EditCase
-from editcollapse.stages.sweep.plan import SweepSpec, check_unique_ids, shard_cases
+from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
 from editcollapse.stages.sweep.shard import run_shard, shard_done
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
@@ -32,7 +32,7 @@ SWEPT_TABLES = ("cases", "edit_metrics", "ppl", "edits")
 class SweepPlan:
     """A prepared sweep: its shards, which of them are still missing, and its ``runs`` row."""
 
-    spec: SweepSpec
+    spec: SweepConfig
     shards: list[list[EditCase]]
     pending: list[int]
     run_row: dict[str, Any]
@@ -43,7 +43,7 @@ class SweepPlan:
         return sum(len(shard) for shard in self.shards)
 
 
-def load_sweep_cases(spec: SweepSpec) -> tuple[list[EditCase], list[Any]]:
+def load_sweep_cases(spec: SweepConfig) -> tuple[list[EditCase], list[Any]]:
     """The sweep's valid cases (in the loader's order) and the loader's error records."""
     from editcollapse.datasets import load_cases
 
@@ -52,7 +52,7 @@ def load_sweep_cases(spec: SweepSpec) -> tuple[list[EditCase], list[Any]]:
 
 
 def prepare_sweep(
-    spec: SweepSpec, warehouse: Warehouse, *, cache: ResourceCache, cases: list[EditCase] | None = None
+    spec: SweepConfig, warehouse: Warehouse, *, cache: ResourceCache, cases: list[EditCase] | None = None
 ) -> SweepPlan:
     """Load and shard the cases, (re)start the ``runs`` row, store the loader's rejected records
     as ``invalid`` rows, measure the unedited model's perplexity once per run, and list the
@@ -97,7 +97,7 @@ def prepare_sweep(
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
 
 
-def _baseline(spec: SweepSpec, resources: SweepResources) -> dict[str, float]:
+def _baseline(spec: SweepConfig, resources: SweepResources) -> dict[str, float]:
     from editcollapse.evaluation.perplexity import perplexity
 
     loaded = resources.loaded
@@ -105,7 +105,7 @@ def _baseline(spec: SweepSpec, resources: SweepResources) -> dict[str, float]:
     return {"baseline_ppl_mean": float(result.mean_per_text), "baseline_ppl_corpus": float(result.corpus)}
 
 
-def _invalid_rows(spec: SweepSpec, errors: list[Any]) -> list[dict[str, Any]]:
+def _invalid_rows(spec: SweepConfig, errors: list[Any]) -> list[dict[str, Any]]:
     """One ``invalid`` row per rejected record (file, index), with all its problems."""
     grouped: dict[tuple[str, int], list[str]] = {}
     for error in errors:
@@ -150,7 +150,7 @@ def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "comple
 
 
 def run_sweep(
-    spec: SweepSpec,
+    spec: SweepConfig,
     warehouse: Warehouse,
     *,
     cases: list[EditCase] | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from editcollapse.core.case import EditCase
 from editcollapse.stages.sweep.engines import engine_for
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
 from editcollapse.warehouse.store import Warehouse
 
@@ -35,12 +35,12 @@ class ShardResult:
     claimed_elsewhere: bool = False  # another worker holds the shard's claim and computes it
 
 
-def shard_done(warehouse: Warehouse, spec: SweepSpec, shard: int) -> bool:
+def shard_done(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
     return warehouse.has_part("edits", spec.model, spec.method, spec.run_id, shard)
 
 
 def run_shard(
-    spec: SweepSpec,
+    spec: SweepConfig,
     shard: int,
     cases: Sequence[EditCase],
     warehouse: Warehouse,
@@ -71,7 +71,7 @@ def run_shard(
 
 
 def _compute_shard(
-    spec: SweepSpec,
+    spec: SweepConfig,
     shard: int,
     cases: Sequence[EditCase],
     warehouse: Warehouse,
@@ -103,7 +103,7 @@ def _compute_shard(
     )
 
 
-def _stored_result(warehouse: Warehouse, spec: SweepSpec, shard: int) -> ShardResult:
+def _stored_result(warehouse: Warehouse, spec: SweepConfig, shard: int) -> ShardResult:
     edits = (
         warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=["status"])
         .column("status")

@@ -18,7 +18,7 @@ from editcollapse.core.case import EditCase
 from editcollapse.evaluation.edit_metrics import LocalityReference, locality_reference, measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.stages.sweep.outcome import CaseOutcome, Clock, delta_columns, error_row, ppl_row
-from editcollapse.stages.sweep.plan import SweepSpec
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import SweepResources
 
 
@@ -30,7 +30,7 @@ def case_seed(seed: int, case_id: str) -> int:
 class SingleEngine:
     """Each case edited, measured and restored on its own, with the resources' editor (any method)."""
 
-    def __init__(self, spec: SweepSpec, resources: SweepResources) -> None:
+    def __init__(self, spec: SweepConfig, resources: SweepResources) -> None:
         self.spec, self.resources = spec, resources
 
     def outcomes(self, cases: Sequence[EditCase]) -> Iterator[CaseOutcome]:

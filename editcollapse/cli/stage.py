@@ -1,0 +1,57 @@
+"""Running a stage from the command line: build its typed config, run it as a Prefect flow or as
+the plain function (``--no-prefect``), print its result.
+
+Every stage command is the same three steps, so each command module only maps its options to the
+stage's config class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from editcollapse.stages.result import StageResult
+
+Config = TypeVar("Config")
+
+
+def prefect_defaults() -> None:
+    """No telemetry; give the ephemeral server time to start on a busy machine (default 20 s)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def make_config(config_class: Callable[..., Config], **fields: Any) -> Config:
+    """The stage config from the command's options; an invalid value is one line and exit code 2."""
+    try:
+        return config_class(**fields)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+def run_stage(
+    config: Any,
+    warehouse: str | None,
+    *,
+    prefect: bool,
+    flow: Any,
+    plain: Callable[[Any, Any], StageResult],
+    **flow_options: Any,
+) -> StageResult:
+    """``flow(config=…, warehouse=…)`` as a Prefect flow run, or ``plain(config, Warehouse(warehouse))``."""
+    if prefect:
+        prefect_defaults()
+        return flow(config=config, warehouse=warehouse, **flow_options)
+    from editcollapse.warehouse.store import Warehouse
+
+    return plain(config, Warehouse(warehouse))
+
+
+def print_json(result: StageResult) -> None:
+    """The result's summary as JSON on stdout (for scripts and ``jq``)."""
+    typer.echo(json.dumps(result.to_dict(), indent=2))
