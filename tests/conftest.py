@@ -77,6 +77,14 @@ requires_smollm2 = pytest.mark.skipif(
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that loads the embedded model is a SmolLM2 test, marked or not, so the fast subset
+    (``-m "not slow and not smollm2"``) never loads it."""
+    for item in items:
+        if "smollm2" in getattr(item, "fixturenames", ()) and item.get_closest_marker("smollm2") is None:
+            item.add_marker(pytest.mark.smollm2)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The embedded SmolLM2-135M, loaded once per test session (fp32, CPU)."""
