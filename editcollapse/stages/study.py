@@ -123,7 +123,9 @@ def _sweep_run(results: Results) -> str | None:
 
 def _hardcf(study: StudyConfig, results: Results) -> HardCFConfig:
     run = _sweep_run(results)
-    return HardCFConfig(threshold=study.threshold, method=study.method, models=(study.model,), runs=(run,) if run else ())
+    return HardCFConfig(
+        threshold=study.threshold, method=study.method, models=(study.model,), runs=(run,) if run else ()
+    )
 
 
 def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
