@@ -10,8 +10,10 @@ import pytest
 
 from editcollapse.orchestration.flows.hardedit import filter_hardedit
 from editcollapse.stages.hardedit.candidates import filter_rows, load_candidates
+from editcollapse.stages.hardedit.config import FilterConfig
 from editcollapse.stages.hardedit.generate import CallOutcome
 from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, ppl_key
+from editcollapse.stages.hardedit.runs import run_filter
 from editcollapse.stages.hardedit.validate import validate_records
 from editcollapse.warehouse import Warehouse
 
@@ -98,6 +100,17 @@ def test_keep_rule_and_export_across_models():
     json.dumps(records, allow_nan=False)
 
 
+def test_filter_config_rejects_bad_values_naming_the_field(tmp_path):
+    with pytest.raises(ValueError, match="^reference_models must name at least one model"):
+        FilterConfig(reference_models=())
+    with pytest.raises(ValueError, match="^shard_size must be at least 1"):
+        FilterConfig(shard_size=0)
+    with pytest.raises(ValueError, match="^limit must be at least 1"):
+        FilterConfig(limit=0)
+    with pytest.raises(ValueError, match=r"no valid HardEdit candidates .*\(runs: \['gen-x'\]\)"):
+        run_filter(FilterConfig(candidate_runs=("gen-x",)), Warehouse(tmp_path))
+
+
 def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
     warehouse = Warehouse(tmp_path / "wh")
     store_candidates(warehouse)
@@ -111,15 +124,13 @@ def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
         )
     )
     export = tmp_path / "hardedit.json"
-    summary = filter_hardedit.fn(
-        ["tiny-gpt2"],
-        limit=1,
-        ppl_corpus=str(corpus),
-        threshold=0.0,
-        export=str(export),
-        warehouse=str(tmp_path / "wh"),
+    config = FilterConfig(
+        reference_models=("tiny-gpt2",), limit=1, ppl_corpus=str(corpus), threshold=0.0, export=str(export)
     )
-    assert summary["candidates"] == 1 and summary["kept"] == 1 and summary["errors"] == 0
+    summary = filter_hardedit.fn(config=config, warehouse=str(tmp_path / "wh"))
+    assert summary.candidates == 1 and summary.kept == 1 and summary.errors == 0
+    assert summary.kept_per_model == {"tiny-gpt2": 1} and summary.export == str(export)
+    assert summary.headline() == "1 of 1 kept (ppl > 0)"
     (row,) = warehouse.read("hardedit").to_pylist()
     assert (row["subject"], row["reference_model"], row["kept"]) == ("Nintendo", "tiny-gpt2", True)
     # the number is the sweep engine's post-edit ME-PPL of a real ROME edit

@@ -23,6 +23,7 @@ from editcollapse.stages.hardedit.backends import (
     OpenAIChatBackend,
     OpenAIConfig,
 )
+from editcollapse.stages.hardedit.config import GenerationConfig
 from editcollapse.warehouse import Warehouse
 
 
@@ -123,14 +124,13 @@ def run_flow(server: FakeOpenAI, warehouse, n_calls: int, **kwargs):
         "n_calls": n_calls,
         "model": "fake-gpt",
         "base_url": server.base_url,
-        "warehouse": str(warehouse),
         "timeout_s": 0.5,
         "max_retries": 3,
         "backoff_initial_s": 0.01,
         "requests_per_minute": 0,
         **kwargs,
     }
-    return generate_hardedit_candidates.fn(**settings)
+    return generate_hardedit_candidates.fn(config=GenerationConfig(**settings), warehouse=str(warehouse))
 
 
 def messages(text: str) -> list[dict[str, str]]:
@@ -208,9 +208,11 @@ def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
     warehouse = tmp_path / "wh"
     with FakeOpenAI(script) as server:
         first = run_flow(server, warehouse, n_calls=4, seed=1)
-    assert first["calls"] == 4 and first["requests"] == 6 and first["failed_calls"] == 1
-    assert first["records_parsed"] == 6 and first["unique_valid"] == 4
-    assert first["rejected_by_reason"] == {"single_word": 1, "duplicate": 1}
+    assert first.calls == 4 and first.requests == 6 and first.failed_calls == 1
+    assert first.records_parsed == 6 and first.unique_valid == 4
+    assert first.rejected_by_reason == {"single_word": 1, "duplicate": 1}
+    assert first.headline() == "4 valid candidates of 6 parsed"
+    assert json.loads(json.dumps(first.to_dict()))["budget"] == {"requests": 6, "tokens": 600}
     rows = Warehouse(warehouse).read("hardedit_candidates").to_pylist()
     assert len(rows) == 7  # 6 records + one row for the call without JSON
     no_json = [r for r in rows if r["sample_index"] == -1]
@@ -230,14 +232,14 @@ def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
         second = run_flow(server, warehouse, n_calls=1, seed=2)
         prompt = server.requests[0]["messages"][0]["content"]
     assert '"Nintendo", "Sony", "Kyoto", "Xbox"' in prompt
-    assert second["unique_valid"] == 1 and second["rejected_by_reason"] == {"duplicate": 1}
-    assert second["run_id"] != first["run_id"]
+    assert second.unique_valid == 1 and second.rejected_by_reason == {"duplicate": 1}
+    assert second.run_id != first.run_id
 
     # rerunning the first command resumes: its finished calls are skipped, nothing is asked
     with FakeOpenAI([]) as server:
         again = run_flow(server, warehouse, n_calls=4, seed=1)
         assert server.requests == []
-    assert again["skipped_calls"] == 4 and again["calls"] == 0
+    assert again.skipped_calls == 4 and again.calls == 0
     valid = [r["subject"] for r in Warehouse(warehouse).read("hardedit_candidates").to_pylist() if r["valid"]]
     assert sorted(valid) == ["Kyoto", "Nintendo", "Sega", "Sony", "Xbox"]
 
@@ -245,7 +247,7 @@ def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
 def test_failed_request_is_stored_and_the_run_goes_on(tmp_path):
     with FakeOpenAI([("status", 401), ("ok", json.dumps([sample("Boeing")]))]) as server:
         summary = run_flow(server, tmp_path / "wh", n_calls=2)
-    assert summary["calls"] == 2 and summary["failed_calls"] == 1 and summary["unique_valid"] == 1
+    assert summary.calls == 2 and summary.failed_calls == 1 and summary.unique_valid == 1
     rows = Warehouse(tmp_path / "wh").read("hardedit_candidates").to_pylist()
     failed = [r for r in rows if r["call_index"] == 0]
     assert (
@@ -258,7 +260,33 @@ def test_budget_stops_the_run_early(tmp_path):
     script = [("ok", json.dumps([sample(name)])) for name in ("Airbus", "Boeing", "Canon")]
     with FakeOpenAI(script) as server:
         summary = run_flow(server, tmp_path / "wh", n_calls=3, max_requests=2)
-    assert summary["calls"] == 2 and summary["budget"]["requests"] == 2 and len(server.requests) == 2
+    assert summary.calls == 2 and summary.budget["requests"] == 2 and len(server.requests) == 2
+
+
+def test_generation_config_rejects_bad_values_naming_the_field():
+    with pytest.raises(ValueError, match="backend must be one of local, openai, got 'claude'"):
+        GenerationConfig(backend="claude")
+    for field, value in (("n_calls", 0), ("n_points", 0), ("max_requests", 0), ("timeout_s", 0.0)):
+        with pytest.raises(ValueError, match=f"^{field} must be"):
+            GenerationConfig(**{field: value})
+    assert GenerationConfig(max_requests=None, requests_per_minute=0).requests_per_minute == 0
+
+
+def test_cli_generate_prints_the_result_and_rejects_a_bad_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    common = ["hardedit", "generate", "--backend", "openai", "--model", "fake-gpt", "--rpm", "0"]
+    common += ["--calls", "1", "--warehouse", str(tmp_path / "wh"), "--no-prefect"]
+    with FakeOpenAI([("ok", json.dumps([sample("Boeing")]))]) as server:
+        result = CliRunner().invoke(app, [*common, "--base-url", server.base_url])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert (printed["calls"], printed["unique_valid"], printed["model"]) == (1, 1, "fake-gpt")
+    assert printed["run_id"].startswith("hardedit-gen-")
+    bad = CliRunner().invoke(app, [*common, "--points", "0"])
+    assert bad.exit_code == 2 and "n_points must be at least 1" in bad.output
 
 
 def test_local_backend_needs_a_chat_template():

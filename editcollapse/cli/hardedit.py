@@ -3,12 +3,12 @@ inspect the subject repository and the generation prompt."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from editcollapse.cli import formatting
+from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
@@ -19,16 +19,6 @@ hardedit_app = typer.Typer(
 
 def _warehouse(path: Path | None) -> str | None:
     return str(path) if path else None
-
-
-def _run(flow, arguments: dict, prefect: bool) -> None:
-    """Run ``flow`` as a Prefect flow, or its plain function with ``--no-prefect``; print the summary."""
-    from editcollapse.cli.stage import prefect_defaults
-
-    if prefect:
-        prefect_defaults()
-    summary = flow(**arguments) if prefect else flow.fn(**arguments)
-    typer.echo(json.dumps(summary, indent=2))
 
 
 @hardedit_app.command("generate")
@@ -69,8 +59,11 @@ def generate(
 ) -> None:
     """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
     from editcollapse.orchestration.flows.hardedit import generate_hardedit_candidates
+    from editcollapse.stages.hardedit.config import GenerationConfig
+    from editcollapse.stages.hardedit.runs import run_generation
 
-    arguments = dict(
+    config = make_config(
+        GenerationConfig,
         backend=backend,
         n_calls=calls,
         local_model=local_model,
@@ -89,9 +82,11 @@ def generate(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         run_id=run_id,
-        warehouse=_warehouse(warehouse),
     )
-    _run(generate_hardedit_candidates, arguments, prefect)
+    result = run_stage(
+        config, _warehouse(warehouse), prefect=prefect, flow=generate_hardedit_candidates, plain=run_generation
+    )
+    print_json(result)
 
 
 @hardedit_app.command("filter")
@@ -116,11 +111,14 @@ def filter_(
 ) -> None:
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
     from editcollapse.orchestration.flows.hardedit import filter_hardedit
+    from editcollapse.stages.hardedit.config import FilterConfig
+    from editcollapse.stages.hardedit.runs import run_filter
 
-    arguments = dict(
-        reference_models=model or None,
+    config = make_config(
+        FilterConfig,
+        reference_models=tuple(model or FilterConfig.reference_models),
         method=method,
-        candidate_run_ids=run or None,
+        candidate_runs=tuple(run or ()),
         limit=limit,
         ppl_corpus=ppl_corpus,
         threshold=threshold,
@@ -128,10 +126,10 @@ def filter_(
         seed=seed,
         export=str(output) if output else None,
         run_id=run_id,
-        warehouse=_warehouse(warehouse),
         device=device,
     )
-    _run(filter_hardedit, arguments, prefect)
+    result = run_stage(config, _warehouse(warehouse), prefect=prefect, flow=filter_hardedit, plain=run_filter)
+    print_json(result)
 
 
 @hardedit_app.command("subjects")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,3 +30,16 @@ def figures_markdown(paths: Iterable[str | Path]) -> str:
     return "\n".join(
         f"### {Path(path).stem}\n\n![{Path(path).stem}]({png_data_uri(path)})\n\n`{path}`\n" for path in paths
     )
+
+
+def publish_summary(key: str, summary: Mapping[str, Any]) -> None:
+    """``summary`` as a ``| field | value |`` markdown artifact; skipped outside a flow or task run
+    (``.fn`` calls: creating one there would start a temporary Prefect server)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from editcollapse.orchestration.run_context import in_prefect_run
+
+    if not in_prefect_run():
+        return
+    lines = ["| field | value |", "|---|---|"] + [f"| {k} | {json.dumps(v, default=str)} |" for k, v in summary.items()]
+    create_markdown_artifact(markdown="\n".join(lines), key=key)

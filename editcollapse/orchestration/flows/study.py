@@ -34,6 +34,7 @@ from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 from editcollapse.orchestration.runners import LOCAL
 from editcollapse.stages.hardcf.select import HardCFConfig
+from editcollapse.stages.hardedit.config import DEFAULT_LOCAL_MODEL, FilterConfig, GenerationConfig
 from editcollapse.warehouse.store import Warehouse
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")
@@ -56,10 +57,8 @@ def _headline(stage: str, result: dict[str, Any]) -> str:
             + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
             for line in result["summary"]
         )
-    if stage == "hardedit-generate":
-        return f"{result.get('unique_valid')} valid candidates of {result.get('records_parsed')} parsed"
-    if stage == "hardedit-filter":
-        return f"{result['kept']} of {result['candidates']} kept (ppl > {result['threshold']:g})"
+    if stage in ("hardedit-generate", "hardedit-filter"):
+        return result.headline()
     if stage == "downstream":
         return f"{len(result['rows'])} scores, {len(result['failed'])} failed edits; plot {result['plot']}"
     if stage == "analysis":
@@ -179,15 +178,17 @@ def editcollapse_study(
             generated = run(
                 "hardedit-generate",
                 generate_hardedit_candidates,
-                backend=hardedit_backend,
-                n_calls=hardedit_calls,
-                model=None if local else hardedit_model,
-                local_model=(hardedit_model if local and hardedit_model else "smollm2-135m"),
-                base_url=hardedit_base_url,
-                seed=seed,
+                config=GenerationConfig(
+                    backend=hardedit_backend,
+                    n_calls=hardedit_calls,
+                    model=None if local else hardedit_model,
+                    local_model=(hardedit_model if local and hardedit_model else DEFAULT_LOCAL_MODEL),
+                    base_url=hardedit_base_url,
+                    seed=seed,
+                ),
                 warehouse=root,
             )
-            if generated is not None and not generated.get("unique_valid"):
+            if generated is not None and not generated.unique_valid:
                 lines.append(
                     {
                         "stage": "hardedit-filter",
@@ -200,16 +201,18 @@ def editcollapse_study(
                 run(
                     "hardedit-filter",
                     filter_hardedit,
-                    reference_models=[model],
-                    method=method,
-                    candidate_run_ids=[generated["run_id"]],
-                    limit=hardedit_limit,
-                    ppl_corpus=ppl_corpus,
-                    threshold=threshold,
-                    shard_size=shard_size,
-                    seed=seed,
+                    config=FilterConfig(
+                        reference_models=(model,),
+                        method=method,
+                        candidate_runs=(generated.run_id,),
+                        limit=hardedit_limit,
+                        ppl_corpus=ppl_corpus,
+                        threshold=threshold,
+                        shard_size=shard_size,
+                        seed=seed,
+                        device=device,
+                    ),
                     warehouse=root,
-                    device=device,
                 )
         elif stage == "downstream":
             run(

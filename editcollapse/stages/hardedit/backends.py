@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Messages = list[dict[str, str]]
+BACKENDS = ("local", "openai")  # a transformers chat model; an OpenAI-compatible endpoint
 
 
 class BudgetExhausted(RuntimeError):
@@ -315,4 +316,4 @@ def build_backend(
             backoff_initial_s=backoff_initial_s,
         )
         return OpenAIChatBackend(config, budget=budget, rng=random.Random(seed))
-    raise ValueError(f"unknown backend {backend!r}: use 'local' or 'openai'")
+    raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

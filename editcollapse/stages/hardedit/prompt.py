@@ -21,6 +21,7 @@ from string import Template
 from editcollapse.stages.hardedit.subjects import is_single_word
 
 TEMPLATE_FILE = "prompt_template.md"
+PAPER_SEEDS = "paper"  # the seed source naming the packaged cases quoted from the paper
 PAPER_SEEDS_FILE = "seeds_paper.json"
 PLACEHOLDERS = ("seed_examples", "subject_list", "excluded_subjects", "n_points")
 
@@ -67,14 +68,14 @@ def _paper_seeds() -> list[SeedExample]:
     ]
 
 
-def load_seed_examples(source: str = "paper", *, single_word_only: bool = True) -> list[SeedExample]:
+def load_seed_examples(source: str = PAPER_SEEDS, *, single_word_only: bool = True) -> list[SeedExample]:
     """Seed examples: ``"paper"`` (the packaged cases quoted from the paper) or any ``load_cases`` source.
 
     ``source`` may be ``"hardcf"``, a HardCF/HardEdit/CounterFact JSON file, … — whatever
     ``editcollapse.datasets.load_cases`` reads. ``single_word_only`` drops seeds whose subject is
     not one word: the prompt demands one-word subjects, and multi-word seeds contradict it.
     """
-    if source == "paper":
+    if source == PAPER_SEEDS:
         seeds = _paper_seeds()
     else:
         from editcollapse.datasets import load_cases

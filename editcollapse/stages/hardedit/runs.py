@@ -10,7 +10,8 @@ set of parameters; running again with the same parameters resumes it (finished c
 case, measure ME-PPL-50, restore) of the valid candidates on each reference model, keep those
 that collapsed it, write ``hardedit`` rows and the JSON export.
 
-Both record a ``runs`` row. ``gpu`` is a context manager factory held around the work that
+Both take their parameters as a config (:mod:`editcollapse.stages.hardedit.config`), record a
+``runs`` row and return a typed result. ``gpu`` is a context manager factory held around the work that
 occupies the GPU (the Prefect flows pass ``gpu_slot``); ``log`` receives the progress lines.
 """
 
@@ -22,15 +23,17 @@ import logging
 import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.stages.hardedit.backends import build_backend
 from editcollapse.stages.hardedit.candidates import filter_rows, load_candidates, valid_subjects
+from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
 from editcollapse.stages.hardedit.generate import GenerationSettings, generate, summarise
 from editcollapse.stages.hardedit.prompt import load_seed_examples, load_template
 from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, write_export
 from editcollapse.stages.hardedit.subjects import load_subject_repository
+from editcollapse.stages.result import StageResult
 from editcollapse.warehouse import Warehouse, build_catalog
 from editcollapse.warehouse.runs import finish_run, start_run
 
@@ -46,73 +49,92 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class GenerationResult(StageResult):
+    """A generation run: its id and generator, the calls made now and the verdicts on their records."""
+
+    run_id: str
+    model: str  # the generator (the local model or the endpoint's model)
+    backend: str
+    calls: int  # calls made by this invocation (a resumed run skips the stored ones)
+    skipped_calls: int  # calls already stored by an earlier invocation of the same run
+    failed_calls: int  # calls that yielded no record (request failed for good, no JSON)
+    requests: int  # requests sent, retries included
+    prompt_tokens: int
+    completion_tokens: int
+    records_parsed: int
+    valid_before_dedupe: int
+    unique_valid: int
+    rejected_by_reason: dict[str, int]  # check name → records rejected by it, most frequent first
+    budget: dict[str, int]  # {"requests": n, "tokens": n} spent
+
+    def headline(self) -> str:
+        return f"{self.unique_valid} valid candidates of {self.records_parsed} parsed"
+
+
+@dataclass(frozen=True)
+class FilterResult(StageResult):
+    """A filter run: how many candidates were edited and kept, and where the kept ones went."""
+
+    run_id: str
+    candidates: int
+    ppl_corpus: str
+    threshold: float
+    kept: int  # candidates kept on any reference model (the export's records)
+    errors: int  # candidate × model rows without a measured perplexity
+    kept_per_model: dict[str, int]
+    export: str
+
+    def headline(self) -> str:
+        return f"{self.kept} of {self.candidates} kept (ppl > {self.threshold:g})"
+
+
 def run_generation(
-    backend: str = "local",
-    n_calls: int = 5,
+    config: GenerationConfig,
+    warehouse: Warehouse,
     *,
-    local_model: str = "smollm2-135m",
-    model: str | None = None,
-    base_url: str | None = None,
-    seed: int = 0,
-    seeds_source: str = "paper",
-    n_seeds: int = 30,
-    subjects_file: str | None = None,
-    template_file: str | None = None,
-    subjects_per_prompt: int = 10,
-    n_points: int = 10,
-    max_requests: int | None = None,
-    max_tokens: int | None = None,
-    requests_per_minute: float | None = 20.0,
-    max_new_tokens: int = 1024,
-    temperature: float | None = None,
-    dedupe_across_runs: bool = True,
-    run_id: str | None = None,
-    warehouse: str | None = None,
-    timeout_s: float | None = None,
-    max_retries: int | None = None,
-    backoff_initial_s: float | None = None,
     gpu: GpuSlot = nullcontext,
     log: Log = logging.getLogger(__name__),
-) -> dict[str, Any]:
-    """Generate HardEdit candidates; return the run's counts (calls, parsed, valid, unique, rejections)."""
-    store = Warehouse(warehouse)
-    template = load_template(template_file)
-    repository = load_subject_repository(subjects_file)
-    seeds = load_seed_examples(seeds_source)
-    if len(seeds) > n_seeds:
-        seeds = random.Random(seed).sample(seeds, n_seeds)
+) -> GenerationResult:
+    """Generate HardEdit candidates, store every call's rows; return the run's counts."""
+    template = load_template(config.template_file)
+    repository = load_subject_repository(config.subjects_file)
+    seeds = load_seed_examples(config.seeds_source)
+    if len(seeds) > config.n_seeds:
+        seeds = random.Random(config.seed).sample(seeds, config.n_seeds)
     chat = build_backend(
-        backend,
-        local_model=local_model,
-        model=model,
-        base_url=base_url,
-        max_requests=max_requests,
-        max_tokens=max_tokens,
-        requests_per_minute=requests_per_minute,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-        timeout_s=timeout_s,
-        max_retries=max_retries,
-        backoff_initial_s=backoff_initial_s,
+        config.backend,
+        local_model=config.local_model,
+        model=config.model,
+        base_url=config.base_url,
+        max_requests=config.max_requests,
+        max_tokens=config.max_tokens,
+        requests_per_minute=config.requests_per_minute,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed,
+        timeout_s=config.timeout_s,
+        max_retries=config.max_retries,
+        backoff_initial_s=config.backoff_initial_s,
     )
-    label = local_model if backend == "local" else chat.config.model
+    label = config.local_model if config.backend == "local" else chat.config.model
     parameters = {
-        "backend": f"{backend}:{label}",
-        "n_calls": n_calls,
-        "seed": seed,
+        "backend": f"{config.backend}:{label}",
+        "n_calls": config.n_calls,
+        "seed": config.seed,
         "seeds": [s.to_dict() for s in seeds],
         "template_sha": _digest(template),
         "subjects_sha": _digest(repository.to_dict()),
-        "subjects_per_prompt": subjects_per_prompt,
-        "n_points": n_points,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "dedupe_across_runs": dedupe_across_runs,
+        "subjects_per_prompt": config.subjects_per_prompt,
+        "n_points": config.n_points,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "dedupe_across_runs": config.dedupe_across_runs,
     }
-    run_id = run_id or f"hardedit-gen-{_digest(parameters)}"
+    run_id = config.run_id or f"hardedit-gen-{_digest(parameters)}"
+    n_calls = config.n_calls
     row = start_run(
-        store,
+        warehouse,
         model=label,
         method=GENERATE_METHOD,
         run_id=run_id,
@@ -121,14 +143,14 @@ def run_generation(
         parameters=parameters,
         n_shards=n_calls,
     )
-    done = {i for i in range(n_calls) if store.has_part("hardedit_candidates", label, GENERATE_METHOD, run_id, i)}
-    previous = valid_subjects(store) if dedupe_across_runs else valid_subjects(store, run_id)
+    done = {i for i in range(n_calls) if warehouse.has_part("hardedit_candidates", label, GENERATE_METHOD, run_id, i)}
+    previous = valid_subjects(warehouse) if config.dedupe_across_runs else valid_subjects(warehouse, run_id)
     settings = GenerationSettings(
-        n_calls=n_calls, subjects_per_prompt=subjects_per_prompt, n_points=n_points, seed=seed
+        n_calls=n_calls, subjects_per_prompt=config.subjects_per_prompt, n_points=config.n_points, seed=config.seed
     )
     outcomes = []
     try:
-        with gpu() if backend == "local" else nullcontext():  # a local generator occupies the GPU
+        with gpu() if config.backend == "local" else nullcontext():  # a local generator occupies the GPU
             for outcome in generate(
                 chat,
                 repository=repository,
@@ -138,7 +160,7 @@ def run_generation(
                 previous_subjects=previous,
                 skip=done,
             ):
-                store.write_part(
+                warehouse.write_part(
                     "hardedit_candidates",
                     outcome_rows(outcome, run_id),
                     model=label,
@@ -155,19 +177,11 @@ def run_generation(
                     f" ({outcome.failure})" if outcome.failure else "",
                 )
     except BaseException:
-        finish_run(store, label, GENERATE_METHOD, row, status="failed")
+        finish_run(warehouse, label, GENERATE_METHOD, row, status="failed")
         raise
-    summary = summarise(outcomes)
-    summary.update(
-        run_id=run_id,
-        model=label,
-        backend=chat.name,
-        skipped_calls=len(done),
-        budget={"requests": chat.budget.requests, "tokens": chat.budget.tokens},
-    )
-    stored = store.read("hardedit_candidates", run_id=run_id).to_pylist()
+    stored = warehouse.read("hardedit_candidates", run_id=run_id).to_pylist()
     finish_run(
-        store,
+        warehouse,
         label,
         GENERATE_METHOD,
         row,
@@ -175,45 +189,38 @@ def run_generation(
         n_cases=sum(r["valid"] for r in stored),
         n_errors=sum(r["sample_index"] == -1 for r in stored),
     )
-    build_catalog(store)
-    return summary
+    build_catalog(warehouse)
+    return GenerationResult(
+        run_id=run_id,
+        model=label,
+        backend=chat.name,
+        skipped_calls=len(done),
+        budget={"requests": chat.budget.requests, "tokens": chat.budget.tokens},
+        **summarise(outcomes),
+    )
 
 
 def run_filter(
-    reference_models: list[str] | None = None,
-    *,
-    method: str = "rome",
-    candidate_run_ids: list[str] | None = None,
-    limit: int | None = None,
-    ppl_corpus: str = DEFAULT_PPL_CORPUS,
-    threshold: float = COLLAPSE_THRESHOLD,
-    shard_size: int = 10,
-    seed: int = 0,
-    export: str | None = None,
-    run_id: str | None = None,
-    warehouse: str | None = None,
-    device: str | None = None,
-    gpu: GpuSlot = nullcontext,
-    log: Log = logging.getLogger(__name__),
-) -> dict[str, Any]:
+    config: FilterConfig, warehouse: Warehouse, *, gpu: GpuSlot = nullcontext, log: Log = logging.getLogger(__name__)
+) -> FilterResult:
     """Single-edit sweep of the valid candidates on each reference model; keep those that collapsed it.
 
     Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
-    the paper's JSON form to ``export`` (default ``<warehouse>/exports/<run id>.json``); returns a summary.
+    the paper's JSON form to ``config.export`` (default ``<warehouse>/exports/<run id>.json``).
     """
     from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.run import run_sweep
 
-    models = reference_models or ["smollm2-135m"]
-    store = Warehouse(warehouse)
-    candidates = load_candidates(store, candidate_run_ids, limit)
+    models, method, threshold = list(config.reference_models), config.method, config.threshold
+    candidate_runs = list(config.candidate_runs) or None
+    candidates = load_candidates(warehouse, candidate_runs, config.limit)
     if not candidates:
         raise ValueError(
-            f"no valid HardEdit candidates in {store.root} "
-            f"(runs: {candidate_run_ids or 'all'}): run generate_hardedit_candidates first"
+            f"no valid HardEdit candidates in {warehouse.root} "
+            f"(runs: {candidate_runs or 'all'}): run generate_hardedit_candidates first"
         )
     cases = [candidate_case(c) for c in candidates]
-    corpus = resolve_ppl_corpus(ppl_corpus)
+    corpus = resolve_ppl_corpus(config.ppl_corpus)
     candidate_set = _digest(sorted(c["candidate_id"] for c in candidates))
     parameters = {
         "models": models,
@@ -222,12 +229,12 @@ def run_filter(
         "n_candidates": len(cases),
         "ppl_corpus": corpus,
         "threshold": threshold,
-        "seed": seed,
+        "seed": config.seed,
     }
-    run_id = run_id or f"hardedit-filter-{_digest(parameters)}"
+    run_id = config.run_id or f"hardedit-filter-{_digest(parameters)}"
     label = "+".join(models)
     row = start_run(
-        store,
+        warehouse,
         model=label,
         method=method,
         run_id=run_id,
@@ -245,23 +252,23 @@ def run_filter(
                 model=name,
                 method=method,
                 dataset=f"hardedit-candidates@{candidate_set}",
-                shard_size=shard_size,
+                shard_size=config.shard_size,
                 ppl_corpus=corpus,
                 threshold=threshold,
-                seed=seed,
-                device=device,
+                seed=config.seed,
+                device=config.device,
             )
             with gpu():  # one model-editing job per GPU
-                sweep = run_sweep(spec, store, cases=cases)
+                sweep = run_sweep(spec, warehouse, cases=cases)
             rows = filter_rows(
                 candidates,
-                store.read("ppl", model=name, method=method, run_id=spec.run_id).to_pylist(),
-                store.read("edits", model=name, method=method, run_id=spec.run_id).to_pylist(),
+                warehouse.read("ppl", model=name, method=method, run_id=spec.run_id).to_pylist(),
+                warehouse.read("edits", model=name, method=method, run_id=spec.run_id).to_pylist(),
                 run_id=run_id,
                 reference_model=name,
                 threshold=threshold,
             )
-            store.write_part("hardedit", rows, model=name, method=method, run_id=run_id, shard="all")
+            warehouse.write_part("hardedit", rows, model=name, method=method, run_id=run_id, shard="all")
             all_rows.extend(rows)
             log.info(
                 "%s: sweep %s, %d of %d candidates kept (ppl > %g)",
@@ -272,19 +279,20 @@ def run_filter(
                 threshold,
             )
     except BaseException:
-        finish_run(store, label, method, row, status="failed")
+        finish_run(warehouse, label, method, row, status="failed")
         raise
     records = export_records(all_rows)
-    summary: dict[str, Any] = {
-        "run_id": run_id,
-        "candidates": len(cases),
-        "ppl_corpus": corpus,
-        "threshold": threshold,
-        "kept": len(records),
-        "errors": sum(r["error"] is not None for r in all_rows),
-        "kept_per_model": {m: sum(r["kept"] for r in all_rows if r["reference_model"] == m) for m in models},
-    }
-    summary["export"] = str(write_export(export or store.local_dir / "exports" / f"{run_id}.json", records))
-    finish_run(store, label, method, row, status="completed", n_collapsed=len(records), n_errors=summary["errors"])
-    build_catalog(store)
-    return summary
+    errors = sum(r["error"] is not None for r in all_rows)
+    export = write_export(config.export or warehouse.local_dir / "exports" / f"{run_id}.json", records)
+    finish_run(warehouse, label, method, row, status="completed", n_collapsed=len(records), n_errors=errors)
+    build_catalog(warehouse)
+    return FilterResult(
+        run_id=run_id,
+        candidates=len(cases),
+        ppl_corpus=corpus,
+        threshold=threshold,
+        kept=len(records),
+        errors=errors,
+        kept_per_model={m: sum(r["kept"] for r in all_rows if r["reference_model"] == m) for m in models},
+        export=str(export),
+    )
