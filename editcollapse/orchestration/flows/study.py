@@ -33,7 +33,10 @@ from editcollapse.orchestration.flows.hardedit import filter_hardedit, generate_
 from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 from editcollapse.orchestration.runners import LOCAL
+from editcollapse.stages.analysis.run import AnalysisConfig
+from editcollapse.stages.downstream.pipeline import DownstreamConfig
 from editcollapse.stages.hardcf.select import HardCFConfig
+from editcollapse.stages.sequential.run import SequentialConfig
 from editcollapse.warehouse.store import Warehouse
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")
@@ -51,19 +54,15 @@ def _headline(stage: str, result: dict[str, Any]) -> str:
     if stage == "hardcf":
         return result.headline()
     if stage == "sequential":
-        return "; ".join(
-            f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
-            + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
-            for line in result["summary"]
-        )
+        return result.headline()
     if stage == "hardedit-generate":
         return f"{result.get('unique_valid')} valid candidates of {result.get('records_parsed')} parsed"
     if stage == "hardedit-filter":
         return f"{result['kept']} of {result['candidates']} kept (ppl > {result['threshold']:g})"
     if stage == "downstream":
-        return f"{len(result['rows'])} scores, {len(result['failed'])} failed edits; plot {result['plot']}"
+        return result.headline()
     if stage == "analysis":
-        return f"{sum(len(rows) for rows in result['tables'].values())} table rows → {result['report']}"
+        return result.headline()
     return ""
 
 
@@ -163,15 +162,17 @@ def editcollapse_study(
             run(
                 "sequential",
                 sequential_editing,
-                model=model,
-                method=method,
-                hard_source="hardcf",
-                dataset=dataset,
-                n_edits=sequential_edits,
-                trials=sequential_trials,
-                seed=seed,
-                ppl_corpus=ppl_corpus,
-                threshold=threshold,
+                config=SequentialConfig(
+                    model=model,
+                    method=method,
+                    hard_source="hardcf",
+                    dataset=dataset,
+                    n_edits=sequential_edits,
+                    trials=sequential_trials,
+                    seed=seed,
+                    ppl_corpus=ppl_corpus,
+                    threshold=threshold,
+                ),
                 warehouse=root,
             )
         elif stage == "hardedit":
@@ -215,20 +216,22 @@ def editcollapse_study(
             run(
                 "downstream",
                 downstream_eval,
-                model=model,
-                edits=downstream_edits,
-                tasks=downstream_tasks,
-                limit=downstream_limit,
-                method=method,
-                k=downstream_k,
-                source_run=sweep_run,
-                ppl_corpus=ppl_corpus,
-                seed=seed,
+                config=DownstreamConfig(
+                    model=model,
+                    edits=downstream_edits,
+                    tasks=tuple(downstream_tasks or ()),
+                    limit=downstream_limit,
+                    method=method,
+                    k=downstream_k,
+                    source_run=sweep_run,
+                    ppl_corpus=ppl_corpus,
+                    seed=seed,
+                    device=device,
+                ),
                 warehouse=root,
-                device=device,
             )
         elif stage == "analysis":
-            run("analysis", analyse_study, warehouse=root, threshold=threshold)
+            run("analysis", analyse_study, config=AnalysisConfig(threshold=threshold), warehouse=root)
         update_progress_artifact(progress, 100.0 * (done + 1) / len(chosen))
     create_table_artifact(
         lines,
