@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from editcollapse.stages.analysis.run import SECTIONS, run_analysis
+from editcollapse.stages.analysis.run import SECTIONS, AnalysisConfig, run_analysis
 from editcollapse.warehouse import Warehouse
 
 
@@ -106,36 +106,38 @@ def _fill(store: Warehouse) -> None:
 def test_analysis_tables_figures_and_report(tmp_path, root) -> None:
     store = Warehouse(tmp_path / "wh" if root == "dir" else f"memory://analysis-{tmp_path.name}")
     _fill(store)
-    result = run_analysis(store, tmp_path / "out")
-    single = {row["model"]: row for row in result["tables"]["single_edit"]}
+    result = run_analysis(AnalysisConfig(output=str(tmp_path / "out")), store)
+    single = {row["model"]: row for row in result.tables["single_edit"]}
     assert single["m1"]["cases"] == 4 and single["m1"]["collapsed"] == 2 and single["m1"]["nonfinite"] == 1
     assert single["m1"]["collapsed_pct"] == 50.0 and single["m1"]["median"] == 30.0
     assert single["m1"]["unedited_ppl"] == 10.0 and single["m1"]["dataset"] == "geofacts"
     assert single["m2"]["cases"] == 1 and single["m2"]["collapsed"] == 0
-    hard = {(row["stage"], row["model"]): (row["cases"], row["kept"]) for row in result["tables"]["hard_cases"]}
+    hard = {(row["stage"], row["model"]): (row["cases"], row["kept"]) for row in result.tables["hard_cases"]}
     assert hard == {("hardcf", "m1"): (2, 2), ("hardedit", "m1"): (3, 1)}
-    sequential = {row["group"]: row for row in result["tables"]["sequential"]}
+    sequential = {row["group"]: row for row in result.tables["sequential"]}
     assert sequential["hard"]["collapsed"] == 1 and sequential["hard"]["first_collapse_step"] == 2
     assert sequential["normal"]["collapsed"] == 0 and sequential["normal"]["median_final_ppl"] == 12.0
-    (correlation,) = result["tables"]["downstream"]
+    (correlation,) = result.tables["downstream"]
     assert correlation["n"] == 4 and correlation["pearson_r_log10ppl"] < -0.9 and correlation["spearman_rho"] == -1.0
-    figures = [f for section in SECTIONS for f in result["figures"][section]]
+    figures = [f for section in SECTIONS for f in result.figures[section]]
     assert len(figures) == 4  # single-edit histogram, two sequential curves, one downstream scatter
     for figure in figures:
         with open(figure, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(result["files"]["single_edit"]) as handle:
+    with open(result.files["single_edit"]) as handle:
         assert len(list(csv.DictReader(handle))) == 2
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Sequential editing" in report and "(single-edit-ppl.png)" in report
+    assert result.report == str(tmp_path / "out" / "report.md")
+    assert result.headline() == f"{2 + 2 + 2 + 1} table rows → {result.report}"
 
 
 def test_analysis_of_an_empty_warehouse_says_so(tmp_path) -> None:
-    result = run_analysis(tmp_path / "empty", tmp_path / "out")
-    assert all(rows == [] for rows in result["tables"].values())
+    result = run_analysis(AnalysisConfig(output=str(tmp_path / "out")), Warehouse(tmp_path / "empty"))
+    assert all(rows == [] for rows in result.tables.values())
     assert "_no rows yet_" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="unknown analysis section"):
-        run_analysis(tmp_path / "empty", tmp_path / "out", sections=["nope"])
+        AnalysisConfig(sections=("nope",))
 
 
 def test_analyse_command(tmp_path) -> None:

@@ -48,21 +48,22 @@ def setup(tmp_path_factory):
 
 
 def test_flow_stores_what_the_lm_eval_command_line_prints(setup) -> None:
-    from editcollapse.stages.downstream.pipeline import run_downstream  # the flow's body, without Prefect
+    from editcollapse.stages.downstream.pipeline import DownstreamConfig, run_downstream  # the flow's body
 
-    summary = run_downstream(
+    config = DownstreamConfig(
         model=str(setup / "model"),
         edits="none",
-        tasks=[TASK],
+        tasks=(TASK,),
         limit=None,
         include_path=str(setup / "tasks"),
         ppl_corpus=str(setup / "ppl.json"),
-        warehouse=str(setup / "wh"),
         batch_size=8,
     )
+    result = run_downstream(config, Warehouse(setup / "wh"))
     stored = {row["metric"]: row for row in Warehouse(setup / "wh").read("downstream").to_pylist()}
     assert set(stored) == {"acc", "perplexity"} and stored["acc"]["n"] == 10
-    assert stored["acc"]["edit_ref"] == "baseline" and summary["failed"] == {}
+    assert stored["acc"]["edit_ref"] == "baseline" and result.failed == {}
+    assert result.headline() == f"2 scores, 0 failed edits; plot {result.plot}"
 
     command = [
         sys.executable,
@@ -124,26 +125,27 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from editcollapse.orchestration.flows.downstream import downstream_eval
+    from editcollapse.stages.downstream.pipeline import DownstreamConfig, run_downstream
 
-    params = dict(
-        model=str(setup / "model"),
-        edits="none",
-        tasks=[TASK],
-        limit=5,
-        include_path=str(setup / "tasks"),
-        ppl_corpus=str(setup / "ppl.json"),
-        warehouse=str(setup / "wh-flow"),
-    )
+    config = {  # as a deployment's parameters give it: JSON, validated into the config by Prefect
+        "model": str(setup / "model"),
+        "edits": "none",
+        "tasks": [TASK],
+        "limit": 5,
+        "include_path": str(setup / "tasks"),
+        "ppl_corpus": str(setup / "ppl.json"),
+    }
     with prefect_test_harness(server_startup_timeout=180):
-        summary = downstream_eval(**params)
-    assert {row["n"] for row in summary["rows"]} == {5}
-    assert summary["plot"] is not None and summary["plot"].endswith(".png")
+        result = downstream_eval(config=config, warehouse=str(setup / "wh-flow"))
+    assert {row["n"] for row in result.rows} == {5}
+    assert result.plot is not None and result.plot.endswith(".png")
     parts = Warehouse(setup / "wh-flow").parts("downstream")
     stamps = {p: p.stat().st_mtime_ns for p in parts}
-    from editcollapse.stages.downstream.pipeline import run_downstream
 
-    again = run_downstream(**params)  # same parameters: same run id, nothing re-evaluated
-    assert again["run_id"] == summary["run_id"] and again["rows"] == summary["rows"]
+    again = run_downstream(  # same parameters: same run id, nothing re-evaluated
+        DownstreamConfig(**{**config, "tasks": (TASK,)}), Warehouse(setup / "wh-flow")
+    )
+    assert again.run_id == result.run_id and again.rows == result.rows
     assert {p: p.stat().st_mtime_ns for p in Warehouse(setup / "wh-flow").parts("downstream")} == stamps
 
 
@@ -178,3 +180,13 @@ def test_cli_without_prefect(setup) -> None:
     assert "baseline" in result.output and "perplexity" in result.output and "figure:" in result.output
     rows = Warehouse(setup / "wh-cli").read("downstream").to_pylist()
     assert {(row["metric"], row["n"]) for row in rows} == {("acc", 3), ("perplexity", 3)}
+
+
+def test_cli_refuses_an_invalid_option_in_one_line(setup) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    result = CliRunner().invoke(app, ["downstream", "--batch-size", "0", "-w", str(setup / "wh-bad"), "--no-prefect"])
+    assert result.exit_code == 2 and "batch_size must be at least 1, got 0" in result.output
+    assert not (setup / "wh-bad").exists()

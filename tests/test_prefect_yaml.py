@@ -35,6 +35,8 @@ def test_deployment_resolves(deployment: dict) -> None:
     flow = _load_flow(deployment["entrypoint"])
     validated = flow.validate_parameters(deployment.get("parameters", {}))
     assert set(deployment.get("parameters", {})) <= set(validated)
+    for name, value in deployment.get("parameters", {}).get("config", {}).items():  # into the stage's config class
+        assert getattr(validated["config"], name) == (tuple(value) if isinstance(value, list) else value), name
     assert deployment["work_pool"]["name"] == "editcollapse"
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])

@@ -75,10 +75,11 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from editcollapse.orchestration.flows.sequential import sequential_editing
+    from editcollapse.stages.sequential.run import SequentialConfig
     from editcollapse.warehouse import Warehouse, connect
 
     # the second corpus is the first one again, every 2 edits: where both were measured they agree
-    params = dict(
+    config = SequentialConfig(
         model="tiny-gpt2",
         method="rome",
         hard_source="hardcf",
@@ -88,12 +89,13 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
         ppl_every=2,
         extra_corpus=inputs["ppl_corpus"],
         extra_every=2,
-        **inputs,
+        dataset=inputs["dataset"],
+        ppl_corpus=inputs["ppl_corpus"],
     )
     with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
-        result = sequential_editing(**params)
+        result = sequential_editing(config=config, warehouse=inputs["warehouse"])
     warehouse = Warehouse(inputs["warehouse"])
-    rows = warehouse.read("sequential", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()
+    rows = warehouse.read("sequential", model="tiny-gpt2", method="rome", run_id=result.run_id).to_pylist()
     assert {(r["group"], r["trial"]) for r in rows} == {("hard", 0), ("normal", 0)}
     hard = sorted((r for r in rows if r["group"] == "hard"), key=lambda r: r["step"])
     # the collapsed case plus the two highest single-edit perplexities (5 and 3), in a seeded order
@@ -127,21 +129,25 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
         for r in hard
         if r["extra_ppl_mean"] is not None
     )
-    assert len(result["figures"]) == 3
-    assert all(Path(figure).stat().st_size > 1000 for figure in result["figures"])
-    run = warehouse.read("runs", model="tiny-gpt2", method="rome", run_id=result["run_id"]).to_pylist()[0]
+    assert len(result.plots) == 3
+    assert all(Path(figure).stat().st_size > 1000 for figure in result.plots)
+    run = warehouse.read("runs", model="tiny-gpt2", method="rome", run_id=result.run_id).to_pylist()[0]
     assert run["status"] == "completed" and run["stage"] == "sequential" and run["n_cases"] == 6
     count = (
         connect(inputs["warehouse"])
-        .execute("select count(*) from sequential where run = ?", [result["run_id"]])
+        .execute("select count(*) from sequential where run = ?", [result.run_id])
         .fetchone()[0]
     )
     assert count == 8
 
     parts = warehouse.parts("sequential")
     stamps = {p: p.stat().st_mtime_ns for p in parts}
-    again = sequential_editing.fn(**params)  # same parameters: same run, read back, nothing recomputed
-    assert again["run_id"] == result["run_id"] and again["summary"] == result["summary"]
+    again = sequential_editing.fn(config, inputs["warehouse"])  # same config: same run, read back, nothing recomputed
+    assert again.run_id == result.run_id and again.summary == result.summary
+    assert [(line["group"], line["edits"]) for line in result.summary] == [("hard", 3), ("normal", 3)]
+    assert (
+        result.headline().startswith("hard trial 0: 3 edits, ") and "; normal trial 0: 3 edits, " in result.headline()
+    )
     assert {p: p.stat().st_mtime_ns for p in warehouse.parts("sequential")} == stamps
 
 
@@ -191,3 +197,13 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
         (2, True),
         (2, True),
     ]
+
+
+def test_cli_refuses_an_invalid_option_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    result = CliRunner().invoke(app, ["sequential", "--n-edits", "0", "-w", str(tmp_path / "wh"), "--no-prefect"])
+    assert result.exit_code == 2 and "n_edits and trials must be ≥ 1, got 0 and 3" in result.output
+    assert not (tmp_path / "wh").exists()

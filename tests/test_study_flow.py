@@ -123,8 +123,8 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     stages = dict(session.execute("SELECT stage, count(*) FROM runs GROUP BY stage").fetchall())
     assert {"single_edit_sweep", "sequential", "hardedit_generation", "hardedit_filter"} <= set(stages)
     analysis = result["results"]["analysis"]
-    assert len(analysis["tables"]["single_edit"]) == 2  # the sweep and the HardEdit filter's sweep
-    assert all(f.endswith(".png") for section in analysis["figures"].values() for f in section)
+    assert len(analysis.tables["single_edit"]) == 2  # the sweep and the HardEdit filter's sweep
+    assert all(f.endswith(".png") for section in analysis.figures.values() for f in section)
 
 
 def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
 
 
@@ -58,16 +59,16 @@ def downstream(
 
     from editcollapse.orchestration.flows.downstream import downstream_eval
     from editcollapse.stages.downstream.catalog import PAPER_TASKS
-    from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
+    from editcollapse.stages.downstream.pipeline import DownstreamConfig, default_tasks, run_downstream
 
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else default_tasks(mmlu_file)
     if paper_tasks:
         names += [name for name in PAPER_TASKS if name not in names]
-    runner = downstream_eval if prefect else run_downstream
-    result = runner(
+    config = make_config(
+        DownstreamConfig,
         model=model,
         edits=edits,
-        tasks=names,
+        tasks=tuple(names),
         limit=limit or None,
         method=method,
         k=k,
@@ -81,14 +82,20 @@ def downstream(
         bootstrap_iters=bootstrap_iters,
         seed=seed,
         run_id=run_id,
-        warehouse=None if warehouse is None else str(warehouse),
         device=device,
     )
+    result = run_stage(
+        config,
+        None if warehouse is None else str(warehouse),
+        prefect=prefect,
+        flow=downstream_eval,
+        plain=run_downstream,
+    )
     console = formatting.console()
-    scores = Table(title=f"downstream run {result['run_id']}")
+    scores = Table(title=f"downstream run {result.run_id}")
     for column in ("edit", "ME-PPL", "task", "metric", "value", "stderr", "n"):
         scores.add_column(column)
-    for row in sorted(result["rows"], key=lambda r: (r["edit_ref"] != "baseline", -r["ppl_mean"], r["task"])):
+    for row in sorted(result.rows, key=lambda r: (r["edit_ref"] != "baseline", -r["ppl_mean"], r["task"])):
         scores.add_row(
             row["edit_ref"],
             cell(row["ppl_mean"]),
@@ -103,13 +110,13 @@ def downstream(
     for column in ("task", "metric", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"):
         stats.add_column(column)
     numbers = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")
-    for line in result["correlations"]:
+    for line in result.correlations:
         stats.add_row(line["task"], line["metric"], str(line["n"]), *(cell(line[c]) for c in numbers))
     console.print(stats)
-    for name, why in {**result["failed"], **result["unreachable"]}.items():
+    for name, why in {**result.failed, **result.unreachable}.items():
         console.print(f"[yellow]skipped {name}: {why}")
-    if result["plot"]:
-        console.print(f"figure: {result['plot']}")
+    if result.plot:
+        console.print(f"figure: {result.plot}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ import os
 
 import typer
 
+from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
@@ -86,19 +87,14 @@ def analyse(
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
-    if prefect:
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        from editcollapse.orchestration.flows.analysis import analyse_study
+    from editcollapse.orchestration.flows.analysis import analyse_study
+    from editcollapse.stages.analysis.run import AnalysisConfig, run_analysis
 
-        result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
-    else:
-        from editcollapse.stages.analysis.run import run_analysis
-
-        result = run_analysis(warehouse, output, threshold=threshold)
-    for section, rows in result["tables"].items():
-        typer.echo(f"{section}: {len(rows)} row(s), {len(result['figures'].get(section, []))} figure(s)")
-    typer.echo(f"report: {result['report']}")
+    config = make_config(AnalysisConfig, threshold=threshold, output=output)
+    result = run_stage(config, warehouse, prefect=prefect, flow=analyse_study, plain=run_analysis)
+    for section, rows in result.tables.items():
+        typer.echo(f"{section}: {len(rows)} row(s), {len(result.figures.get(section, []))} figure(s)")
+    typer.echo(f"report: {result.report}")
 
 
 def register(app: typer.Typer) -> None:

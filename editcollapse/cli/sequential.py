@@ -8,6 +8,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 
 
@@ -41,32 +42,39 @@ def sequential(
     from rich.table import Table
 
     from editcollapse.orchestration.flows.sequential import sequential_editing
+    from editcollapse.stages.sequential.run import SequentialConfig
 
-    if not prefect:  # Prefect shows the flow's log lines; a plain run prints them through logging
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    runner = sequential_editing if prefect else sequential_editing.fn
-    result = runner(
+    config = make_config(
+        SequentialConfig,
         model=model,
         method=method,
         hard_source=hard_source,
+        dataset=dataset,
         n_edits=n_edits,
         trials=trials,
         seed=seed,
         ppl_corpus=ppl_corpus,
         ppl_every=ppl_every,
-        dataset=dataset,
         threshold=threshold,
         group_size=group_size,
-        warehouse=None if warehouse is None else str(warehouse),
-        run_id=run_id,
-        ppl_batch_size=ppl_batch_size,
         extra_corpus=extra_corpus,
         extra_every=extra_every,
         sweep_run=sweep_run,
+        run_id=run_id,
+        ppl_batch_size=ppl_batch_size,
     )
-    table = Table(title=f"sequential run {result['run_id']}")
+    if not prefect:  # Prefect shows the flow's log lines; a plain run prints them through logging
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    result = run_stage(
+        config,
+        None if warehouse is None else str(warehouse),
+        prefect=prefect,
+        flow=sequential_editing,
+        plain=lambda config, store: sequential_editing.fn(config, store.location),  # with the per-step log lines
+    )
+    table = Table(title=f"sequential run {result.run_id}")
     columns = (
         "group",
         "trial",
@@ -83,11 +91,11 @@ def sequential(
         columns = (*columns[:5], "baseline_extra_ppl", "final_extra_ppl", *columns[5:])
     for column in columns:
         table.add_column(column)
-    for line in result["summary"]:
+    for line in result.summary:
         table.add_row(*(cell(line[column]) for column in columns))
     console = formatting.console()
     console.print(table)
-    for figure in result["figures"]:
+    for figure in result.plots:
         console.print(f"figure: {figure}")
 
 

@@ -5,7 +5,7 @@ named after it, a progress artifact while it runs, the rows in the ``sequential`
 figures as PNG in the run's folder and as a markdown artifact, a summary table artifact, and one
 ``runs`` row. The run id defaults to a digest of the parameters, so running the same command
 again resumes: finished trajectories are read back, an interrupted one continues from its last
-stored step. ``sequential_editing.fn(...)`` runs it without Prefect.
+stored step. ``sequential_editing.fn(config, warehouse)`` runs it without Prefect.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.orchestration.ops.setup import GPU_TAG
 from editcollapse.orchestration.run_context import in_prefect_run, run_logger
-from editcollapse.stages.sequential.run import SequentialConfig, Trajectory, run_one, run_sequential
+from editcollapse.stages.sequential.run import SequentialConfig, SequentialResult, Trajectory, run_one, run_sequential
+from editcollapse.warehouse.store import Warehouse
 
 STAGE = "sequential"
 
@@ -86,58 +86,14 @@ def _publish(lines: list[dict[str, Any]], figures: list[Path], run_id: str) -> N
 
 
 @flow(name="sequential-editing", log_prints=True)
-def sequential_editing(
-    model: str = "smollm2-135m",
-    method: str = "rome",
-    hard_source: str = "hardcf",
-    n_edits: int = 20,
-    trials: int = 3,
-    seed: int = 0,
-    ppl_corpus: str = "me-ppl-1k",
-    ppl_every: int = 1,
-    dataset: str = "counterfact",
-    threshold: float = COLLAPSE_THRESHOLD,
-    group_size: int | None = None,
-    warehouse: str | None = None,
-    run_id: str | None = None,
-    ppl_batch_size: int = 16,
-    extra_corpus: str | None = None,
-    extra_every: int = 10,
-    sweep_run: str | None = None,
-) -> dict[str, Any]:
-    """Edit the hard and the normal group sequentially, ``trials`` orderings each; see the module doc.
-
-    ``hard_source``: ``"hardcf"`` (the warehouse's ``hardcf`` table, filled from this model and
-    method's ``ppl`` rows) or a HardCF/HardEdit file. ``dataset``: where the hard ids point and
-    the normal group is drawn from. ``ppl_every``: evaluate perplexity and edit success every k
-    edits (and at the last). ``extra_corpus``: a second perplexity corpus (e.g. ME-PPL-1k) measured
-    every ``extra_every`` edits, at step 0 and at each trajectory's last step; collapse is judged on
-    ``ppl_corpus``. ``sweep_run``: take the hard group from this single-edit sweep only. The unedited
-    model's measurement (step 0) is computed once and shared by the trajectories. Returns the run
-    id, the figures and one summary line per trajectory.
-    """
-    config = SequentialConfig(
-        model=model,
-        method=method,
-        hard_source=hard_source,
-        dataset=dataset,
-        n_edits=n_edits,
-        trials=trials,
-        seed=seed,
-        ppl_corpus=ppl_corpus,
-        ppl_every=ppl_every,
-        threshold=threshold,
-        group_size=group_size,
-        extra_corpus=extra_corpus,
-        extra_every=extra_every,
-        sweep_run=sweep_run,
-    )
+def sequential_editing(config: SequentialConfig = SequentialConfig(), warehouse: str | None = None) -> SequentialResult:
+    """Edit the hard and the normal group sequentially, ``config.trials`` orderings each (see the
+    module doc and :class:`~editcollapse.stages.sequential.run.SequentialConfig`): one task run
+    per trajectory, the unedited model measured once and shared by them."""
     in_run = in_prefect_run()
     return run_sequential(
         config,
-        warehouse,
-        run_id=run_id,
-        ppl_batch_size=ppl_batch_size,
+        Warehouse(warehouse),
         run_trajectory=trajectory_task if in_run else trajectory_task.fn,
         publish=_publish if in_run else None,
         log=run_logger(__name__),

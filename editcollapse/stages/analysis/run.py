@@ -1,5 +1,5 @@
 """The whole analysis in one call, no Prefect: :func:`run_analysis` reads the warehouse and writes,
-into ``output`` (default ``<warehouse local folder>/analysis``):
+into ``AnalysisConfig.output`` (default ``<warehouse local folder>/analysis``):
 
 * ``single-edit-ppl.csv`` / ``.png``: per (model, method, sweep run) the distribution of the
   single-edit ME-PPL — cases, collapsed (> threshold or NaN/inf), quantiles — and a histogram of
@@ -20,63 +20,76 @@ A stage with no rows yet is reported as such, never an error: the analysis runs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.stages.analysis import plots, tables
 from editcollapse.stages.analysis.report import write_report, write_tables
+from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.store import Warehouse
 
 SECTIONS = ("single_edit", "hard_cases", "sequential", "downstream")
 
 
-def check_sections(sections: Sequence[str]) -> None:
-    """Raise ValueError naming any section that is not one of :data:`SECTIONS`."""
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        raise ValueError(f"unknown analysis section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Which sections to write, where, and the collapse threshold they count with."""
+
+    threshold: float = COLLAPSE_THRESHOLD
+    output: str | None = None  # default ``<warehouse local folder>/analysis``
+    sections: tuple[str, ...] = SECTIONS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown analysis section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+
+    def output_dir(self, warehouse: Warehouse) -> Path:
+        """``output``, or the warehouse's local ``analysis`` folder."""
+        return Path(self.output) if self.output is not None else warehouse.local_dir / "analysis"
 
 
-def output_dir(store: Warehouse, output: str | Path | None) -> Path:
-    """``output``, or the warehouse's local ``analysis`` folder."""
-    return Path(output) if output is not None else store.local_dir / "analysis"
+@dataclass(frozen=True)
+class AnalysisResult(StageResult):
+    """The written analysis: its folder, report, CSVs and figures, and every table."""
+
+    output: str
+    report: str
+    files: dict[str, str]  # section → its CSV
+    figures: dict[str, list[str]]  # section → its PNGs
+    tables: dict[str, list[dict[str, Any]]] = bulky()  # section → its rows
+
+    def headline(self) -> str:
+        return f"{sum(len(rows) for rows in self.tables.values())} table rows → {self.report}"
 
 
-def run_analysis(
-    warehouse: str | Warehouse | None = None,
-    output: str | Path | None = None,
-    *,
-    threshold: float = COLLAPSE_THRESHOLD,
-    sections: Sequence[str] = SECTIONS,
-) -> dict[str, Any]:
-    """Write every figure and table of the study (see the module doc); return their paths and the
-    tables. ``sections`` picks a subset of :data:`SECTIONS`."""
-    check_sections(sections)
-    store = Warehouse(warehouse)
-    out = output_dir(store, output)
+def run_analysis(config: AnalysisConfig, warehouse: Warehouse) -> AnalysisResult:
+    """Write every figure and table of ``config.sections`` (see the module doc)."""
+    out = config.output_dir(warehouse)
     out.mkdir(parents=True, exist_ok=True)
-    session = connect(store)
+    session = connect(warehouse)
+    threshold = config.threshold
     found: dict[str, list[dict[str, Any]]] = {}
     figures: dict[str, list[str]] = {}
-    if "single_edit" in sections:
+    if "single_edit" in config.sections:
         found["single_edit"] = tables.single_edit_table(session, threshold)
         figure = plots.plot_single_edit(tables.single_edit_values(session), out / "single-edit-ppl.png", threshold)
         figures["single_edit"] = [str(figure)] if figure else []
-    if "hard_cases" in sections:
+    if "hard_cases" in config.sections:
         found["hard_cases"] = tables.hard_cases_table(session)
         figures["hard_cases"] = []
-    if "sequential" in sections:
+    if "sequential" in config.sections:
         runs = tables.rows_by_run(session, "sequential", '"group", trial, step')
         found["sequential"] = tables.sequential_table(runs)
         limits = {key: tables.run_threshold(session, *key, default=threshold) for key in runs}
         figures["sequential"] = [str(path) for path in plots.plot_sequential(runs, out, limits)]
-    if "downstream" in sections:
+    if "downstream" in config.sections:
         runs = tables.rows_by_run(session, "downstream", "task, metric, edit_ref")
         found["downstream"] = tables.downstream_table(runs)
         figures["downstream"] = [str(path) for path in plots.plot_downstream(runs, out, threshold)]
     files = write_tables(found, out)
-    report = write_report(found, figures, out, store.location)
-    return {"output": str(out), "report": str(report), "tables": found, "files": files, "figures": figures}
+    report = write_report(found, figures, out, warehouse.location)
+    return AnalysisResult(output=str(out), report=str(report), files=files, figures=figures, tables=found)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from editcollapse.stages.downstream.catalog import GEOFACTS_MC, LASTWORD, MMLU_S
 from editcollapse.stages.downstream.correlation import correlations, scatter_plot
 from editcollapse.stages.downstream.runner import load_tasks, task_manager_for
 from editcollapse.stages.downstream.selection import BASELINE_REF, EditRef, select_edits
+from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.store import Warehouse
 
 STAGE = "downstream"
@@ -41,68 +43,103 @@ def default_run_id(parameters: dict[str, Any]) -> str:
     return f"down-{digest[:12]}"
 
 
-def run_downstream(
-    model: str = "smollm2-135m",
-    edits: str = "extremes",
-    tasks: Sequence[str] | None = None,
-    limit: int | None = 50,
-    *,
-    method: str = "rome",
-    k: int = 2,
-    max_edits: int = 10,
-    source_run: str | None = None,
-    ppl_corpus: str = DEFAULT_PPL_CORPUS,
-    include_path: str | None = None,
-    mmlu_file: str | None = None,
-    items: int = 500,
-    batch_size: int = 8,
-    bootstrap_iters: int = 1000,
-    seed: int = 0,
-    run_id: str | None = None,
-    warehouse: str | None = None,
-    device: str | None = None,
-    evaluate: Callable[[EditRef, Any], list[dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
-    """Evaluate the unedited ``model`` and the edited models ``edits`` names on ``tasks``.
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """What a downstream run evaluates (the default run id digests every field but ``run_id`` and
+    ``device``)."""
 
-    ``edits``: ``none``, ``extremes`` (``k`` most and least damaging edits of a sweep), ``hardcf``,
-    ``hardedit``, ``sequential`` or comma-separated case ids (see
-    :func:`editcollapse.stages.downstream.selection.select_edits`). ``tasks``: lm-eval task names and
-    offline suites (default: the offline suites available here); ``include_path`` adds a folder of
-    your own task YAMLs. ``limit``: items per task. ``evaluate(ref, context)`` evaluates one model
-    (default :func:`editcollapse.stages.downstream.evaluate.evaluate_ref`; the flow passes its Prefect
-    task). Returns the run summary.
+    model: str = "smollm2-135m"
+    edits: str = "extremes"  # none | extremes | hardcf | hardedit | sequential | comma-separated case ids
+    tasks: tuple[str, ...] = ()  # lm-eval task names and offline suites (default: the offline suites found here)
+    limit: int | None = 50  # items per task (None: all)
+    method: str = "rome"
+    k: int = 2  # with edits="extremes": how many most and least damaging edits
+    max_edits: int = 10  # with hardcf / hardedit / sequential: at most this many
+    source_run: str | None = None  # the sweep or sequential run to take edits from (default: the largest)
+    ppl_corpus: str = DEFAULT_PPL_CORPUS
+    include_path: str | None = None  # a folder of your own lm-eval task YAMLs
+    mmlu_file: str | None = None  # MMLU JSON for ec_mmlu_sub
+    items: int = 500  # items built per offline suite
+    batch_size: int = 8
+    bootstrap_iters: int = 1000
+    seed: int = 0
+    run_id: str | None = None  # default: a digest of the parameters (same settings → same run → resume)
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "items", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class DownstreamResult(StageResult):
+    """A finished downstream run: every score, the correlations with perplexity and the plot."""
+
+    run_id: str
+    rows: tuple[dict[str, Any], ...] = bulky()  # one per (model, task, metric)
+    correlations: tuple[dict[str, Any], ...]  # per task metric: Pearson (log10 ppl) and Spearman, n
+    plot: str | None
+    failed: dict[str, str]  # edit → why it could not be evaluated
+    unreachable: dict[str, str]  # task → why it could not be loaded
+    baseline_ppl_mean: float
+    recorded_ppl: dict[str, float]  # edit → the perplexity its source table recorded
+
+    def headline(self) -> str:
+        return f"{len(self.rows)} scores, {len(self.failed)} failed edits; plot {self.plot}"
+
+
+def run_downstream(
+    config: DownstreamConfig,
+    warehouse: Warehouse,
+    *,
+    evaluate: Callable[[EditRef, Any], list[dict[str, Any]]] | None = None,
+) -> DownstreamResult:
+    """Evaluate the unedited ``config.model`` and the edited models ``config.edits`` names on
+    ``config.tasks``.
+
+    ``edits``: see :func:`editcollapse.stages.downstream.selection.select_edits`. ``evaluate(ref,
+    context)`` evaluates one model (default :func:`editcollapse.stages.downstream.evaluate.evaluate_ref`;
+    the flow passes its Prefect task).
     """
     from editcollapse.stages.downstream.evaluate import DownstreamContext, evaluate_ref
     from editcollapse.stages.sweep.plan import resolve_ppl_corpus
     from editcollapse.warehouse.runs import finish_run, start_run
 
-    task_names = list(tasks) if tasks else default_tasks(mmlu_file)
-    corpus = resolve_ppl_corpus(ppl_corpus)
+    model, method, limit = config.model, config.method, config.limit
+    task_names = list(config.tasks) or default_tasks(config.mmlu_file)
+    corpus = resolve_ppl_corpus(config.ppl_corpus)
     parameters = {
         "model": model,
         "method": method,
-        "edits": edits,
+        "edits": config.edits,
         "tasks": task_names,
         "limit": limit,
-        "k": k,
-        "max_edits": max_edits,
-        "source_run": source_run,
+        "k": config.k,
+        "max_edits": config.max_edits,
+        "source_run": config.source_run,
         "ppl_corpus": corpus,
-        "include_path": include_path,
-        "mmlu_file": str(mmlu_path(mmlu_file) or ""),
-        "items": items,
-        "batch_size": batch_size,
-        "bootstrap_iters": bootstrap_iters,
-        "seed": seed,
+        "include_path": config.include_path,
+        "mmlu_file": str(mmlu_path(config.mmlu_file) or ""),
+        "items": config.items,
+        "batch_size": config.batch_size,
+        "bootstrap_iters": config.bootstrap_iters,
+        "seed": config.seed,
     }
-    run_id = run_id or default_run_id(parameters)
-    store = Warehouse(warehouse)
-    folder = store.partition_dir(TABLE, model, method, run_id)
+    run_id = config.run_id or default_run_id(parameters)
+    folder = warehouse.partition_dir(TABLE, model, method, run_id)
     refs = [
         BASELINE_REF,
         *select_edits(
-            store, model=model, method=method, edits=edits, k=k, max_edits=max_edits, source_run=source_run, seed=seed
+            warehouse,
+            model=model,
+            method=method,
+            edits=config.edits,
+            k=config.k,
+            max_edits=config.max_edits,
+            source_run=config.source_run,
+            seed=config.seed,
         ),
     ]
     print(
@@ -110,36 +147,38 @@ def run_downstream(
         f" (limit {limit}, perplexity on {corpus})"
     )
     run_row = start_run(
-        store,
+        warehouse,
         model=model,
         method=method,
         run_id=run_id,
         stage=STAGE,
-        dataset=edits,
+        dataset=config.edits,
         parameters=parameters,
         ppl_corpus=corpus,
         threshold=COLLAPSE_THRESHOLD,
     )
     try:
-        suite = prepare_suite(task_names, folder / "suite", mmlu_file=mmlu_file, items=items, seed=seed)
-        includes = [path for path in (suite, include_path) if path is not None]
+        suite = prepare_suite(
+            task_names, folder / "suite", mmlu_file=config.mmlu_file, items=config.items, seed=config.seed
+        )
+        includes = [path for path in (suite, config.include_path) if path is not None]
         loaded_tasks = load_tasks(task_names, task_manager_for(task_names, includes))
         context = DownstreamContext(
-            loaded=_load(model, device, seed),
+            loaded=_load(model, config.device, config.seed),
             tasks=loaded_tasks,
             ppl_texts=_ppl_texts(corpus),
             method=method,
             run_id=run_id,
             limit=limit,
-            batch_size=batch_size,
-            bootstrap_iters=bootstrap_iters,
+            batch_size=config.batch_size,
+            bootstrap_iters=config.bootstrap_iters,
         )
-        failed = _evaluate_all(refs, context, store, model, method, evaluate or evaluate_ref)
+        failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref)
     except BaseException:
-        finish_run(store, model, method, run_row, status="failed")
+        finish_run(warehouse, model, method, run_row, status="failed")
         raise
-    rows = store.read(TABLE, model=model, method=method, run_id=run_id).to_pylist()
-    summary = _summarise(
+    rows = warehouse.read(TABLE, model=model, method=method, run_id=run_id).to_pylist()
+    result = _result(
         rows,
         refs,
         failed,
@@ -149,16 +188,16 @@ def run_downstream(
         title=f"{method} edits of {model}: perplexity ({corpus}) vs downstream",
     )
     finish_run(
-        store,
+        warehouse,
         model,
         method,
         run_row,
         status="completed",
         n_cases=len(refs) - 1,
         n_errors=len(failed),
-        baseline_ppl_mean=summary["baseline_ppl_mean"],
+        baseline_ppl_mean=result.baseline_ppl_mean,
     )
-    return summary
+    return result
 
 
 def _load(model: str, device: str | None, seed: int) -> Any:
@@ -204,7 +243,7 @@ def _evaluate_all(
     return failed
 
 
-def _summarise(
+def _result(
     rows: list[dict[str, Any]],
     refs: list[EditRef],
     failed: dict[str, str],
@@ -212,17 +251,17 @@ def _summarise(
     folder: Path,
     run_id: str,
     title: str,
-) -> dict[str, Any]:
+) -> DownstreamResult:
     baseline = [row["ppl_mean"] for row in rows if row["edit_ref"] == BASELINE_REF.ref]
     recorded = {ref.ref: ref.recorded_ppl for ref in refs}
     plot = scatter_plot(rows, folder / f"{run_id}-ppl-vs-score.png", title=title) if rows else None
-    return {
-        "run_id": run_id,
-        "rows": rows,
-        "correlations": [vars(c) for c in correlations(rows)],
-        "plot": str(plot) if plot else None,
-        "failed": failed,
-        "unreachable": unreachable,
-        "baseline_ppl_mean": baseline[0] if baseline else math.nan,
-        "recorded_ppl": {ref: ppl for ref, ppl in recorded.items() if not math.isnan(ppl)},
-    }
+    return DownstreamResult(
+        run_id=run_id,
+        rows=tuple(rows),
+        correlations=tuple(vars(c) for c in correlations(rows)),
+        plot=str(plot) if plot else None,
+        failed=failed,
+        unreachable=unreachable,
+        baseline_ppl_mean=baseline[0] if baseline else math.nan,
+        recorded_ppl={ref: ppl for ref, ppl in recorded.items() if not math.isnan(ppl)},
+    )

@@ -20,6 +20,7 @@ from typing import Any
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.editors.hparams import Hparams
 from editcollapse.models.loading import LoadedModel
+from editcollapse.stages.result import StageResult
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
 from editcollapse.stages.sequential.rows import table_rows
@@ -33,36 +34,45 @@ TABLE = "sequential"
 
 @dataclass(frozen=True)
 class SequentialConfig:
-    """Every parameter that decides a sequential run's rows (the run id is a digest of them)."""
+    """Every parameter of a sequential run (the default run id is a digest of those that decide its
+    rows: all but ``run_id`` and ``ppl_batch_size``)."""
 
     model: str = "smollm2-135m"
     method: str = "rome"
-    hard_source: str = "hardcf"
-    dataset: str = "counterfact"
+    hard_source: str = "hardcf"  # the warehouse's hardcf table (filled from its ppl rows) or a HardCF/HardEdit file
+    dataset: str = "counterfact"  # the cases the hard ids point to; the normal group is drawn from it
     n_edits: int = 20
     trials: int = 3
     seed: int = 0
-    ppl_corpus: str = "me-ppl-1k"
-    ppl_every: int = 1
+    ppl_corpus: str = "me-ppl-1k"  # collapse is judged on this corpus
+    ppl_every: int = 1  # evaluate perplexity and edit success every k edits (and at the last)
     threshold: float = COLLAPSE_THRESHOLD
     group_size: int | None = None  # default: n_edits (each trial orders the whole group)
     extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
     extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step
     sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
+    run_id: str | None = None  # default: :meth:`default_run_id` (same settings → same run → resume)
+    ppl_batch_size: int = 16
 
     def __post_init__(self) -> None:
         if self.n_edits < 1 or self.trials < 1:
             raise ValueError(f"n_edits and trials must be ≥ 1, got {self.n_edits} and {self.trials}")
         if self.group_size is not None and self.group_size < self.n_edits:
             raise ValueError(f"group_size ({self.group_size}) must be ≥ n_edits ({self.n_edits})")
+        if self.ppl_every < 1 or self.ppl_batch_size < 1:
+            raise ValueError(
+                f"ppl_every and ppl_batch_size must be ≥ 1, got {self.ppl_every} and {self.ppl_batch_size}"
+            )
 
     @property
     def size(self) -> int:
         return self.group_size or self.n_edits
 
     def parameters(self) -> dict[str, Any]:
-        """Every field; the ones added later are left out while unset, so older run ids stay valid."""
+        """Every field that decides the rows; the ones added later are left out while unset, so
+        older run ids stay valid."""
         values = asdict(self)
+        del values["run_id"], values["ppl_batch_size"]
         for name in ("extra_corpus", "sweep_run"):
             if values[name] is None:
                 del values[name]
@@ -224,18 +234,32 @@ TrajectoryRunner = Callable[..., list[dict[str, Any]]]  # run_one's signature (a
 Publisher = Callable[[list[dict[str, Any]], list[Path], str], None]  # (summary lines, figures, run id)
 
 
+@dataclass(frozen=True)
+class SequentialResult(StageResult):
+    """A finished sequential run: one summary line per trajectory and the figures."""
+
+    run_id: str
+    summary: tuple[dict[str, Any], ...]  # per (group, trial): edits, baseline/final ppl, collapsed_at, norms …
+    plots: tuple[str, ...]
+
+    def headline(self) -> str:
+        return "; ".join(
+            f"{line['group']} trial {line['trial']}: {line['edits']} edits, "
+            + ("no collapse" if line["collapsed_at"] is None else f"collapsed at edit {line['collapsed_at']}")
+            for line in self.summary
+        )
+
+
 def run_sequential(
     config: SequentialConfig,
-    warehouse: str | Warehouse | None = None,
+    warehouse: Warehouse,
     *,
-    run_id: str | None = None,
-    ppl_batch_size: int = 16,
     run_trajectory: TrajectoryRunner = run_one,
     publish: Publisher | None = None,
     log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__),
-) -> dict[str, Any]:
+) -> SequentialResult:
     """Edit the hard and the normal group sequentially, ``config.trials`` orderings each, with one
-    ``runs`` row; return the run id, the figures and one summary line per trajectory.
+    ``runs`` row.
 
     The unedited model's measurement (step 0) is computed once and shared by the trajectories.
     ``run_trajectory`` runs one trajectory (default :func:`run_one`; the Prefect flow passes its
@@ -247,11 +271,10 @@ def run_sequential(
     from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse.runs import finish_run, start_run
 
-    run_id = run_id or config.default_run_id()
-    store = Warehouse(warehouse)
+    run_id = config.run_id or config.default_run_id()
     model, method = config.model, config.method
     run_row = start_run(
-        store,
+        warehouse,
         model=model,
         method=method,
         run_id=run_id,
@@ -265,12 +288,12 @@ def run_sequential(
         loaded = load_model(model)
         hparams = hparams_for(loaded, method)
         corpus = load_ppl_corpus(config.ppl_corpus)
-        evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=ppl_batch_size))
+        evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=config.ppl_batch_size))
         extra = None
         if config.extra_corpus is not None:
             extra = BaselineOnce(
                 CorpusEvaluator(
-                    tuple(load_ppl_corpus(config.extra_corpus).texts), batch_size=ppl_batch_size, successes=False
+                    tuple(load_ppl_corpus(config.extra_corpus).texts), batch_size=config.ppl_batch_size, successes=False
                 )
             )
         pool = load_cases(config.dataset).cases
@@ -279,7 +302,7 @@ def run_sequential(
             pool,
             config.size,
             config.seed,
-            warehouse=store,
+            warehouse=warehouse,
             model=model,
             method=method,
             sweep_run=config.sweep_run,
@@ -295,17 +318,17 @@ def run_sequential(
         edit = make_edit(method, hparams)
         rows: list[dict[str, Any]] = []
         for trajectory in plan_trajectories(groups, config):
-            rows.extend(run_trajectory(loaded, edit, evaluate, store, config, run_id, trajectory, extra=extra))
+            rows.extend(run_trajectory(loaded, edit, evaluate, warehouse, config, run_id, trajectory, extra=extra))
         lines = summary(rows)
-        figures = write_plots(rows, run_folder(store, config, run_id), config, run_id)
+        figures = write_plots(rows, run_folder(warehouse, config, run_id), config, run_id)
         if publish is not None:
             publish(lines, figures, run_id)
     except BaseException:
-        finish_run(store, model, method, run_row, status="failed")
+        finish_run(warehouse, model, method, run_row, status="failed")
         raise
     baseline = next((row["ppl_mean"] for row in rows if row["step"] == 0), None)
     finish_run(
-        store,
+        warehouse,
         model,
         method,
         run_row,
@@ -316,4 +339,4 @@ def run_sequential(
         n_collapsed=sum(line["collapsed_at"] is not None for line in lines),
         baseline_ppl_mean=baseline,
     )
-    return {"run_id": run_id, "figures": [str(path) for path in figures], "summary": lines}
+    return SequentialResult(run_id=run_id, summary=tuple(lines), plots=tuple(str(path) for path in figures))
