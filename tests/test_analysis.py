@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from editcollapse.stages.analysis.run import SECTIONS, AnalysisConfig, run_analysis
+from editcollapse.stages.analysis.config import SECTIONS, AnalysisConfig
+from editcollapse.stages.analysis.run import run_analysis
 from editcollapse.warehouse import Warehouse
 
 

@@ -48,7 +48,8 @@ def setup(tmp_path_factory):
 
 
 def test_flow_stores_what_the_lm_eval_command_line_prints(setup) -> None:
-    from editcollapse.stages.downstream.pipeline import DownstreamConfig, run_downstream  # the flow's body
+    from editcollapse.stages.downstream.config import DownstreamConfig
+    from editcollapse.stages.downstream.pipeline import run_downstream  # the flow's body
 
     config = DownstreamConfig(
         model=str(setup / "model"),
@@ -125,7 +126,8 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from editcollapse.orchestration.flows.downstream import downstream_eval
-    from editcollapse.stages.downstream.pipeline import DownstreamConfig, run_downstream
+    from editcollapse.stages.downstream.config import DownstreamConfig
+    from editcollapse.stages.downstream.pipeline import run_downstream
 
     config = {  # as a deployment's parameters give it: JSON, validated into the config by Prefect
         "model": str(setup / "model"),

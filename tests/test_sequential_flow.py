@@ -75,7 +75,7 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from editcollapse.orchestration.flows.sequential import sequential_editing
-    from editcollapse.stages.sequential.run import SequentialConfig
+    from editcollapse.stages.sequential.config import SequentialConfig
     from editcollapse.warehouse import Warehouse, connect
 
     # the second corpus is the first one again, every 2 edits: where both were measured they agree

@@ -20,7 +20,8 @@ from editcollapse.core.case import EditCase
 from editcollapse.core.collapse import is_collapsed
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.datasets import load_cases
-from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
+from editcollapse.stages.hardcf.config import HardCFConfig
+from editcollapse.stages.hardcf.select import run_selection
 from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import run_sweep

@@ -23,7 +23,7 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
 
     from editcollapse.orchestration.flows.hardcf import select_hardcf
     from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
-    from editcollapse.stages.hardcf.select import HardCFConfig
+    from editcollapse.stages.hardcf.config import HardCFConfig
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = str(tmp_path / "wh")

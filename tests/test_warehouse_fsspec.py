@@ -159,7 +159,8 @@ def test_claims_across_processes_on_a_file_url(tmp_path) -> None:
 def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> None:
     """The real sweep engine (tiny GPT-2, ROME) writes the same rows into memory:// as into a
     directory, resumes from it (a second run computes nothing) and HardCF reads it back."""
-    from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
+    from editcollapse.stages.hardcf.config import HardCFConfig
+    from editcollapse.stages.hardcf.select import run_selection
     from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.run import run_sweep
     from tests.sweep_cases import write_files

@@ -11,10 +11,11 @@ from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
 from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 
 def downstream(
-    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
     edits: str = typer.Option(
         "extremes",
         help="none | extremes (k most and k least damaging sweep edits) | "
@@ -59,7 +60,8 @@ def downstream(
 
     from editcollapse.orchestration.flows.downstream import downstream_eval
     from editcollapse.stages.downstream.catalog import PAPER_TASKS
-    from editcollapse.stages.downstream.pipeline import DownstreamConfig, default_tasks, run_downstream
+    from editcollapse.stages.downstream.config import DownstreamConfig
+    from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
 
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else default_tasks(mmlu_file)
     if paper_tasks:

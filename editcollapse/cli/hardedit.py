@@ -11,6 +11,7 @@ from editcollapse.cli import formatting
 from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 hardedit_app = typer.Typer(
     help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.", no_args_is_help=True
@@ -29,7 +30,7 @@ def generate(
         "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)",
     ),
     calls: int = typer.Option(5, help="generation calls (each asks for --points samples)"),
-    local_model: str = typer.Option("smollm2-135m", help="model of the local backend"),
+    local_model: str = typer.Option(EMBEDDED_MODEL, help="model of the local backend"),
     model: str = typer.Option(
         None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL or gpt-3.5-turbo)"
     ),

@@ -7,13 +7,14 @@ import json
 import typer
 
 from editcollapse.cli.formatting import cell
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 mend_app = typer.Typer(help="MEND: train the editor network a model's MEND edits use.", no_args_is_help=True)
 
 
 @mend_app.command("train")
 def train(
-    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
     dataset: str = typer.Option(
         None,
         help="training cases: geofacts (default: the hparams' train_data, the "

@@ -3,13 +3,13 @@ one flow run) and `editcollapse analyse` (figures and tables of the warehouse)."
 
 from __future__ import annotations
 
-import os
-
 import typer
 
-from editcollapse.cli.stage import make_config, run_stage
+from editcollapse.cli.stage import make_config, prefect_defaults, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.stages.study import STAGES, DownstreamPart, HardEditPart, SequentialPart, StudyConfig
 
 
 def setup_prefect(
@@ -28,32 +28,30 @@ def setup_prefect(
 
 
 def study(
-    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
     method: str = typer.Option("rome", help="editing method"),
     dataset: str = typer.Option("geofacts", help="case source (geofacts, counterfact …) or file"),
     limit: int = typer.Option(None, help="first N valid cases of the sweep (default: all)"),
     shard_size: int = typer.Option(10),
     ppl_corpus: str = typer.Option(DEFAULT_PPL_CORPUS),
     threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
     warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     task_runner: str = typer.Option(
         "local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"
     ),
-    sequential_edits: int = typer.Option(20),
-    sequential_trials: int = typer.Option(3),
+    sequential_edits: int = typer.Option(SequentialPart.n_edits, help="edits per sequential trajectory"),
+    sequential_trials: int = typer.Option(SequentialPart.trials, help="trajectories per group (hard, normal)"),
     hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
-    hardedit_calls: int = typer.Option(5),
-    downstream_limit: int = typer.Option(50, help="documents per downstream task"),
-    stage: list[str] = typer.Option(
-        None, help="run only these stages (repeat): sweep, hardcf, sequential, hardedit, downstream, analysis"
-    ),
+    hardedit_calls: int = typer.Option(HardEditPart.calls, help="HardEdit generation calls"),
+    hardedit_limit: int = typer.Option(None, help="valid HardEdit candidates the filter edits (default: all)"),
+    downstream_limit: int = typer.Option(DownstreamPart.limit, help="documents per downstream task"),
+    stage: list[str] = typer.Option(None, help=f"run only these stages (repeat): {', '.join(STAGES)}"),
 ) -> None:
     """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from editcollapse.orchestration.flows.study import editcollapse_study
-
-    result = editcollapse_study(
+    config = make_config(
+        StudyConfig,
         model=model,
         method=method,
         dataset=dataset,
@@ -61,17 +59,23 @@ def study(
         shard_size=shard_size,
         ppl_corpus=ppl_corpus,
         threshold=threshold,
-        warehouse=warehouse,
-        task_runner=task_runner,
-        sequential_edits=sequential_edits,
-        sequential_trials=sequential_trials,
-        hardedit_backend=hardedit_backend,
-        hardedit_calls=hardedit_calls,
-        downstream_limit=downstream_limit,
-        stages=stage or None,
+        seed=seed,
+        device=device,
+        stages=tuple(stage or STAGES),
+        sequential=make_config(SequentialPart, n_edits=sequential_edits, trials=sequential_trials),
+        hardedit=make_config(HardEditPart, backend=hardedit_backend, calls=hardedit_calls, limit=hardedit_limit),
+        downstream=make_config(DownstreamPart, limit=downstream_limit),
     )
-    for line in result["stages"]:
-        typer.echo(f"{line['stage']:18} {line['state']:10} {line['result']}")
+    prefect_defaults()
+    from editcollapse.orchestration.flows.study import editcollapse_study
+
+    state = editcollapse_study(config=config, warehouse=warehouse, task_runner=task_runner, return_state=True)
+    if not state.is_completed():
+        typer.echo(f"error: {state.message}", err=True)
+        raise typer.Exit(1)
+    result = state.result()
+    for line in result.steps:
+        typer.echo(f"{line['step']:18} {line['state']:10} {line['result']}")
 
 
 def analyse(
@@ -88,7 +92,8 @@ def analyse(
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
     from editcollapse.orchestration.flows.analysis import analyse_study
-    from editcollapse.stages.analysis.run import AnalysisConfig, run_analysis
+    from editcollapse.stages.analysis.config import AnalysisConfig
+    from editcollapse.stages.analysis.run import run_analysis
 
     config = make_config(AnalysisConfig, threshold=threshold, output=output)
     result = run_stage(config, warehouse, prefect=prefect, flow=analyse_study, plain=run_analysis)

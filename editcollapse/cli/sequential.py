@@ -10,10 +10,11 @@ from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
 from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 
 def sequential(
-    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
     method: str = typer.Option("rome", help="editing method: rome, r-rome, memit, ft, ft-l-inf"),
     hard_source: str = typer.Option("hardcf", help="'hardcf' (warehouse hardcf + ppl tables) or a HardCF file"),
     dataset: str = typer.Option("counterfact", help="cases the hard ids refer to; the normal group's pool"),
@@ -42,7 +43,7 @@ def sequential(
     from rich.table import Table
 
     from editcollapse.orchestration.flows.sequential import sequential_editing
-    from editcollapse.stages.sequential.run import SequentialConfig
+    from editcollapse.stages.sequential.config import SequentialConfig
 
     config = make_config(
         SequentialConfig,

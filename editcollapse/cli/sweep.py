@@ -10,10 +10,11 @@ from editcollapse.cli import formatting
 from editcollapse.cli.stage import make_config, prefect_defaults, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 
 def sweep(
-    model: str = typer.Option("smollm2-135m", help="model name, local folder or hub id"),
+    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
     method: str = typer.Option("rome", help="editing method (rome, r-rome, memit, ft, ft-l-inf)"),
     dataset: str = typer.Option("geofacts", help="case source name (geofacts, counterfact, zsre …) or file"),
     limit: int = typer.Option(None, help="first N valid cases (default: all)"),
@@ -113,7 +114,8 @@ def hardcf(
 ) -> None:
     """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
     from editcollapse.orchestration.flows.hardcf import select_hardcf
-    from editcollapse.stages.hardcf.select import HardCFConfig, run_selection
+    from editcollapse.stages.hardcf.config import HardCFConfig
+    from editcollapse.stages.hardcf.select import run_selection
 
     config = make_config(
         HardCFConfig,

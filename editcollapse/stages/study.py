@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-from editcollapse.models.registry import EMBEDDED_MODEL
-from editcollapse.stages.analysis.run import AnalysisConfig
-from editcollapse.stages.downstream.pipeline import DownstreamConfig
-from editcollapse.stages.hardcf.select import HardCFConfig
+from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.stages.analysis.config import AnalysisConfig
+from editcollapse.stages.downstream.config import DownstreamConfig
+from editcollapse.stages.hardcf.config import HardCFConfig
 from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
 from editcollapse.stages.result import StageResult
-from editcollapse.stages.sequential.run import SequentialConfig
+from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")

@@ -14,8 +14,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.orchestration.artifacts import figures_markdown, table_rows
+from editcollapse.stages.analysis.config import AnalysisConfig
 from editcollapse.stages.analysis.report import TITLES, write_report
-from editcollapse.stages.analysis.run import AnalysisConfig, AnalysisResult, run_analysis
+from editcollapse.stages.analysis.run import AnalysisResult, run_analysis
 from editcollapse.warehouse.store import Warehouse
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from prefect import flow
 
 from editcollapse.orchestration.artifacts import png_data_uri, table_rows
-from editcollapse.stages.downstream.pipeline import DownstreamConfig, DownstreamResult, run_downstream
+from editcollapse.stages.downstream.config import DownstreamConfig
+from editcollapse.stages.downstream.pipeline import DownstreamResult, run_downstream
 from editcollapse.warehouse.store import Warehouse
 
 

@@ -8,7 +8,8 @@ from prefect.artifacts import create_table_artifact
 
 from editcollapse.orchestration.flows.sweep import artifact_key
 from editcollapse.orchestration.tasks.hardcf import select_hardcf_task
-from editcollapse.stages.hardcf.select import HardCFConfig, HardCFResult
+from editcollapse.stages.hardcf.config import HardCFConfig
+from editcollapse.stages.hardcf.select import HardCFResult
 from editcollapse.warehouse.store import Warehouse
 
 

@@ -19,6 +19,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.editors.mend.progress import ProgressBar
 from editcollapse.orchestration.flows.sweep import artifact_key
 from editcollapse.orchestration.tasks.mend import train_mend_task
@@ -28,7 +29,7 @@ PROGRESS_EVERY = 5  # iterations between progress-artifact updates (each is an A
 
 @flow(name="train-mend", flow_run_name="mend {model} · {dataset}", log_prints=True)
 def train_mend(
-    model: str = "smollm2-135m",
+    model: str = EMBEDDED_MODEL,
     dataset: str | None = None,
     val_dataset: str | None = None,
     max_iters: int | None = None,

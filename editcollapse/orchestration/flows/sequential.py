@@ -19,7 +19,8 @@ from prefect.cache_policies import NONE
 from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.orchestration.ops.setup import GPU_TAG
 from editcollapse.orchestration.run_context import in_prefect_run, run_logger
-from editcollapse.stages.sequential.run import SequentialConfig, SequentialResult, Trajectory, run_one, run_sequential
+from editcollapse.stages.sequential.config import SequentialConfig
+from editcollapse.stages.sequential.run import SequentialResult, Trajectory, run_one, run_sequential
 from editcollapse.warehouse.store import Warehouse
 
 STAGE = "sequential"

@@ -26,6 +26,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
 from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig, resolve_ppl_corpus
@@ -45,7 +46,7 @@ def artifact_key(prefix: str, run_id: str) -> str:
     task_runner=ThreadPoolTaskRunner(max_workers=1),
 )
 def single_edit_sweep(
-    model: str = "smollm2-135m",
+    model: str = EMBEDDED_MODEL,
     method: str = "rome",
     dataset: str = "geofacts",
     limit: int | None = None,

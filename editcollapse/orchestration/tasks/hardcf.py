@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from editcollapse.stages.hardcf.select import HardCFConfig, HardCFResult, run_selection
+from editcollapse.stages.hardcf.config import HardCFConfig
+from editcollapse.stages.hardcf.select import HardCFResult, run_selection
 from editcollapse.warehouse.store import Warehouse
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.stages.downstream.catalog import GEOFACTS_MC, LASTWORD, MMLU_SUB, mmlu_path, prepare_suite
+from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.downstream.correlation import correlations, scatter_plot
 from editcollapse.stages.downstream.runner import load_tasks, task_manager_for
 from editcollapse.stages.downstream.selection import BASELINE_REF, EditRef, select_edits
@@ -41,36 +42,6 @@ def default_run_id(parameters: dict[str, Any]) -> str:
     """``down-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
     digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
     return f"down-{digest[:12]}"
-
-
-@dataclass(frozen=True)
-class DownstreamConfig:
-    """What a downstream run evaluates (the default run id digests every field but ``run_id`` and
-    ``device``)."""
-
-    model: str = "smollm2-135m"
-    edits: str = "extremes"  # none | extremes | hardcf | hardedit | sequential | comma-separated case ids
-    tasks: tuple[str, ...] = ()  # lm-eval task names and offline suites (default: the offline suites found here)
-    limit: int | None = 50  # items per task (None: all)
-    method: str = "rome"
-    k: int = 2  # with edits="extremes": how many most and least damaging edits
-    max_edits: int = 10  # with hardcf / hardedit / sequential: at most this many
-    source_run: str | None = None  # the sweep or sequential run to take edits from (default: the largest)
-    ppl_corpus: str = DEFAULT_PPL_CORPUS
-    include_path: str | None = None  # a folder of your own lm-eval task YAMLs
-    mmlu_file: str | None = None  # MMLU JSON for ec_mmlu_sub
-    items: int = 500  # items built per offline suite
-    batch_size: int = 8
-    bootstrap_iters: int = 1000
-    seed: int = 0
-    run_id: str | None = None  # default: a digest of the parameters (same settings → same run → resume)
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("limit", "items", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, is_collapsed
+from editcollapse.stages.hardcf.config import HardCFConfig
 from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.store import Warehouse
@@ -130,19 +131,6 @@ def write_json(records: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 SELECTION_MODEL = "all-models"  # the runs row of a selection spans models
-
-
-@dataclass(frozen=True)
-class HardCFConfig:
-    """What a HardCF selection reads and where it writes its JSON (the selection id digests the
-    threshold, method, dataset and the source sweeps found)."""
-
-    threshold: float = COLLAPSE_THRESHOLD
-    method: str = "rome"
-    models: tuple[str, ...] = ()  # only sweeps of these models (default: every model)
-    runs: tuple[str, ...] = ()  # only these sweep run ids (default: every sweep of the method)
-    dataset: str | None = None  # only cases of this dataset
-    output: str | None = None  # the JSON export (default ``<warehouse>/exports/<selection id>.json``)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.stages.hardedit.backends import BACKENDS
 from editcollapse.stages.hardedit.prompt import PAPER_SEEDS
-
-DEFAULT_LOCAL_MODEL = "smollm2-135m"  # the embedded chat model: the offline generator and reference model
 
 
 def _check_at_least(name: str, value: float | None, minimum: float, *, optional: bool = False) -> None:
@@ -36,7 +35,7 @@ class GenerationConfig:
 
     backend: str = "local"  # one of BACKENDS
     n_calls: int = 5  # generation calls, each asking for n_points samples
-    local_model: str = DEFAULT_LOCAL_MODEL  # model of the local backend
+    local_model: str = EMBEDDED_MODEL  # model of the local backend
     model: str | None = None  # model of the openai backend
     base_url: str | None = None  # endpoint of the openai backend
     seed: int = 0
@@ -75,7 +74,7 @@ class FilterConfig:
     """One filter run: which candidates, which reference models and editor, how collapse is judged,
     where the kept candidates are exported."""
 
-    reference_models: tuple[str, ...] = (DEFAULT_LOCAL_MODEL,)  # the paper: gpt2-xl
+    reference_models: tuple[str, ...] = (EMBEDDED_MODEL,)  # the paper: gpt2-xl
     method: str = "rome"  # editing method of the filter
     candidate_runs: tuple[str, ...] = ()  # only candidates of these generation runs (default: all)
     limit: int | None = None  # first N valid candidates
@@ -89,6 +88,6 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         if not self.reference_models:
-            raise ValueError(f"reference_models must name at least one model (e.g. {DEFAULT_LOCAL_MODEL})")
+            raise ValueError(f"reference_models must name at least one model (e.g. {EMBEDDED_MODEL})")
         _check_at_least("shard_size", self.shard_size, 1)
         _check_at_least("limit", self.limit, 1, optional=True)

@@ -9,18 +9,16 @@ per-step Deltas and rows that make a run resumable) and the PNG figures. Readers
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.editors.hparams import Hparams
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.result import StageResult
+from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.sequential.groups import Member, trial_order
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
 from editcollapse.stages.sequential.rows import table_rows
@@ -30,63 +28,6 @@ from editcollapse.stages.sequential.trajectory import EditFn, Evaluator, Traject
 from editcollapse.warehouse import Warehouse
 
 TABLE = "sequential"
-
-
-@dataclass(frozen=True)
-class SequentialConfig:
-    """Every parameter of a sequential run (the default run id is a digest of those that decide its
-    rows: all but ``run_id`` and ``ppl_batch_size``)."""
-
-    model: str = "smollm2-135m"
-    method: str = "rome"
-    hard_source: str = "hardcf"  # the warehouse's hardcf table (filled from its ppl rows) or a HardCF/HardEdit file
-    dataset: str = "counterfact"  # the cases the hard ids point to; the normal group is drawn from it
-    n_edits: int = 20
-    trials: int = 3
-    seed: int = 0
-    ppl_corpus: str = "me-ppl-1k"  # collapse is judged on this corpus
-    ppl_every: int = 1  # evaluate perplexity and edit success every k edits (and at the last)
-    threshold: float = COLLAPSE_THRESHOLD
-    group_size: int | None = None  # default: n_edits (each trial orders the whole group)
-    extra_corpus: str | None = None  # a second perplexity corpus (e.g. me-ppl-1k) …
-    extra_every: int = 10  # … evaluated every k edits, at step 0 and at a trajectory's last step
-    sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
-    run_id: str | None = None  # default: :meth:`default_run_id` (same settings → same run → resume)
-    ppl_batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.n_edits < 1 or self.trials < 1:
-            raise ValueError(f"n_edits and trials must be ≥ 1, got {self.n_edits} and {self.trials}")
-        if self.group_size is not None and self.group_size < self.n_edits:
-            raise ValueError(f"group_size ({self.group_size}) must be ≥ n_edits ({self.n_edits})")
-        if self.ppl_every < 1 or self.ppl_batch_size < 1:
-            raise ValueError(
-                f"ppl_every and ppl_batch_size must be ≥ 1, got {self.ppl_every} and {self.ppl_batch_size}"
-            )
-
-    @property
-    def size(self) -> int:
-        return self.group_size or self.n_edits
-
-    def parameters(self) -> dict[str, Any]:
-        """Every field that decides the rows; the ones added later are left out while unset, so
-        older run ids stay valid."""
-        values = asdict(self)
-        del values["run_id"], values["ppl_batch_size"]
-        for name in ("extra_corpus", "sweep_run"):
-            if values[name] is None:
-                del values[name]
-        if "extra_corpus" not in values:
-            del values["extra_every"]
-        return values
-
-    def default_run_id(self) -> str:
-        """``seq-<digest>``: re-running the same command resumes the same run."""
-        digest = hashlib.sha256(json.dumps(self.parameters(), sort_keys=True).encode()).hexdigest()
-        return f"seq-{digest[:12]}"
-
-    def settings(self) -> TrajectorySettings:
-        return TrajectorySettings(threshold=self.threshold, ppl_every=self.ppl_every, extra_every=self.extra_every)
 
 
 @dataclass(frozen=True)
@@ -153,7 +94,15 @@ def run_one(
     if warehouse.has_part(TABLE, config.model, config.method, run_id, trajectory.shard):
         return store.stored_rows()  # finished earlier: its stored steps are its rows
     rows = run_trajectory(
-        loaded, edit, trajectory.members, evaluate, store, config.settings(), labels, on_step=on_step, extra=extra
+        loaded,
+        edit,
+        trajectory.members,
+        evaluate,
+        store,
+        TrajectorySettings(threshold=config.threshold, ppl_every=config.ppl_every, extra_every=config.extra_every),
+        labels,
+        on_step=on_step,
+        extra=extra,
     )
     warehouse.write_part(
         TABLE, table_rows(rows), model=config.model, method=config.method, run_id=run_id, shard=trajectory.shard
