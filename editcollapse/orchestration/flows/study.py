@@ -34,6 +34,7 @@ from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
 from editcollapse.orchestration.runners import LOCAL
 from editcollapse.stages.hardcf.select import HardCFConfig
+from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.warehouse.store import Warehouse
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")
@@ -42,13 +43,7 @@ NEEDS = {"hardcf": "sweep", "sequential": "sweep", "downstream": "sweep"}  # sta
 
 def _headline(stage: str, result: dict[str, Any]) -> str:
     """The numbers of a stage's result worth a glance in the study table."""
-    if stage == "sweep":
-        median = result.get("ppl_median")
-        return (
-            f"{result['n_cases']} cases, {result['n_collapsed']} collapsed, {result['n_errors']} errors; "
-            f"median ppl {'—' if median is None else f'{median:.4g}'}"
-        )
-    if stage == "hardcf":
+    if stage in ("sweep", "hardcf"):
         return result.headline()
     if stage == "sequential":
         return "; ".join(
@@ -136,20 +131,22 @@ def editcollapse_study(
             sweep = run(
                 "sweep",
                 single_edit_sweep,
-                model=model,
-                method=method,
-                dataset=dataset,
-                limit=limit,
-                shard_size=shard_size,
-                ppl_corpus=ppl_corpus,
-                threshold=threshold,
-                seed=seed,
-                device=device,
+                config=SweepConfig(
+                    model=model,
+                    method=method,
+                    dataset=dataset,
+                    limit=limit,
+                    shard_size=shard_size,
+                    ppl_corpus=ppl_corpus,
+                    threshold=threshold,
+                    seed=seed,
+                    device=device,
+                ),
                 warehouse=root,
                 progress_bar=False,
                 task_runner=task_runner,
             )
-            sweep_run = sweep["run_id"] if sweep else None
+            sweep_run = sweep.run_id if sweep else None
         elif stage == "hardcf":
             run(
                 "hardcf",
