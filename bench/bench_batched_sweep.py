@@ -31,7 +31,7 @@ def child_main(args: argparse.Namespace) -> None:
     from editcollapse.datasets import load_cases
     from editcollapse.editors.rome.context_templates import context_templates
     from editcollapse.stages.sweep.engines import engine_for
-    from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.resources import load_resources
 
     spec = SweepConfig(
@@ -39,10 +39,10 @@ def child_main(args: argparse.Namespace) -> None:
         method="rome",
         dataset="geofacts",
         limit=args.n,
-        ppl_corpus=resolve_ppl_corpus(args.ppl_corpus),
+        ppl_corpus=args.ppl_corpus,
         batch=args.batch if args.path == "batched" else 1,
         device="cpu",
-    )
+    ).resolved()
     cases = list(load_cases("geofacts", limit=args.n, seed=0).cases)
     resources = load_resources(spec)
     loaded, hparams = resources.loaded, resources.hparams

@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 SWEEP = (
     "from editcollapse.orchestration.flows.sweep import single_edit_sweep; "
-    "single_edit_sweep(model='tiny-gpt2', dataset={cases!r}, ppl_corpus={corpus!r}, "
-    "shard_size=2, warehouse={warehouse!r}, run_id='ui-demo', progress_bar=False)"
+    "from editcollapse.stages.sweep.plan import SweepConfig; "
+    "single_edit_sweep(SweepConfig(model='tiny-gpt2', dataset={cases!r}, ppl_corpus={corpus!r}, "
+    "shard_size=2, run_id='ui-demo'), warehouse={warehouse!r}, progress_bar=False)"
 )
 STUDY = """
 import json

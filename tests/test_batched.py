@@ -197,7 +197,7 @@ def test_sweep_with_batches_writes_the_rows_of_the_one_at_a_time_sweep(tmp_path)
             model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=batch
         )
         summary = run_sweep(spec, store, cases=cases)
-        assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (6, 1, 5)
+        assert (summary.n_cases, summary.n_errors, summary.n_measured) == (6, 1, 5)
         stores[batch] = store
     one, batched = stores[1], stores[3]
     runs = "SELECT run, count(*) FROM edits GROUP BY 1"
@@ -256,7 +256,7 @@ def test_a_group_that_fails_as_a_whole_is_redone_case_by_case(tmp_path, monkeypa
     store = Warehouse(tmp_path / "wh")
     spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=4)
     summary = run_sweep(spec, store, cases=tiny_cases(4))
-    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (4, 1, 3)
+    assert (summary.n_cases, summary.n_errors, summary.n_measured) == (4, 1, 3)
     status = _table(store, "SELECT case_id, status, error FROM edits")
     assert status["test:1"][0] == "error" and "broke on Louvre" in status["test:1"][1]
     assert all(status[f"test:{i}"][0] == "ok" for i in (0, 2, 3))
@@ -280,6 +280,6 @@ def test_a_set_up_that_cannot_be_prepared_makes_error_rows_not_a_dead_shard(tmp_
     store = Warehouse(tmp_path / "wh")
     spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", shard_size=3, ppl_corpus=str(corpus), batch=3)
     summary = run_sweep(spec, store, cases=tiny_cases(3))
-    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 3, 0)
+    assert (summary.n_cases, summary.n_errors, summary.n_measured) == (3, 3, 0)
     errors = _table(store, "SELECT case_id, status, error FROM edits")
     assert all(status == "error" and f"no {broken} here" in error for status, error in errors.values())

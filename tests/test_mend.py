@@ -284,7 +284,7 @@ def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
         SweepConfig(model="tiny-gpt2", method="mend", dataset=str(cases_file), shard_size=2, ppl_corpus=str(corpus)),
         store,
     )
-    assert (summary["n_cases"], summary["n_errors"]) == (3, 0)
+    assert (summary.n_cases, summary.n_errors) == (3, 0)
     got = (
         connect(store)
         .execute("SELECT count(*), bool_and(status = 'ok') FROM edits WHERE status != 'invalid'")

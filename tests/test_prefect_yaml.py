@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -33,10 +34,15 @@ def test_project_header() -> None:
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=[d["name"] for d in DEPLOYMENTS])
 def test_deployment_resolves(deployment: dict) -> None:
     flow = _load_flow(deployment["entrypoint"])
-    validated = flow.validate_parameters(deployment.get("parameters", {}))
-    assert set(deployment.get("parameters", {})) <= set(validated)
-    for name, value in deployment.get("parameters", {}).get("config", {}).items():  # into the stage's config class
-        assert getattr(validated["config"], name) == (tuple(value) if isinstance(value, list) else value), name
+    parameters = deployment.get("parameters", {})
+    validated = flow.validate_parameters(parameters)
+    assert set(parameters) <= set(validated)
+    for name, value in parameters.items():
+        if dataclasses.is_dataclass(validated[name]):  # a stage config: every key one of its fields, kept as given
+            config = validated[name]
+            assert set(value) <= {field.name for field in dataclasses.fields(config)}, (name, set(value))
+            for key, given in value.items():
+                assert getattr(config, key) == (tuple(given) if isinstance(given, list) else given), (name, key)
     assert deployment["work_pool"]["name"] == "editcollapse"
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])

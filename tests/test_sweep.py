@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -26,7 +28,7 @@ from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.stages.sweep.shard import run_shard
-from editcollapse.stages.sweep.summary import log_ppl_histogram, run_summary
+from editcollapse.stages.sweep.summary import SweepResult, log_ppl_histogram, run_summary
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import SENTENCES, tiny_cases, write_files
 
@@ -47,12 +49,54 @@ def rows(store: Warehouse, query: str) -> list[tuple]:
     return connect(store).execute(query).fetchall()
 
 
+def test_config_defaults_and_the_run_id_of_a_resolved_corpus(monkeypatch) -> None:
+    from editcollapse.stages.sweep import plan
+
+    default = SweepConfig()
+    assert (default.model, default.method, default.dataset) == ("smollm2-135m", "rome", "geofacts")
+    monkeypatch.setattr(plan, "resolve_ppl_corpus", lambda name: plan.FALLBACK_PPL_CORPUS)  # ME-PPL-50 offline
+    resolved = default.resolved()
+    # the derived id names the corpus used: `editcollapse sweep` offline resumes the run it always did
+    assert resolved.ppl_corpus == "embedded-50" and resolved.run_id == "sweep-72a64203539a"
+    assert resolved.run_id == SweepConfig(ppl_corpus="embedded-50").run_id != default.run_id
+    assert SweepConfig(run_id="nightly").resolved().run_id == "nightly"  # a given id is kept
+    with pytest.raises(ValueError, match="shard_size"):
+        SweepConfig(shard_size=0)
+
+
+def test_result_headline_and_json_leave_the_bulky_values_out() -> None:
+    result = SweepResult(
+        run_id="r",
+        model="m",
+        method="rome",
+        status="completed",
+        n_cases=3,
+        n_errors=1,
+        n_invalid=0,
+        n_measured=2,
+        n_collapsed=1,
+        n_nonfinite=1,
+        threshold=1000.0,
+        ppl_median=12.345,
+        ppl_p90=12.345,
+        ppl_max=12.345,
+        baseline_ppl_mean=10.0,
+        most_damaging=({"case_id": "a", "ppl_mean": math.nan},),
+        ppl_means=(12.345, math.nan),
+    )
+    assert result.headline() == "3 cases, 1 collapsed, 1 errors; median ppl 12.35"
+    assert replace(result, ppl_median=None).headline().endswith("median ppl —")
+    summary = result.to_dict()
+    assert "ppl_means" not in summary and summary["most_damaging"] == [{"case_id": "a", "ppl_mean": "nan"}]
+    assert json.loads(json.dumps(summary))["status"] == "completed"
+
+
 def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_path) -> None:
     cases_file, corpus = write_files(tmp_path, 5)
     store = Warehouse(tmp_path / "wh")
     spec = spec_for(corpus, dataset=str(cases_file))
     summary = run_sweep(spec, store)
-    assert (summary["n_cases"], summary["n_errors"], summary["n_invalid"]) == (5, 0, 1)
+    assert (summary.n_cases, summary.n_errors, summary.n_invalid) == (5, 0, 1)
     for table in ("cases", "edits", "ppl"):
         counted = rows(store, f"SELECT count(*), count(DISTINCT case_id) FROM {table} WHERE shard IS NOT NULL")
         assert counted == [(5, 5)], table
@@ -77,7 +121,7 @@ def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_pat
     assert json.loads(run[0][5])["shard_size"] == 2
     parts = {p: p.stat().st_mtime_ns for p in store.parts("edits")}
     again = run_sweep(spec, store)  # same parameters → same run id → nothing to compute
-    assert again["n_cases"] == 5 and {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
+    assert again.n_cases == 5 and {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
     assert rows(store, "SELECT attempts FROM runs") == [(2,)]
 
 
@@ -95,7 +139,7 @@ def test_failing_case_is_an_error_row_and_the_shard_goes_on(tmp_path) -> None:
     )
     cases = [tiny_cases(1)[0], broken, tiny_cases(2)[1]]
     summary = run_sweep(spec_for(corpus, shard_size=3), store, cases=cases)
-    assert (summary["n_cases"], summary["n_errors"], summary["n_measured"]) == (3, 1, 2)
+    assert (summary.n_cases, summary.n_errors, summary.n_measured) == (3, 1, 2)
     status = dict(rows(store, "SELECT case_id, status FROM edits"))
     assert status == {"test:0": "ok", "test:broken": "error", "test:1": "ok"}
     error_type, error = rows(store, "SELECT error_type, error FROM edits WHERE status = 'error'")[0]
@@ -136,10 +180,10 @@ def test_nan_perplexity_is_stored_and_counted_as_collapsed(tmp_path) -> None:
         ("test:1", True, len(SENTENCES)),
     ]
     assert is_collapsed(math.inf, 1000.0) and is_collapsed(math.nan, 1000.0) and not is_collapsed(999.0, 1000.0)
-    summary = run_summary(store, spec.model, spec.method, spec.run_id)
-    assert summary["n_collapsed"] == 1 and summary["n_nonfinite"] == 1
-    assert summary["most_damaging"][0]["case_id"] == "test:1"  # NaN sorts as the most damaging
-    assert "| NaN/inf | not finite (collapsed) | 1 |" in log_ppl_histogram(summary["ppl_means"], 1000.0)
+    summary = run_summary(store, spec.model, spec.method, spec.run_id, status="running", baseline_ppl_mean=None)
+    assert summary.n_collapsed == 1 and summary.n_nonfinite == 1
+    assert summary.most_damaging[0]["case_id"] == "test:1"  # NaN sorts as the most damaging
+    assert "| NaN/inf | not finite (collapsed) | 1 |" in log_ppl_histogram(summary.ppl_means, 1000.0)
     # HardCF keeps it, exporting the non-finite value as a string JSON can hold
     store.write_part(
         "runs",
@@ -274,3 +318,8 @@ def test_sweep_and_sql_commands(tmp_path) -> None:
     assert selected.exit_code == 0, selected.output
     assert json.loads(selected.stdout)["n_hard_cases"] == 2
     assert {r["subject"] for r in json.loads((tmp_path / "hard.json").read_text())} == {"Eiffel", "Louvre"}
+
+
+def test_task_runner_needs_the_prefect_flow() -> None:
+    result = CliRunner().invoke(app, ["sweep", "--no-prefect", "--task-runner", "dask:2"])
+    assert result.exit_code == 2 and "--task-runner needs the Prefect flow" in result.output

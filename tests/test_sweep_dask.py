@@ -32,7 +32,7 @@ def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
     from editcollapse.stages.sweep.run import run_sweep
 
     cases_file, corpus = write_files(tmp_path, 4)
-    arguments = dict(
+    config = SweepConfig(
         model="tiny-gpt2",
         method="rome",
         dataset=str(cases_file),
@@ -40,11 +40,9 @@ def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
         ppl_corpus=str(corpus),
         run_id="dask-vs-local",
     )
-    local = run_sweep(SweepConfig(**arguments), Warehouse(tmp_path / "local"))
-    distributed = single_edit_sweep(
-        **arguments, warehouse=str(tmp_path / "dask"), progress_bar=False, task_runner="dask:2"
-    )
-    assert distributed["n_cases"] == local["n_cases"] == 4 and distributed["status"] == "completed"
+    local = run_sweep(config, Warehouse(tmp_path / "local"))
+    distributed = single_edit_sweep(config, warehouse=str(tmp_path / "dask"), progress_bar=False, task_runner="dask:2")
+    assert distributed.n_cases == local.n_cases == 4 and distributed.status == "completed"
     for query in COMPARED:
         expected = connect(Warehouse(tmp_path / "local")).execute(query).fetchall()
         got = connect(Warehouse(tmp_path / "dask")).execute(query).fetchall()

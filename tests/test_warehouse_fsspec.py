@@ -177,14 +177,12 @@ def test_sweep_into_a_url_root_matches_a_local_sweep(tmp_path, memory_root) -> N
     local = run_sweep(SweepConfig(**spec), Warehouse(tmp_path / "local"))
     remote_store = Warehouse(memory_root)
     remote = run_sweep(SweepConfig(**spec), remote_store)
-    assert remote["n_cases"] == local["n_cases"] == 3 and remote["status"] == "completed"
+    assert remote.n_cases == local.n_cases == 3 and remote.status == "completed"
     query = "SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits USING (case_id, shard) ORDER BY case_id"
     assert connect(remote_store).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
     stamps = {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")}
     again = run_sweep(SweepConfig(**spec), Warehouse(memory_root))  # resumes: every shard is there
-    assert (
-        again["n_cases"] == 3 and {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")} == stamps
-    )
+    assert again.n_cases == 3 and {p: remote_store.fs.info(p)["created"] for p in remote_store.parts("edits")} == stamps
     assert remote_store.claims() == []
     selection = run_selection(HardCFConfig(threshold=0.0), remote_store)  # every case "collapsed" at threshold 0
     assert selection.n_hard_cases == 3

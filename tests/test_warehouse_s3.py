@@ -96,7 +96,7 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
     run_sweep(SweepConfig(**spec), Warehouse(tmp_path / "local"))
     remote = Warehouse(f"s3://bucket/sweep-{uuid.uuid4().hex[:8]}")
     summary = run_sweep(SweepConfig(**spec), remote)
-    assert summary["n_cases"] == 3 and summary["status"] == "completed" and remote.claims() == []
+    assert summary.n_cases == 3 and summary.status == "completed" and remote.claims() == []
     query = (
         "SELECT case_id, shard, status, collapsed, round(ppl_mean, 3) FROM ppl JOIN edits "
         "USING (case_id, shard) ORDER BY case_id"
@@ -108,6 +108,7 @@ def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch)
     """A sweep on a 2-worker Dask local cluster whose worker processes write to s3:// — the
     setting of workers on several machines sharing one object-store warehouse."""
     from editcollapse.orchestration.flows.sweep import single_edit_sweep
+    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.warehouse import Warehouse, connect
     from tests.sweep_cases import write_files
 
@@ -115,17 +116,19 @@ def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch)
     cases_file, corpus = write_files(tmp_path, 4)
     root = f"s3://bucket/dask-{uuid.uuid4().hex[:8]}"
     summary = single_edit_sweep(
-        model="tiny-gpt2",
-        method="rome",
-        dataset=str(cases_file),
-        shard_size=2,
-        ppl_corpus=str(corpus),
-        run_id="dask-s3",
+        SweepConfig(
+            model="tiny-gpt2",
+            method="rome",
+            dataset=str(cases_file),
+            shard_size=2,
+            ppl_corpus=str(corpus),
+            run_id="dask-s3",
+        ),
         warehouse=root,
         progress_bar=False,
         task_runner="dask:2",
     )
-    assert summary["n_cases"] == 4 and summary["status"] == "completed"
+    assert summary.n_cases == 4 and summary.status == "completed"
     store = Warehouse(root)
     assert [p.rsplit("/", 1)[1] for p in store.parts("ppl")] == ["part-00000.parquet", "part-00001.parquet"]
     assert connect(store).execute("SELECT count(DISTINCT case_id), count(*) FROM ppl").fetchone() == (4, 4)

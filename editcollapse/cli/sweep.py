@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,11 @@ from editcollapse.cli.stage import make_config, prefect_defaults, print_json, ru
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+
+if TYPE_CHECKING:
+    from editcollapse.stages.sweep.plan import SweepConfig
+    from editcollapse.stages.sweep.summary import SweepResult
+    from editcollapse.warehouse.store import Warehouse
 
 
 def sweep(
@@ -43,61 +49,64 @@ def sweep(
     ),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
-    arguments = dict(
+    prefect_defaults()  # before the flow's import: Prefect reads its settings once, when first imported
+    from editcollapse.orchestration.flows.sweep import single_edit_sweep
+    from editcollapse.stages.sweep.plan import SweepConfig
+
+    if not prefect and task_runner != "local":
+        raise typer.BadParameter("--task-runner needs the Prefect flow (drop --no-prefect)", param_hint="--task-runner")
+    config = make_config(
+        SweepConfig,
         model=model,
         method=method,
         dataset=dataset,
         limit=limit,
         shard_size=shard_size,
         ppl_corpus=ppl_corpus,
-        run_id=run_id,
-        warehouse=str(warehouse) if warehouse else None,
+        run_id=run_id or "",
         threshold=threshold,
         seed=seed,
         device=device,
         batch=batch,
     )
-    if prefect:
-        prefect_defaults()
-        from editcollapse.orchestration.flows.sweep import single_edit_sweep
+    options = {"task_runner": task_runner} if prefect else {}
+    result = run_stage(
+        config,
+        str(warehouse) if warehouse else None,
+        prefect=prefect,
+        flow=single_edit_sweep,
+        plain=_sweep_with_progress_bar,
+        **options,
+    )
+    _print_summary(result)
 
-        summary = single_edit_sweep(**arguments, task_runner=task_runner)
-    elif task_runner != "local":
-        raise typer.BadParameter("--task-runner needs the Prefect flow (drop --no-prefect)", param_hint="--task-runner")
-    else:
-        summary = _plain_sweep(**arguments)
-    _print_summary(summary)
 
-
-def _plain_sweep(*, ppl_corpus: str, run_id: str | None, warehouse: str | None, **spec_fields) -> dict:
+def _sweep_with_progress_bar(config: SweepConfig, warehouse: Warehouse) -> SweepResult:
+    """``run_sweep`` with a rich progress bar over the cases."""
     from rich.progress import Progress
 
-    from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.run import run_sweep
-    from editcollapse.warehouse.store import Warehouse
 
-    spec = SweepConfig(ppl_corpus=resolve_ppl_corpus(ppl_corpus), run_id=run_id or "", **spec_fields)
+    config = config.resolved()
     with Progress() as progress:
-        bar = progress.add_task(f"sweep {spec.run_id}", total=None)
-        summary = run_sweep(spec, Warehouse(warehouse), on_case=lambda _: progress.advance(bar))
-    summary.pop("ppl_means")
-    return summary
+        bar = progress.add_task(f"sweep {config.run_id}", total=None)
+        return run_sweep(config, warehouse, on_case=lambda _: progress.advance(bar))
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(result: SweepResult) -> None:
     from rich.table import Table
 
     console = formatting.console()
     console.print(
-        f"run [bold]{summary['run_id']}[/bold] ({summary['model']} / {summary['method']}): "
-        f"{summary['n_cases']} cases, {summary['n_errors']} errors, {summary['n_invalid']} invalid "
-        f"records, {summary['n_collapsed']} collapsed (ME-PPL > {summary['threshold']:g} or NaN/inf); "
-        f"unedited ME-PPL {summary['baseline_ppl_mean']:.4g}"
+        f"run [bold]{result.run_id}[/bold] ({result.model} / {result.method}): "
+        f"{result.n_cases} cases, {result.n_errors} errors, {result.n_invalid} invalid "
+        f"records, {result.n_collapsed} collapsed (ME-PPL > {result.threshold:g} or NaN/inf); "
+        f"unedited ME-PPL {result.baseline_ppl_mean:.4g}"
     )
     table = Table(title="most damaging edits")
     for column in ("case_id", "ME-PPL", "subject", "target_new", "prompt"):
         table.add_column(column)
-    for edit in summary["most_damaging"]:
+    for edit in result.most_damaging:
         table.add_row(edit["case_id"], f"{edit['ppl_mean']:.4g}", edit["subject"], edit["target_new"], edit["prompt"])
     console.print(table)
 
@@ -113,6 +122,7 @@ def hardcf(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
+    prefect_defaults()  # before the flow's import: Prefect reads its settings once, when first imported
     from editcollapse.orchestration.flows.hardcf import select_hardcf
     from editcollapse.stages.hardcf.config import HardCFConfig
     from editcollapse.stages.hardcf.select import run_selection

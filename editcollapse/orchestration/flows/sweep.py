@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from contextlib import nullcontext
-from typing import Any
 
 from prefect import flow, unmapped
 from prefect.artifacts import (
@@ -25,12 +24,10 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
-from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig, resolve_ppl_corpus
-from editcollapse.stages.sweep.summary import log_ppl_histogram
+from editcollapse.stages.sweep.plan import SweepConfig
+from editcollapse.stages.sweep.summary import SweepResult, log_ppl_histogram
 from editcollapse.warehouse.store import Warehouse
 
 
@@ -41,44 +38,21 @@ def artifact_key(prefix: str, run_id: str) -> str:
 
 @flow(
     name="single-edit-sweep",
-    flow_run_name="sweep {model} · {method} · {dataset}",
+    flow_run_name="sweep {config.model} · {config.method} · {config.dataset}",
     log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=1),
 )
 def single_edit_sweep(
-    model: str = EMBEDDED_MODEL,
-    method: str = "rome",
-    dataset: str = "geofacts",
-    limit: int | None = None,
-    shard_size: int = 10,
-    ppl_corpus: str = DEFAULT_PPL_CORPUS,
-    run_id: str | None = None,
+    config: SweepConfig = SweepConfig(),
     warehouse: str | None = None,
-    threshold: float = COLLAPSE_THRESHOLD,
-    seed: int = 0,
-    device: str | None = None,
-    progress_bar: bool = True,
     task_runner: str = LOCAL,
-    batch: int = DEFAULT_BATCH,
-) -> dict[str, Any]:
-    """Edit the original ``model`` with each case of ``dataset`` (independently), measure the edit
-    and ME-PPL perplexity, and keep every row in the warehouse; return the run summary.
-    ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
-    ``threads:N``: see :mod:`editcollapse.orchestration.runners`). ``batch``: edits computed together by the
-    batched engine (ROME/r-ROME; :mod:`editcollapse.stages.sweep.batched`); 1 is the one-at-a-time loop."""
-    spec = SweepConfig(
-        model=model,
-        method=method,
-        dataset=dataset,
-        limit=limit,
-        shard_size=shard_size,
-        ppl_corpus=resolve_ppl_corpus(ppl_corpus),
-        threshold=threshold,
-        seed=seed,
-        device=device,
-        run_id=run_id or "",
-        batch=batch,
-    )
+    progress_bar: bool = True,
+) -> SweepResult:
+    """Edit the original ``config.model`` with each case of ``config.dataset`` (independently),
+    measure the edit and ME-PPL perplexity, and keep every row in the warehouse; return the run's
+    result. ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
+    ``threads:N``: see :mod:`editcollapse.orchestration.runners`)."""
+    spec = config.resolved()
     runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
     store = Warehouse(warehouse)
     root = str(store.root)
@@ -114,47 +88,46 @@ def single_edit_sweep(
         except BaseException:
             finish_sweep_task(plan, root, status="failed")
             raise
-    summary = finish_sweep_task(plan, root)
-    _publish(summary, spec)
-    summary.pop("ppl_means")
-    return summary
+    result = finish_sweep_task(plan, root)
+    _publish(result, spec)
+    return result
 
 
-def _publish(summary: dict[str, Any], spec: SweepConfig) -> None:
+_COUNTS = (
+    "n_cases",
+    "n_errors",
+    "n_invalid",
+    "n_measured",
+    "n_collapsed",
+    "n_nonfinite",
+    "ppl_median",
+    "ppl_p90",
+    "ppl_max",
+    "baseline_ppl_mean",
+)
+
+
+def _publish(result: SweepResult, spec: SweepConfig) -> None:
     """The table and histogram artifacts, and the same summary on the log."""
-    counts = {
-        k: summary[k]
-        for k in (
-            "n_cases",
-            "n_errors",
-            "n_invalid",
-            "n_measured",
-            "n_collapsed",
-            "n_nonfinite",
-            "ppl_median",
-            "ppl_p90",
-            "ppl_max",
-            "baseline_ppl_mean",
-        )
-    }
+    counts = {name: getattr(result, name) for name in _COUNTS}
     rows = [{"quantity": k, "value": v} for k, v in counts.items()]
     rows += [
         {
             "quantity": f"most damaging #{i + 1}",
             "value": f"{e['case_id']} ppl={e['ppl_mean']:.4g} ({e['subject']} → {e['target_new']})",
         }
-        for i, e in enumerate(summary["most_damaging"])
+        for i, e in enumerate(result.most_damaging)
     ]
     create_table_artifact(
         rows,
         key=artifact_key("sweep-summary", spec.run_id),
         description=f"single-edit sweep {spec.run_id}: {spec.model} / {spec.method} / {spec.dataset}",
     )
-    histogram = log_ppl_histogram(summary["ppl_means"], spec.threshold)
+    histogram = log_ppl_histogram(result.ppl_means, spec.threshold)
     create_markdown_artifact(
         f"# ME-PPL after each single edit\n\n{spec.model} · {spec.method} · {spec.dataset} · corpus "
-        f"{spec.ppl_corpus} · run `{spec.run_id}`\n\nunedited model: {summary['baseline_ppl_mean']:.4g}; "
-        f"collapsed (> {spec.threshold:g}, or NaN/inf): {summary['n_collapsed']} of {summary['n_measured']}"
+        f"{spec.ppl_corpus} · run `{spec.run_id}`\n\nunedited model: {result.baseline_ppl_mean:.4g}; "
+        f"collapsed (> {spec.threshold:g}, or NaN/inf): {result.n_collapsed} of {result.n_measured}"
         f"\n\n{histogram}\n",
         key=artifact_key("sweep-histogram", spec.run_id),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,6 +21,7 @@ from editcollapse.stages.sweep.plan import SweepConfig
 from editcollapse.stages.sweep.resources import ResourceCache
 from editcollapse.stages.sweep.run import SweepPlan, finish_sweep, prepare_sweep
 from editcollapse.stages.sweep.shard import ShardResult, run_shard
+from editcollapse.stages.sweep.summary import SweepResult
 from editcollapse.warehouse.store import Warehouse
 
 _thread = threading.local()
@@ -55,6 +55,6 @@ def edit_shard_task(
 
 
 @task(name="finish-sweep", cache_policy=NO_CACHE)
-def finish_sweep_task(plan: SweepPlan, warehouse_root: str, status: str = "completed") -> dict[str, Any]:
-    """Write the final runs row and the DuckDB catalog; return the summary."""
+def finish_sweep_task(plan: SweepPlan, warehouse_root: str, status: str = "completed") -> SweepResult:
+    """Write the final runs row and the DuckDB catalog; return the run's result."""
     return finish_sweep(plan, Warehouse(warehouse_root), status=status)

@@ -273,7 +273,7 @@ def run_filter(
             log.info(
                 "%s: sweep %s, %d of %d candidates kept (ppl > %g)",
                 name,
-                sweep.get("status"),
+                sweep.status,
                 sum(r["kept"] for r in rows),
                 len(rows),
                 threshold,

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from editcollapse.core.case import EditCase
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
+from editcollapse.core.defaults import EMBEDDED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,13 @@ DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.stages
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """Everything that defines a sweep's numbers (and so its run id)."""
+    """Everything that defines a sweep's numbers (and so its run id). An empty ``run_id`` is
+    derived from the parameters; call :meth:`resolved` before running, so a derived id names the
+    perplexity corpus actually used."""
 
-    model: str
-    method: str
-    dataset: str
+    model: str = EMBEDDED_MODEL
+    method: str = "rome"
+    dataset: str = "geofacts"
     limit: int | None = None
     shard_size: int = 10
     ppl_corpus: str = DEFAULT_PPL_CORPUS
@@ -59,6 +62,16 @@ class SweepConfig:
         params.pop("device")
         params.pop("batch")
         return params
+
+    def resolved(self) -> SweepConfig:
+        """This config with its perplexity corpus resolved (:func:`resolve_ppl_corpus`: ME-PPL-50
+        falls back to the embedded corpus offline). A run id derived from the parameters is derived
+        again from the resolved ones; a run id given explicitly is kept."""
+        corpus = resolve_ppl_corpus(self.ppl_corpus)
+        if corpus == self.ppl_corpus:
+            return self
+        derived = self.run_id == default_run_id(self.parameters())
+        return replace(self, ppl_corpus=corpus, run_id="" if derived else self.run_id)
 
 
 def default_run_id(parameters: dict[str, Any]) -> str:

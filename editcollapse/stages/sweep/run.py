@@ -18,6 +18,7 @@ from editcollapse.core.case import EditCase
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
 from editcollapse.stages.sweep.shard import run_shard, shard_done
+from editcollapse.stages.sweep.summary import SweepResult, run_summary
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
 from editcollapse.warehouse.store import Warehouse
 
@@ -123,40 +124,47 @@ def _invalid_rows(spec: SweepConfig, errors: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> dict[str, Any]:
+def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> SweepResult:
     """Write the run's final ``runs`` row (counts from the warehouse, so resumed shards count;
     status ``running`` while other workers still hold shards) and refresh the DuckDB catalog
-    file; return the run summary."""
-    from editcollapse.stages.sweep.summary import run_summary
+    file; return the run's result."""
     from editcollapse.warehouse.catalog import build_catalog
 
     spec = plan.spec
     if status == "completed" and not all(shard_done(warehouse, spec, i) for i in range(len(plan.shards))):
         status = "running"  # shards claimed by other workers: the last of them to finish completes the run
-    summary = run_summary(warehouse, spec.model, spec.method, spec.run_id)
+    result = run_summary(
+        warehouse,
+        spec.model,
+        spec.method,
+        spec.run_id,
+        status=status,
+        baseline_ppl_mean=plan.run_row.get("baseline_ppl_mean"),
+    )
     finish_run(
         warehouse,
         spec.model,
         spec.method,
         plan.run_row,
         status=status,
-        n_cases=summary["n_cases"],
-        n_errors=summary["n_errors"],
-        n_collapsed=summary["n_collapsed"],
+        n_cases=result.n_cases,
+        n_errors=result.n_errors,
+        n_collapsed=result.n_collapsed,
     )
     build_catalog(warehouse)
-    summary.update(baseline_ppl_mean=plan.run_row.get("baseline_ppl_mean"), status=status)
-    return summary
+    return result
 
 
 def run_sweep(
-    spec: SweepConfig,
+    config: SweepConfig,
     warehouse: Warehouse,
     *,
     cases: list[EditCase] | None = None,
     on_case: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Prepare, run every missing shard here (loading the model once), finish; return the summary."""
+) -> SweepResult:
+    """Resolve the perplexity corpus (:meth:`SweepConfig.resolved`), prepare, run every missing
+    shard here (loading the model once), finish; return the run's result."""
+    spec = config.resolved()
     cache = ResourceCache()
     cache.get(spec)  # up front: a model or method that cannot be loaded fails before the run is started
     plan = prepare_sweep(spec, warehouse, cache=cache, cases=cases)

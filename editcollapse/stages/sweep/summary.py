@@ -1,15 +1,19 @@
-"""A sweep run's summary and its log-perplexity histogram, read back from the warehouse.
+"""A sweep run's result (:class:`SweepResult`) and its log-perplexity histogram, read back from
+the warehouse.
 
-Read from the stored rows (not from what this process computed), so a resumed run's summary
+Read from the stored rows (not from what this process computed), so a resumed run's result
 covers the shards of earlier attempts too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from editcollapse.core.collapse import is_collapsed
+from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.catalog import connect
 from editcollapse.warehouse.layout import partition_value
 from editcollapse.warehouse.store import Warehouse
@@ -21,8 +25,45 @@ def _where(model: str, method: str, run_id: str) -> tuple[str, list[str]]:
     return "model = ? AND method = ? AND run = ?", [partition_value(v) for v in (model, method, run_id)]
 
 
-def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top: int = 5) -> dict[str, Any]:
-    """Counts, perplexity quantiles and the ``top`` most damaging edits of one sweep run."""
+@dataclass(frozen=True)
+class SweepResult(StageResult):
+    """A sweep run: its counts, perplexity quantiles, unedited perplexity and most damaging edits."""
+
+    run_id: str
+    model: str
+    method: str
+    status: str  # the runs row's status: completed, running (other workers hold shards) or failed
+    n_cases: int  # valid cases (the loader's rejected records are ``n_invalid``)
+    n_errors: int
+    n_invalid: int
+    n_measured: int  # cases with a perplexity
+    n_collapsed: int  # ppl_mean > threshold, or not finite
+    n_nonfinite: int
+    threshold: float | None  # None while no case is measured
+    ppl_median: float | None  # quantiles of the finite ppl_mean values (None when there is none)
+    ppl_p90: float | None
+    ppl_max: float | None
+    baseline_ppl_mean: float | None  # the unedited model's
+    most_damaging: tuple[dict[str, Any], ...]  # case_id, ppl_mean, subject, target_new, prompt; worst first
+    ppl_means: tuple[float, ...] = bulky()  # every measured case's ppl_mean
+
+    def headline(self) -> str:
+        median = "—" if self.ppl_median is None else f"{self.ppl_median:.4g}"
+        return f"{self.n_cases} cases, {self.n_collapsed} collapsed, {self.n_errors} errors; median ppl {median}"
+
+
+def run_summary(
+    warehouse: Warehouse,
+    model: str,
+    method: str,
+    run_id: str,
+    *,
+    status: str,
+    baseline_ppl_mean: float | None,
+    top: int = 5,
+) -> SweepResult:
+    """Counts, perplexity quantiles and the ``top`` most damaging edits of one sweep run, with the
+    run's ``status`` and unedited perplexity (which the caller holds: they are in its runs row)."""
     where, args = _where(model, method, run_id)
     session = connect(warehouse)
     n_cases, n_errors, n_invalid = session.execute(
@@ -39,23 +80,27 @@ def run_summary(warehouse: Warehouse, model: str, method: str, run_id: str, top:
     ).fetchall()
     threshold = session.execute(f"SELECT max(threshold) FROM ppl WHERE {where}", args).fetchone()[0]
     finite = sorted(v for v in ppl if math.isfinite(v))
-    return {
-        "run_id": run_id,
-        "model": model,
-        "method": method,
-        "n_cases": n_cases,
-        "n_errors": n_errors,
-        "n_invalid": n_invalid,
-        "n_measured": len(ppl),
-        "n_collapsed": sum(is_collapsed(v, threshold) for v in ppl) if ppl else 0,
-        "n_nonfinite": len(ppl) - len(finite),
-        "threshold": threshold,
-        "ppl_median": quantile(finite, 0.5),
-        "ppl_p90": quantile(finite, 0.9),
-        "ppl_max": finite[-1] if finite else None,
-        "most_damaging": [dict(zip(("case_id", "ppl_mean", "subject", "target_new", "prompt"), row)) for row in worst],
-        "ppl_means": ppl,
-    }
+    return SweepResult(
+        run_id=run_id,
+        model=model,
+        method=method,
+        status=status,
+        n_cases=n_cases,
+        n_errors=n_errors,
+        n_invalid=n_invalid,
+        n_measured=len(ppl),
+        n_collapsed=sum(is_collapsed(v, threshold) for v in ppl) if ppl else 0,
+        n_nonfinite=len(ppl) - len(finite),
+        threshold=threshold,
+        ppl_median=quantile(finite, 0.5),
+        ppl_p90=quantile(finite, 0.9),
+        ppl_max=finite[-1] if finite else None,
+        baseline_ppl_mean=baseline_ppl_mean,
+        most_damaging=tuple(
+            dict(zip(("case_id", "ppl_mean", "subject", "target_new", "prompt"), row)) for row in worst
+        ),
+        ppl_means=tuple(ppl),
+    )
 
 
 def quantile(ordered: list[float], q: float) -> float | None:
@@ -67,7 +112,7 @@ def quantile(ordered: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def log_ppl_histogram(values: list[float], threshold: float, bins_per_decade: int = 2) -> str:
+def log_ppl_histogram(values: Sequence[float], threshold: float, bins_per_decade: int = 2) -> str:
     """A markdown histogram of log10(ME-PPL) with the collapse threshold marked; NaN/inf (counted
     as collapsed) get their own row."""
     finite = [v for v in values if math.isfinite(v) and v > 0]
