@@ -58,7 +58,6 @@ def downstream(
     """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity."""
     from rich.table import Table
 
-    from editcollapse.orchestration.flows.downstream import downstream_eval
     from editcollapse.stages.downstream.catalog import PAPER_TASKS
     from editcollapse.stages.downstream.config import DownstreamConfig
     from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
@@ -90,7 +89,7 @@ def downstream(
         config,
         None if warehouse is None else str(warehouse),
         prefect=prefect,
-        flow=downstream_eval,
+        flow="editcollapse.orchestration.flows.downstream:downstream_eval",
         plain=run_downstream,
     )
     console = formatting.console()

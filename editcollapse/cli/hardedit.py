@@ -59,7 +59,6 @@ def generate(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
 ) -> None:
     """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
-    from editcollapse.orchestration.flows.hardedit import generate_hardedit_candidates
     from editcollapse.stages.hardedit.config import GenerationConfig
     from editcollapse.stages.hardedit.runs import run_generation
 
@@ -85,7 +84,11 @@ def generate(
         run_id=run_id,
     )
     result = run_stage(
-        config, _warehouse(warehouse), prefect=prefect, flow=generate_hardedit_candidates, plain=run_generation
+        config,
+        _warehouse(warehouse),
+        prefect=prefect,
+        flow="editcollapse.orchestration.flows.hardedit:generate_hardedit_candidates",
+        plain=run_generation,
     )
     print_json(result)
 
@@ -111,7 +114,6 @@ def filter_(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
-    from editcollapse.orchestration.flows.hardedit import filter_hardedit
     from editcollapse.stages.hardedit.config import FilterConfig
     from editcollapse.stages.hardedit.runs import run_filter
 
@@ -129,7 +131,13 @@ def filter_(
         run_id=run_id,
         device=device,
     )
-    result = run_stage(config, _warehouse(warehouse), prefect=prefect, flow=filter_hardedit, plain=run_filter)
+    result = run_stage(
+        config,
+        _warehouse(warehouse),
+        prefect=prefect,
+        flow="editcollapse.orchestration.flows.hardedit:filter_hardedit",
+        plain=run_filter,
+    )
     print_json(result)
 
 

@@ -91,12 +91,17 @@ def analyse(
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
-    from editcollapse.orchestration.flows.analysis import analyse_study
     from editcollapse.stages.analysis.config import AnalysisConfig
     from editcollapse.stages.analysis.run import run_analysis
 
     config = make_config(AnalysisConfig, threshold=threshold, output=output)
-    result = run_stage(config, warehouse, prefect=prefect, flow=analyse_study, plain=run_analysis)
+    result = run_stage(
+        config,
+        warehouse,
+        prefect=prefect,
+        flow="editcollapse.orchestration.flows.analysis:analyse_study",
+        plain=run_analysis,
+    )
     for section, rows in result.tables.items():
         typer.echo(f"{section}: {len(rows)} row(s), {len(result.figures.get(section, []))} figure(s)")
     typer.echo(f"report: {result.report}")

@@ -42,7 +42,6 @@ def sequential(
     """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
     from rich.table import Table
 
-    from editcollapse.orchestration.flows.sequential import sequential_editing
     from editcollapse.stages.sequential.config import SequentialConfig
 
     config = make_config(
@@ -72,8 +71,8 @@ def sequential(
         config,
         None if warehouse is None else str(warehouse),
         prefect=prefect,
-        flow=sequential_editing,
-        plain=lambda config, store: sequential_editing.fn(config, store.location),  # with the per-step log lines
+        flow="editcollapse.orchestration.flows.sequential:sequential_editing",
+        plain=_plain_sequential,
     )
     table = Table(title=f"sequential run {result.run_id}")
     columns = (
@@ -98,6 +97,13 @@ def sequential(
     console.print(table)
     for figure in result.plots:
         console.print(f"figure: {figure}")
+
+
+def _plain_sequential(config, store):
+    """The flow's function without Prefect: the same steps, with the per-step log lines."""
+    from editcollapse.orchestration.flows.sequential import sequential_editing
+
+    return sequential_editing.fn(config, store.location)
 
 
 def register(app: typer.Typer) -> None:

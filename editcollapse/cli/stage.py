@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from editcollapse.core.registry import import_object
 from editcollapse.stages.result import StageResult
 
 Config = TypeVar("Config")
@@ -39,14 +40,16 @@ def run_stage(
     warehouse: str | None,
     *,
     prefect: bool,
-    flow: Any,
+    flow: str,
     plain: Callable[[Any, Any], StageResult],
     **flow_options: Any,
 ) -> StageResult:
-    """``flow(config=…, warehouse=…)`` as a Prefect flow run, or ``plain(config, Warehouse(warehouse))``."""
+    """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
+    ``plain(config, Warehouse(warehouse))``. The flow is imported here, after :func:`prefect_defaults`:
+    Prefect reads its settings once, when it is first imported."""
     if prefect:
         prefect_defaults()
-        return flow(config=config, warehouse=warehouse, **flow_options)
+        return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
     from editcollapse.warehouse.store import Warehouse
 
     return plain(config, Warehouse(warehouse))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from editcollapse.cli import formatting
-from editcollapse.cli.stage import make_config, prefect_defaults, print_json, run_stage
+from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
@@ -49,8 +49,6 @@ def sweep(
     ),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
-    prefect_defaults()  # before the flow's import: Prefect reads its settings once, when first imported
-    from editcollapse.orchestration.flows.sweep import single_edit_sweep
     from editcollapse.stages.sweep.plan import SweepConfig
 
     if not prefect and task_runner != "local":
@@ -74,7 +72,7 @@ def sweep(
         config,
         str(warehouse) if warehouse else None,
         prefect=prefect,
-        flow=single_edit_sweep,
+        flow="editcollapse.orchestration.flows.sweep:single_edit_sweep",
         plain=_sweep_with_progress_bar,
         **options,
     )
@@ -122,8 +120,6 @@ def hardcf(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
 ) -> None:
     """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
-    prefect_defaults()  # before the flow's import: Prefect reads its settings once, when first imported
-    from editcollapse.orchestration.flows.hardcf import select_hardcf
     from editcollapse.stages.hardcf.config import HardCFConfig
     from editcollapse.stages.hardcf.select import run_selection
 
@@ -137,7 +133,11 @@ def hardcf(
         output=str(output) if output else None,
     )
     result = run_stage(
-        config, str(warehouse) if warehouse else None, prefect=prefect, flow=select_hardcf, plain=run_selection
+        config,
+        str(warehouse) if warehouse else None,
+        prefect=prefect,
+        flow="editcollapse.orchestration.flows.hardcf:select_hardcf",
+        plain=run_selection,
     )
     print_json(result)
 
