@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from editcollapse.cli.warehouse import WAREHOUSE_HELP
+from editcollapse.cli.warehouse import WAREHOUSE_HELP, existing_warehouse
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 
@@ -86,6 +86,7 @@ def analyse(
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
+    existing_warehouse(warehouse)
     if prefect:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
