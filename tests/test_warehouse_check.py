@@ -64,6 +64,15 @@ def test_a_bad_part_blocks_only_its_table_and_names_itself(tmp_path, kind) -> No
         assert bad.endswith("part-00001.parquet")
 
 
+def test_analyse_names_a_bad_part_in_one_line(tmp_path) -> None:
+    store = Warehouse(tmp_path / "wh")
+    _shard(store, 0, "a")
+    _truncate(store, "ppl", 0)
+    result = CliRunner().invoke(app, ["analyse", "-w", str(store.root), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "part-00000.parquet" in result.output and "warehouse check --repair" in result.output
+
+
 @pytest.mark.parametrize("kind", BACKEND_KINDS)
 def test_check_reports_per_table_and_repair_quarantines(tmp_path, kind) -> None:
     with fresh_backend(kind, tmp_path) as backend:

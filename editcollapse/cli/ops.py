@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from editcollapse.cli.warehouse import WAREHOUSE_HELP, existing_warehouse
+from editcollapse.cli.warehouse import WAREHOUSE_HELP, error_line, existing_warehouse
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 
 
@@ -86,17 +86,23 @@ def analyse(
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
-    existing_warehouse(warehouse)
-    if prefect:
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        from editcollapse.orchestration.flows.analysis import analyse_study
+    import duckdb
 
-        result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
-    else:
-        from editcollapse.stages.analysis.run import run_analysis
+    store = existing_warehouse(warehouse)
+    try:
+        if prefect:
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+            from editcollapse.orchestration.flows.analysis import analyse_study
 
-        result = run_analysis(warehouse, output, threshold=threshold)
+            result = analyse_study(warehouse=warehouse, output=output, threshold=threshold)
+        else:
+            from editcollapse.stages.analysis.run import run_analysis
+
+            result = run_analysis(warehouse, output, threshold=threshold)
+    except duckdb.Error as error:
+        typer.echo(f"analysis failed: {error_line(error, store)}", err=True)
+        raise typer.Exit(2) from None
     for section, rows in result["tables"].items():
         typer.echo(f"{section}: {len(rows)} row(s), {len(result['figures'].get(section, []))} figure(s)")
     typer.echo(f"report: {result['report']}")

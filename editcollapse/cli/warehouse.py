@@ -38,6 +38,16 @@ def existing_warehouse(root: str | None):
         raise typer.Exit(2) from None
 
 
+def error_line(error: Exception, store) -> str:
+    """DuckDB's error in one line; one about a Parquet file also says how to find and quarantine bad parts."""
+    from editcollapse.warehouse.catalog import REPAIR_HINT
+
+    message = str(error).splitlines()[0]
+    if ".parquet" in str(error) and REPAIR_HINT not in message:
+        message += f"; {REPAIR_HINT} -w {store.location}"
+    return message
+
+
 def sql(
     query: str = typer.Argument(
         ...,
@@ -59,7 +69,7 @@ def sql(
     import duckdb
 
     from editcollapse.cli.export import write_result
-    from editcollapse.warehouse.catalog import REPAIR_HINT, check_query, connect
+    from editcollapse.warehouse.catalog import check_query, connect
 
     store = existing_warehouse(warehouse)
     try:
@@ -78,10 +88,7 @@ def sql(
             return
         write_result(session.sql(query).to_arrow_reader(), output_format.value, target)
     except duckdb.Error as error:
-        message = str(error).splitlines()[0]
-        if ".parquet" in str(error) and REPAIR_HINT not in message:
-            message += f"; {REPAIR_HINT} -w {store.location}"
-        typer.echo(f"query failed: {message}", err=True)
+        typer.echo(f"query failed: {error_line(error, store)}", err=True)
         raise typer.Exit(2) from None
     if output is None:
         sys.stdout.write(target.read_text())

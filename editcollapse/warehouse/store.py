@@ -9,6 +9,7 @@ not tables (sequential delta checkpoints, figures, lm-eval suites, JSON exports)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -160,8 +161,9 @@ class Warehouse:
             if not self.backend.exists(key):
                 sound = False
             elif integrity.part_problem(self.backend, table, key) is not None:
-                integrity.quarantine(self.backend, key)
                 sound = False
+                with contextlib.suppress(FileNotFoundError):  # another worker quarantined it first
+                    integrity.quarantine(self.backend, key)
         return sound
 
     def check(self, tables: Iterable[str] | None = None) -> list[TableReport]:
