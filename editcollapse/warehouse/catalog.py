@@ -12,6 +12,9 @@ the part and ``editcollapse warehouse check --repair``; the other tables answer 
 (``enable_external_access`` off, the folders in ``allowed_directories``, extensions neither
 installed nor loaded, the configuration locked), and :func:`check_query` admits one query
 (``SELECT``, ``FROM``, ``WITH``, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` …) and nothing else.
+DuckDB has no read-only file access: ``allowed_directories`` admits writes too, so inside the
+tables' folders it is :func:`check_query` (which every user statement must pass) that stops a
+``COPY … TO``; outside them (other files, ``catalog.duckdb``, extensions) the session itself does.
 
 The catalog *file* (:func:`build_catalog`) of a local root names the parts by paths relative to
 the root, so a copied or moved warehouse reads its own parts: open it from the warehouse folder
