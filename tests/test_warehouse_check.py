@@ -90,7 +90,7 @@ def test_check_reports_per_table_and_repair_quarantines(tmp_path, kind) -> None:
         found = runner.invoke(app, ["warehouse", "check", "-w", store.location])
         assert found.exit_code == 1, found.output
         lines = found.output.splitlines()
-        assert any(line.startswith("ppl ") and "2 bad" in line and "1 unfinished" in line for line in lines)
+        assert any(line.startswith("ppl ") and " 4 part(s)  2 bad  1 unfinished" in line for line in lines)
         assert any(line.startswith("edits ") and "1 bad" in line for line in lines)
         assert any(line.startswith("runs ") and "0 bad" in line for line in lines)
         assert any("part-00001.parquet: unreadable Parquet" in line for line in lines)

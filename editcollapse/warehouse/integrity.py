@@ -35,7 +35,8 @@ class PartProblem:
 
 @dataclass
 class TableReport:
-    """One table's verdict: how many parts it holds, which are bad, which belong to incomplete shards."""
+    """One table's verdict: how many data parts it holds (its schema anchor not counted), which parts
+    are bad (the anchor included), which belong to incomplete shards."""
 
     table: str
     n_parts: int = 0
@@ -78,7 +79,7 @@ def schema_problem(table: str, found: pa.Schema) -> str | None:
 def check_table(backend: Backend, table: str) -> TableReport:
     """Verify every ``*.parquet`` file under ``table``'s folder (anchors included)."""
     keys = sorted(backend.find(layout.table_key(table), layout.PART_SUFFIX))
-    report = TableReport(table, n_parts=len(keys))
+    report = TableReport(table, n_parts=sum(not layout.is_anchor(key) for key in keys))
     for key in keys:
         reason = part_problem(backend, table, key)
         if reason is not None:
