@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import duckdb
 import pyarrow.parquet as pq
@@ -86,15 +87,24 @@ def test_views_see_parts_written_while_a_session_is_open(tmp_path) -> None:
     assert rows == [("20261123", "VARCHAR", 2), ("r1", "VARCHAR", 1)]  # run ids stay text
 
 
-def test_catalog_file_opens_from_any_directory(tmp_path, monkeypatch) -> None:
+def test_catalog_file_reads_its_own_folder_after_a_move_or_copy(tmp_path, monkeypatch) -> None:
     store = Warehouse(tmp_path / "wh")
     _write(store, 0, "a")
-    catalog = build_catalog(store)
-    monkeypatch.chdir(tmp_path)
-    with duckdb.connect(str(catalog), read_only=True) as connection:
+    build_catalog(store)
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "wh", moved)
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    _write(Warehouse(copy), 1, "b")  # the copy's own part: the moved original must not see it
+    monkeypatch.chdir(moved)  # opened from the warehouse folder
+    with duckdb.connect("catalog.duckdb", read_only=True) as connection:
         assert connection.execute("SELECT case_id, model, method FROM edits").fetchall() == [("a", "tiny-gpt2", "rome")]
-        _write(store, 1, "b")
+        _write(Warehouse(moved), 2, "c")  # an open catalog sees parts written after it was opened
         assert connection.execute("SELECT count(*) FROM edits").fetchone() == (2,)
+    monkeypatch.chdir(tmp_path)  # from elsewhere: file_search_path names the root
+    with duckdb.connect(str(copy / "catalog.duckdb"), read_only=True) as connection:
+        connection.execute(f"SET file_search_path = '{copy}'")
+        assert connection.execute("SELECT case_id FROM edits ORDER BY 1").fetchall() == [("a",), ("b",)]
 
 
 def test_nan_and_inf_perplexities_round_trip(tmp_path) -> None:

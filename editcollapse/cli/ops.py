@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from editcollapse.cli.stage import make_config, prefect_defaults, run_stage
-from editcollapse.cli.warehouse import WAREHOUSE_HELP
+from editcollapse.cli.warehouse import WAREHOUSE_HELP, error_line, existing_warehouse
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.stages.study import STAGES, DownstreamPart, HardEditPart, SequentialPart, StudyConfig
@@ -91,17 +91,24 @@ def analyse(
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
     hard cases, sequential curves, downstream-vs-perplexity correlations."""
+    import duckdb
+
     from editcollapse.stages.analysis.config import AnalysisConfig
     from editcollapse.stages.analysis.run import run_analysis
 
+    store = existing_warehouse(warehouse)
     config = make_config(AnalysisConfig, threshold=threshold, output=output)
-    result = run_stage(
-        config,
-        warehouse,
-        prefect=prefect,
-        flow="editcollapse.orchestration.flows.analysis:analyse_study",
-        plain=run_analysis,
-    )
+    try:
+        result = run_stage(
+            config,
+            warehouse,
+            prefect=prefect,
+            flow="editcollapse.orchestration.flows.analysis:analyse_study",
+            plain=run_analysis,
+        )
+    except duckdb.Error as error:
+        typer.echo(f"analysis failed: {error_line(error, store)}", err=True)
+        raise typer.Exit(2) from None
     for section, rows in result.tables.items():
         typer.echo(f"{section}: {len(rows)} row(s), {len(result.figures.get(section, []))} figure(s)")
     typer.echo(f"report: {result.report}")

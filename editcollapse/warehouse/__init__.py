@@ -2,9 +2,9 @@
 
 ``Warehouse`` (``store``) is the handle the stages use; it composes ``layout`` (pure paths of the
 hive-partitioned tree), ``backends`` (a local directory or any fsspec URL), ``parts`` (atomic,
-idempotent Parquet parts) and ``claims`` (the shard claim protocol). ``schemas`` holds every
-table's contract; ``catalog`` gives DuckDB views and polars scans; ``runs`` keeps one provenance
-row per run.
+idempotent Parquet parts), ``claims`` (the shard claim protocol) and ``integrity`` (sound parts,
+the quarantine). ``schemas`` holds every table's contract; ``catalog`` gives read-only DuckDB
+sessions and polars scans; ``runs`` keeps one provenance row per run.
 """
 
 from editcollapse.warehouse.catalog import build_catalog, connect, scan

@@ -121,6 +121,14 @@ class Backend(ABC):
         """Delete ``key`` if it still holds ``data``; True when this call deleted it."""
 
     @abstractmethod
+    def move(self, key: str, target: str) -> None:
+        """Move ``key`` to the key ``target`` (replacing it); FileNotFoundError when ``key`` does not exist."""
+
+    @abstractmethod
+    def is_folder(self, folder: str) -> bool:
+        """Whether ``folder`` (a key) is a folder now."""
+
+    @abstractmethod
     def find(self, folder: str, suffix: str) -> list[str]:
         """Keys of every file under ``folder`` (at any depth) whose name ends with ``suffix``."""
 
@@ -217,6 +225,14 @@ class LocalBackend(Backend):
             return False
         finally:
             taken.unlink()
+
+    def move(self, key: str, target: str) -> None:
+        destination = self.path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(key), destination)
+
+    def is_folder(self, folder: str) -> bool:
+        return self.path(folder).is_dir()
 
     def find(self, folder: str, suffix: str) -> list[str]:
         base = self.path(folder)
@@ -315,6 +331,16 @@ class FsspecBackend(Backend):
         except FileNotFoundError:
             return False
         return True
+
+    def move(self, key: str, target: str) -> None:
+        """A copy then a delete on an object store (not atomic: a reader may briefly see both)."""
+        destination = self.path(target)
+        self.fs.makedirs(self.fs._parent(destination), exist_ok=True)
+        self.fs.mv(self.path(key), destination)
+
+    def is_folder(self, folder: str) -> bool:
+        self.fs.invalidate_cache(self.path(folder))
+        return bool(self.fs.isdir(self.path(folder)))
 
     def find(self, folder: str, suffix: str) -> list[str]:
         self.fs.invalidate_cache()

@@ -6,6 +6,7 @@ local path or a URL. The tree::
     <table>/model=<m>/method=<x>/run=<id>/part-<shard>.parquet     a part of a table
     <table>/model=_schema/method=_schema/run=_schema/part-schema.parquet   its zero-row schema anchor
     _claims/model=<m>/method=<x>/run=<id>/shard-<shard>.claim      who computes a shard
+    _quarantine/<stamp>/<table>/model=<m>/…/part-<shard>.parquet   a bad part, moved out of its table
 
 A part's name is a deterministic function of (run, shard), so writing it again replaces it.
 """
@@ -18,9 +19,11 @@ from editcollapse.warehouse.schemas import PARTITION_COLUMNS, schema_for
 
 ANCHOR = "_schema"
 CLAIMS = "_claims"
+QUARANTINE = "_quarantine"
 PART_SUFFIX = ".parquet"
 CLAIM_SUFFIX = ".claim"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_PART_NAME = re.compile(r"^part-[A-Za-z0-9._-]+\.parquet$")
 
 
 def partition_value(value: str) -> str:
@@ -75,3 +78,22 @@ def partition_values(key: str) -> dict[str, str]:
 def claim_key(model: str, method: str, run_id: str, shard: int) -> str:
     """The key of the claim on one shard of a run."""
     return "/".join([CLAIMS, *partition_segments(model, method, run_id), f"shard-{shard:05d}{CLAIM_SUFFIX}"])
+
+
+def layout_problem(table: str, key: str) -> str | None:
+    """Why ``key`` is not where a part of ``table`` belongs (None when it is):
+    ``<table>/model=<m>/method=<x>/run=<id>/part-<shard>.parquet`` with path-safe values."""
+    segments = key.split("/")
+    expected = f"{table}/model=<m>/method=<x>/run=<id>/part-<shard>{PART_SUFFIX}"
+    if len(segments) != 2 + len(PARTITION_COLUMNS) or segments[0] != table or not _PART_NAME.match(segments[-1]):
+        return f"not at {expected}"
+    for column, segment in zip(PARTITION_COLUMNS, segments[1:-1]):
+        name, _, value = segment.partition("=")
+        if name != column or not value or _UNSAFE.search(value):
+            return f"folder {segment!r} is not {column}=<value> (expected {expected})"
+    return None
+
+
+def quarantine_key(key: str, stamp: str) -> str:
+    """Where a bad part goes: under ``_quarantine/<stamp>/``, outside every table's folder (and glob)."""
+    return f"{QUARANTINE}/{stamp}/{key}"

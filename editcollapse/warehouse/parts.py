@@ -69,11 +69,12 @@ class PartStore:
         self.backend.write(key, parquet_bytes(data))
         return key
 
-    def ensure_anchor(self, table: str) -> str:
-        """Write ``table``'s zero-row schema part unless an identical one exists; return its key."""
+    def ensure_anchor(self, table: str, *, recheck: bool = False) -> str:
+        """Write ``table``'s zero-row schema part unless an identical one exists; return its key.
+        ``recheck`` looks again even where this store checked it already (it was just moved away)."""
         schema = schema_for(table)
         key = layout.anchor_key(table)
-        if table in self._anchored:
+        if table in self._anchored and not recheck:
             return key
         if self.backend.exists(key):
             try:

@@ -9,6 +9,7 @@ not tables (sequential delta checkpoints, figures, lm-eval suites, JSON exports)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from editcollapse.warehouse import claims, layout
+from editcollapse.warehouse import claims, integrity, layout
 from editcollapse.warehouse.backends import Backend, open_backend
 from editcollapse.warehouse.claims import STALE_CLAIM_S
+from editcollapse.warehouse.integrity import TableReport
 from editcollapse.warehouse.parts import PartStore
+from editcollapse.warehouse.schemas import SCHEMAS
 
 
 class Warehouse:
@@ -70,6 +73,19 @@ class Warehouse:
         for a URL root a local folder of this machine named after the URL
         (``<cache>/warehouse-local/<protocol>-<digest>``)."""
         return self.backend.local_dir
+
+    def exists(self) -> bool:
+        """Whether the root holds a warehouse: at least one table's folder."""
+        return any(self.backend.is_folder(layout.table_key(table)) for table in SCHEMAS)
+
+    def require_existing(self) -> Warehouse:
+        """This warehouse, or a ValueError naming the root and how to make one (for commands that only read)."""
+        if not self.exists():
+            raise ValueError(
+                f"{self.location} is not a warehouse (no table folder such as runs/ or edits/ in it): "
+                "point --warehouse/-w or $EDITCOLLAPSE_WAREHOUSE at one, or make one with `editcollapse sweep -w PATH`"
+            )
+        return self
 
     # --- paths ----------------------------------------------------------------------------------
 
@@ -135,6 +151,34 @@ class Warehouse:
     ) -> pa.Table:
         """All rows of ``table`` (optionally one model/method/run) with the partition columns added."""
         return self._parts.read(table, model=model, method=method, run_id=run_id)
+
+    def sound_parts(self, tables: Iterable[str], model: str, method: str, run_id: str, shard: int | str) -> bool:
+        """Whether each of ``tables`` holds a sound part of this shard (see :mod:`.integrity`). A
+        bad one is moved to quarantine, so the stage that owns it recomputes the shard."""
+        sound = True
+        for table in tables:
+            key = layout.part_key(table, model, method, run_id, shard)
+            if not self.backend.exists(key):
+                sound = False
+            elif integrity.part_problem(self.backend, table, key) is not None:
+                sound = False
+                with contextlib.suppress(FileNotFoundError):  # another worker quarantined it first
+                    integrity.quarantine(self.backend, key)
+        return sound
+
+    def check(self, tables: Iterable[str] | None = None) -> list[TableReport]:
+        """Verify every part of ``tables`` (default all); nothing is changed."""
+        return [integrity.check_table(self.backend, table) for table in tables or SCHEMAS]
+
+    def quarantine(self, reports: Iterable[TableReport]) -> list[str]:
+        """Move the bad parts of ``reports`` to ``_quarantine/<stamp>/`` and re-anchor the tables
+        whose anchor went with them; return the new keys."""
+        stamp = integrity.quarantine_stamp()
+        bad = [problem for report in reports for problem in report.bad]
+        moved = [integrity.quarantine(self.backend, problem.key, stamp) for problem in bad]
+        for table in {problem.table for problem in bad if layout.is_anchor(problem.key)}:
+            self._parts.ensure_anchor(table, recheck=True)
+        return moved
 
     def remove_stray_temps(self, table: str, model: str, method: str, run_id: str, older_than_s: float = 600.0) -> int:
         """Delete temp files of killed writers in one run's folder (only ones older than

@@ -35,8 +35,15 @@ class ShardResult:
     claimed_elsewhere: bool = False  # another worker holds the shard's claim and computes it
 
 
+SHARD_TABLES = ("cases", "edit_metrics", "ppl", "edits")
+"""The tables a shard writes, in order: its ``edits`` part, written last, is its completion mark."""
+
+
 def shard_done(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
-    return warehouse.has_part("edits", spec.model, spec.method, spec.run_id, shard)
+    """Whether the shard's completion mark is there and every one of its parts is sound; an unsound
+    part is quarantined (:meth:`Warehouse.sound_parts`), so the shard is computed again."""
+    keys = (spec.model, spec.method, spec.run_id, shard)
+    return warehouse.has_part("edits", *keys) and warehouse.sound_parts(SHARD_TABLES, *keys)
 
 
 def run_shard(
@@ -91,7 +98,7 @@ def _compute_shard(
         warehouse.touch_claim(spec.model, spec.method, spec.run_id, shard)
         if on_case is not None:
             on_case(case.case_id)
-    for table in ("cases", "edit_metrics", "ppl", "edits"):  # edits last: the completion mark
+    for table in SHARD_TABLES:
         warehouse.write_part(table, rows[table], model=spec.model, method=spec.method, run_id=spec.run_id, shard=shard)
     ppl_means = [row["ppl_mean"] for row in rows["ppl"]]
     return ShardResult(
