@@ -30,15 +30,16 @@ STUDY = """
 import json
 from editcollapse.stages.downstream.catalog import LASTWORD
 from editcollapse.orchestration.flows.study import editcollapse_study
+from editcollapse.stages.study import DownstreamPart, HardEditPart, SequentialPart, StudyConfig
 from tests.test_hardedit_generate import FakeOpenAI
 records = [{{"prompt": "Nintendo is based in", "subject": "Nintendo", "target_new": "Lisbon", "ground_truth": "Kyoto"}},
            {{"prompt": "Sony's headquarters are in", "subject": "Sony", "target_new": "Lagos", "ground_truth": "Tokyo"}}]
 with FakeOpenAI([("ok", json.dumps(records))]) as llm:
-    editcollapse_study(model="tiny-gpt2", dataset={cases!r}, shard_size=3, ppl_corpus={corpus!r},
-                       warehouse={warehouse!r}, sequential_edits=2, sequential_trials=1,
-                       hardedit_backend="openai", hardedit_calls=1, hardedit_model="fake-gpt",
-                       hardedit_base_url=llm.base_url, downstream_tasks=[LASTWORD], downstream_limit=3,
-                       downstream_k=1)
+    config = StudyConfig(model="tiny-gpt2", dataset={cases!r}, shard_size=3, ppl_corpus={corpus!r},
+                         sequential=SequentialPart(n_edits=2, trials=1),
+                         hardedit=HardEditPart(backend="openai", calls=1, model="fake-gpt", base_url=llm.base_url),
+                         downstream=DownstreamPart(tasks=(LASTWORD,), limit=3, k=1))
+    editcollapse_study(config=config, warehouse={warehouse!r})
 """
 
 

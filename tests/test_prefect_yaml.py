@@ -38,14 +38,21 @@ def test_deployment_resolves(deployment: dict) -> None:
     validated = flow.validate_parameters(parameters)
     assert set(parameters) <= set(validated)
     for name, value in parameters.items():
-        if dataclasses.is_dataclass(validated[name]):  # a stage config: every key one of its fields, kept as given
-            config = validated[name]
-            assert set(value) <= {field.name for field in dataclasses.fields(config)}, (name, set(value))
-            for key, given in value.items():
-                assert getattr(config, key) == (tuple(given) if isinstance(given, list) else given), (name, key)
+        _assert_kept_as_given(validated[name], value, name)
     assert deployment["work_pool"]["name"] == "editcollapse"
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+
+
+def _assert_kept_as_given(validated, given, where: str) -> None:
+    """A config (or a config inside one) kept every key of its mapping in the YAML as a field, with
+    the value given (lists as tuples)."""
+    if not dataclasses.is_dataclass(validated):
+        assert validated == (tuple(given) if isinstance(given, list) else given), where
+        return
+    assert set(given) <= {field.name for field in dataclasses.fields(validated)}, (where, set(given))
+    for key, value in given.items():
+        _assert_kept_as_given(getattr(validated, key), value, f"{where}.{key}")
 
 
 def test_every_flow_of_the_study_has_a_deployment() -> None:
@@ -53,7 +60,7 @@ def test_every_flow_of_the_study_has_a_deployment() -> None:
     import importlib
 
     flows = set()
-    for path in sorted((ROOT / "editcollapse" / "flows").glob("*.py")):
+    for path in sorted((ROOT / "editcollapse" / "orchestration" / "flows").glob("*.py")):
         module = importlib.import_module(f"editcollapse.orchestration.flows.{path.stem}")
         flows |= {
             f"editcollapse/orchestration/flows/{path.name}:{name}"

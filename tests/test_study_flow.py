@@ -45,34 +45,28 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
 
     from editcollapse.orchestration.flows.study import editcollapse_study
     from editcollapse.stages.downstream.catalog import LASTWORD
+    from editcollapse.stages.study import DownstreamPart, HardEditPart, SequentialPart, StudyConfig
     from editcollapse.warehouse import Warehouse, connect
     from tests.test_hardedit_generate import FakeOpenAI
 
     cases_file, corpus = write_files(tmp_path, 6)
     root = f"memory://study-{uuid.uuid4().hex[:8]}"
     with FakeOpenAI([("ok", _candidates())]) as llm:
-        state = editcollapse_study(
+        config = StudyConfig(
             model="tiny-gpt2",
             method="rome",
             dataset=str(cases_file),
             shard_size=3,
             ppl_corpus=str(corpus),
             threshold=1000.0,
-            warehouse=root,
-            sequential_edits=2,
-            sequential_trials=1,
-            hardedit_backend="openai",
-            hardedit_calls=1,
-            hardedit_model="fake-gpt",
-            hardedit_base_url=llm.base_url,
-            downstream_tasks=[LASTWORD],
-            downstream_limit=3,
-            downstream_k=1,
-            return_state=True,
+            sequential=SequentialPart(n_edits=2, trials=1),
+            hardedit=HardEditPart(backend="openai", calls=1, model="fake-gpt", base_url=llm.base_url),
+            downstream=DownstreamPart(tasks=(LASTWORD,), limit=3, k=1),
         )
+        state = editcollapse_study(config=config, warehouse=root, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
-    assert [line["stage"] for line in result["stages"]] == [
+    assert [line["step"] for line in result.steps] == [
         "sweep",
         "hardcf",
         "sequential",
@@ -81,7 +75,7 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
         "downstream",
         "analysis",
     ]
-    assert all(line["state"] == "completed" for line in result["stages"]), result["stages"]
+    assert all(line["state"] == "completed" for line in result.steps), result.steps
 
     # one tree: every stage is a child flow run of the study's run, with its own artifacts
     with get_client(sync_client=True) as client:
@@ -122,7 +116,7 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     assert counts["downstream"] == 3  # baseline, most and least damaging edit
     stages = dict(session.execute("SELECT stage, count(*) FROM runs GROUP BY stage").fetchall())
     assert {"single_edit_sweep", "sequential", "hardedit_generation", "hardedit_filter"} <= set(stages)
-    analysis = result["results"]["analysis"]
+    analysis = result.results["analysis"]
     assert len(analysis.tables["single_edit"]) == 2  # the sweep and the HardEdit filter's sweep
     assert all(f.endswith(".png") for section in analysis.figures.values() for f in section)
 
@@ -163,14 +157,12 @@ def test_every_model_task_carries_the_gpu_tag() -> None:
 
 def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_path) -> None:
     from editcollapse.orchestration.flows.study import editcollapse_study
+    from editcollapse.stages.study import StudyConfig
 
-    state = editcollapse_study(
-        model="tiny-gpt2",
-        dataset=str(tmp_path / "missing.json"),
-        warehouse=str(tmp_path / "wh"),
-        stages=["sweep", "hardcf", "analysis"],
-        return_state=True,
+    config = StudyConfig(
+        model="tiny-gpt2", dataset=str(tmp_path / "missing.json"), stages=("sweep", "hardcf", "analysis")
     )
+    state = editcollapse_study(config=config, warehouse=str(tmp_path / "wh"), return_state=True)
     assert state.is_failed() and "sweep" in state.message
     from prefect.client.orchestration import get_client
 
@@ -182,7 +174,7 @@ def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_pa
         ]
     (table,) = artifacts
     lines = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert [(line["stage"], line["state"]) for line in lines] == [
+    assert [(line["step"], line["state"]) for line in lines] == [
         ("sweep", "Failed"),
         ("hardcf", "skipped"),
         ("analysis", "completed"),

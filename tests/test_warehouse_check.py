@@ -152,7 +152,7 @@ def test_repair_and_rerun_restore_the_uninterrupted_sweep(tmp_path) -> None:
     edits = store.backend.path(f"edits/{prefix}/part-00002.parquet")
     edits.write_bytes(edits.read_bytes()[:100])
     summary = run_sweep(spec, store)
-    assert summary["status"] == "completed" and summary["n_cases"] == 5
+    assert summary.status == "completed" and summary.n_cases == 5
     assert {table: connect(store).execute(query).fetchall() for table, query in SWEPT.items()} == expected
     quarantined = sorted(key.split("/", 2)[2] for key in store.backend.find(QUARANTINE, ".parquet"))
     assert quarantined == [f"edits/{prefix}/part-00002.parquet", f"ppl/{prefix}/part-00001.parquet"]
