@@ -37,12 +37,14 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
     root = tmp_path / "wh"
     run_id = "server-test"
     parameters = {
-        "model": "tiny-gpt2",
-        "dataset": str(cases_file),
-        "ppl_corpus": str(corpus),
-        "shard_size": 2,
+        "config": {
+            "model": "tiny-gpt2",
+            "dataset": str(cases_file),
+            "ppl_corpus": str(corpus),
+            "shard_size": 2,
+            "run_id": run_id,
+        },
         "warehouse": str(root),
-        "run_id": run_id,
         "progress_bar": False,
     }
     with PrefectServer(tmp_path / "prefect-home") as server:
@@ -73,7 +75,7 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["sweep-nightly"]))
             )
-            manual = [r for r in runs if r.parameters.get("run_id") == run_id]
+            manual = [r for r in runs if r.parameters.get("config", {}).get("run_id") == run_id]
             assert len(manual) == 1, [(r.name, r.state_name) for r in runs]
             flow_run = manual[0]
             assert flow_run.state.is_completed(), (flow_run.state, worker_log.read_text()[-4000:])
