@@ -21,7 +21,7 @@ class MENDTrainConfig:
     model: str = EMBEDDED_MODEL
     dataset: str | None = None  # training cases (default: the hparams' train_data, the embedded geofacts split)
     val_dataset: str | None = None  # held-out cases (default: a seeded split of the training cases by subject)
-    max_iters: int | None = None  # iterations (default: the hparams')
+    max_iters: int | None = None  # iterations (default: the hparams'; set, it wins over overrides["max_iters"])
     overrides: dict[str, Any] = field(default_factory=dict)
     device: str | None = None  # cpu, cuda, … (default: cuda when present)
     resume: bool = True  # continue from the last checkpoint (False: start over)
