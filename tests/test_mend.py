@@ -339,6 +339,20 @@ def test_cli_trains_then_lists_and_a_finished_run_is_reused() -> None:
     assert listed.exit_code == 0 and "tiny-neox" in listed.output
 
 
+def test_an_invalid_training_config_is_one_line_and_exit_code_2() -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+    from editcollapse.stages.mend.config import MENDTrainConfig
+
+    with pytest.raises(ValueError, match="heldout"):
+        MENDTrainConfig(heldout=-1)
+    result = CliRunner().invoke(app, ["mend", "train", "--model", "tiny-neox", "--max-iters", "0", "--no-prefect"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "error: max_iters must be at least 1 (got 0); leave it unset for the hparams'"
+    ]
+
+
 def test_prefect_flow_trains_with_a_progress_artifact() -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
@@ -348,18 +362,17 @@ def test_prefect_flow_trains_with_a_progress_artifact() -> None:
     # The ephemeral API server gets 20 s to start by default: too little on a busy 2-core machine
     # (an environment variable is too late once prefect is imported).
     with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180}):
-        summary = train_mend(
-            model="tiny-gptj", max_iters=3, overrides={"val_interval": 3}, device="cpu", progress_bar=False
-        )
+        # a dict, as a deployment or the UI passes it: Prefect validates it into a MENDTrainConfig
+        config = {"model": "tiny-gptj", "max_iters": 3, "overrides": {"val_interval": 3}, "device": "cpu"}
+        state = train_mend(config=config, progress_bar=False, return_state=True)
+        result = state.result()
         with get_client(sync_client=True) as client:
             keys = {artifact.key for artifact in client.read_artifacts()}
-    assert summary["finished"] and Path(summary["loss_curve"]).is_file()
+            assert client.read_flow_run(state.state_details.flow_run_id).name == "mend tiny-gptj · None"
+    assert result.finished and result.loss_curve.is_file()
     assert {"mend-progress-tiny-gptj-default", "mend-summary-tiny-gptj-default"} <= keys
-    assert Path(summary["folder"]) == network_dir(
-        "tiny-gptj",
-        "tiny-seed0",
-        summary["data_id"],
-        mend_hparams(tiny("tiny-gptj"), {"max_iters": 3, "val_interval": 3}),
+    assert result.folder == network_dir(
+        "tiny-gptj", "tiny-seed0", result.data_id, mend_hparams(tiny("tiny-gptj"), {"max_iters": 3, "val_interval": 3})
     )
 
 

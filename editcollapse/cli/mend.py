@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.stage import make_config, prefect_defaults, print_json
 from editcollapse.core.defaults import EMBEDDED_MODEL
 
 mend_app = typer.Typer(help="MEND: train the editor network a model's MEND edits use.", no_args_is_help=True)
@@ -28,35 +27,32 @@ def train(
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
 ) -> None:
     """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it."""
+    from editcollapse.stages.mend.config import MENDTrainConfig
+
+    config = make_config(
+        MENDTrainConfig,
+        model=model,
+        dataset=dataset,
+        val_dataset=val_dataset,
+        max_iters=max_iters,
+        device=device,
+        resume=resume,
+        heldout=heldout,
+    )
+    # No warehouse (the network lives in the cache store), so not run_stage: the flow, imported after
+    # Prefect's defaults, or the stage function with the bar only (no server, no artifacts).
     if prefect:
+        prefect_defaults()
         from editcollapse.orchestration.flows.mend import train_mend
 
-        summary = train_mend(
-            model=model,
-            dataset=dataset,
-            val_dataset=val_dataset,
-            max_iters=max_iters,
-            device=device,
-            resume=resume,
-            heldout=heldout,
-        )
-    else:  # the same training without Prefect (no server, no artifacts): the bar only
+        result = train_mend(config=config)
+    else:
         from editcollapse.editors.mend.progress import ProgressBar
-        from editcollapse.stages.mend.run import train_named_model
+        from editcollapse.stages.mend.run import run_training
 
         with ProgressBar(f"MEND {model}", enabled=True) as bar:
-            summary = train_named_model(
-                model,
-                dataset=dataset,
-                val_dataset=val_dataset,
-                device=device,
-                overrides={} if max_iters is None else {"max_iters": max_iters},
-                resume=resume,
-                heldout=heldout,
-                on_iteration=bar.update,
-            )
-    shown = {k: v for k, v in summary.items() if k not in ("hparams",)}
-    typer.echo(json.dumps(shown, indent=1, default=str))
+            result = run_training(config, on_iteration=bar.update)
+    print_json(result)
 
 
 @mend_app.command("list")

@@ -336,7 +336,7 @@ def _validate_and_keep_best(
         state.stopped_early = True
 
 
-def summarize(state: TrainState) -> dict[str, Any]:
+def summarise(state: TrainState) -> dict[str, Any]:
     """The numbers ``meta.json`` keeps: iterations, best held-out stats, time."""
     validations = [row for row in state.history if EARLY_STOP_KEY in row]
     best = next((row for row in validations if row["iteration"] == state.best_iteration), {})

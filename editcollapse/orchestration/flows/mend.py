@@ -9,8 +9,6 @@ table artifact with the held-out numbers and a markdown artifact naming the loss
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -19,59 +17,42 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.editors.mend.progress import ProgressBar
 from editcollapse.orchestration.flows.sweep import artifact_key
+from editcollapse.orchestration.run_context import config_run_name
 from editcollapse.orchestration.tasks.mend import train_mend_task
+from editcollapse.stages.mend.config import MENDTrainConfig
+from editcollapse.stages.mend.run import MENDTrainResult
 
 PROGRESS_EVERY = 5  # iterations between progress-artifact updates (each is an API call)
 
 
-@flow(name="train-mend", flow_run_name="mend {model} · {dataset}", log_prints=True)
-def train_mend(
-    model: str = EMBEDDED_MODEL,
-    dataset: str | None = None,
-    val_dataset: str | None = None,
-    max_iters: int | None = None,
-    overrides: dict[str, Any] | None = None,
-    device: str | None = None,
-    resume: bool = True,
-    heldout: int = 0,
-    progress_bar: bool = True,
-) -> dict[str, Any]:
-    """Train MEND for ``model`` on ``dataset`` (default: the hparams' ``train_data``, the embedded
-    geofacts training split) and return the run summary (folder, iterations, held-out losses, time;
-    with ``heldout`` > 0 also edit metrics before/after on that many held-out cases).
-
-    ``max_iters`` and ``overrides`` change the hparams, hence the stored network's identity: sweeps
-    use the network trained with the packaged hparams.
-    """
-    overrides = dict(overrides or {})
-    if max_iters is not None:
-        overrides["max_iters"] = max_iters
-    key = artifact_key("mend-progress", f"{model}-{dataset or 'default'}")
-    progress_id = create_progress_artifact(0.0, key=key, description=f"MEND training iterations of {model}")
-    with ProgressBar(f"MEND {model}", enabled=progress_bar) as bar:
+@flow(name="train-mend", flow_run_name=config_run_name("mend {model} · {dataset}"), log_prints=True)
+def train_mend(config: MENDTrainConfig = MENDTrainConfig(), progress_bar: bool = True) -> MENDTrainResult:
+    """Train MEND for ``config.model`` on ``config.dataset`` (default: the hparams' ``train_data``, the
+    embedded geofacts training split) and return the result (folder, iterations, held-out losses, time;
+    with ``config.heldout`` > 0 also edit metrics before/after on that many held-out cases)."""
+    key = artifact_key("mend-progress", f"{config.model}-{config.dataset or 'default'}")
+    progress_id = create_progress_artifact(0.0, key=key, description=f"MEND training iterations of {config.model}")
+    with ProgressBar(f"MEND {config.model}", enabled=progress_bar) as bar:
 
         def on_iteration(iteration: int, total: int, info: dict[str, float]) -> None:
             bar.update(iteration, total, info)
             if iteration % PROGRESS_EVERY == 0 or iteration == total:
                 update_progress_artifact(progress_id, 100.0 * iteration / total)
 
-        summary = train_mend_task(
-            model, dataset, val_dataset, overrides, device, resume, heldout, on_iteration=on_iteration
-        )
+        result = train_mend_task(config, on_iteration=on_iteration)
     update_progress_artifact(
-        progress_id, 100.0 if summary["finished"] else 100.0 * summary["iterations"] / summary["hparams"]["max_iters"]
+        progress_id, 100.0 if result.finished else 100.0 * result.iterations / result.hparams["max_iters"]
     )
-    _publish(summary, key)
-    return summary
+    _publish(result, key)
+    return result
 
 
-def _publish(summary: dict[str, Any], key: str) -> None:
-    best, first = summary.get("best_validation", {}), summary.get("first_validation", {})
+def _publish(result: MENDTrainResult, key: str) -> None:
+    best, first, shown = result.best_validation, result.first_validation, result.to_dict()
     rows = [
-        {"quantity": k, "value": summary.get(k)}
+        {"quantity": k, "value": shown[k]}
         for k in (
             "model",
             "model_revision",
@@ -94,18 +75,12 @@ def _publish(summary: dict[str, Any], key: str) -> None:
         if k in best
     ]
     for stage in ("pre", "post"):
-        for metric, value in summary.get("heldout", {}).get(stage, {}).items():
+        for metric, value in (result.heldout or {}).get(stage, {}).items():
             rows.append({"quantity": f"{stage}-edit {metric}", "value": value})
-    create_table_artifact(
-        rows, key=key.replace("progress", "summary"), description=f"MEND network of {summary['model']}"
-    )
-    if summary.get("loss_curve"):
+    create_table_artifact(rows, key=key.replace("progress", "summary"), description=f"MEND network of {result.model}")
+    if result.loss_curve is not None:
         create_markdown_artifact(
-            f"# MEND training of {summary['model']}\n\nloss curve: `{summary['loss_curve']}`"
-            f"\n\nnetwork: `{summary['network']}`\n",
+            f"# MEND training of {result.model}\n\nloss curve: `{result.loss_curve}`\n\nnetwork: `{result.network}`\n",
             key=key.replace("progress", "curve"),
         )
-    print(
-        f"MEND {summary['model']}: {summary['iterations']} iterations in {summary['train_time_s']} s; "
-        f"network in {summary['folder']}"
-    )
+    print(f"MEND {result.model}: {result.headline()}")

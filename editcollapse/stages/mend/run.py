@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from editcollapse.editors.api import hparams_for
 from editcollapse.editors.mend.data import MENDData, load_mend_data
 from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.store import META_FILE, NETWORK_FILE, network_dir, read_meta, write_json
-from editcollapse.editors.mend.train import ProgressFn, plot_loss_curve, summarize, train_network
+from editcollapse.editors.mend.train import ProgressFn, plot_loss_curve, summarise, train_network
+from editcollapse.stages.mend.config import MENDTrainConfig
+from editcollapse.stages.result import StageResult, bulky
 
 
 def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> MENDHparams:
@@ -65,7 +68,7 @@ def train_for_model(
         "device": str(loaded.device),
         "torch_threads": torch.get_num_threads(),
         "edit_lrs": network.edit_lrs.detach().cpu().tolist(),
-        **summarize(state),
+        **summarise(state),
     }
     if finished:
         write_json(folder / "history.json", state.history)
@@ -83,35 +86,74 @@ def train_for_model(
     return summary
 
 
-def train_named_model(
-    model: str,
-    *,
-    dataset: str | None = None,
-    val_dataset: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    device: str | None = None,
-    resume: bool = True,
-    heldout: int = 0,
-    on_iteration: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """Load ``model``, train (or resume, or reuse) its MEND network; with ``heldout`` > 0 also edit and
-    measure that many held-out cases (``summary["heldout"]``). What the CLI and the flow's task run."""
-    import random
+@dataclass(frozen=True)
+class MENDTrainResult(StageResult):
+    """A trained (or resumed, or reused) MEND network: where it is stored, how it trained, and with
+    ``heldout`` > 0 the edit metrics before/after on held-out cases. ``loss_curve``, ``network`` and
+    ``trained_at`` are set once training finished; ``heldout`` only when it was measured."""
 
+    model: str
+    model_revision: str
+    data_id: str
+    n_train: int
+    n_val: int
+    hparams_hash: str
+    hparams: dict[str, Any] = bulky()  # every training hparam (the hash's input)
+    folder: Path
+    finished: bool
+    device: str
+    torch_threads: int
+    edit_lrs: tuple[float, ...]
+    iterations: int
+    best_iteration: int
+    stopped_early: bool
+    train_time_s: float
+    first_validation: dict[str, float]
+    best_validation: dict[str, float]
+    last_validation: dict[str, float]
+    loss_curve: Path | None = None
+    network: Path | None = None
+    trained_at: str | None = None
+    heldout: dict[str, Any] | None = None  # evaluate_heldout's means: n_cases, pre, post, seconds_per_edit
+
+    def headline(self) -> str:
+        return f"{self.iterations} iterations in {self.train_time_s} s → {self.folder}"
+
+
+def run_training(config: MENDTrainConfig, *, on_iteration: ProgressFn | None = None) -> MENDTrainResult:
+    """Load ``config.model``, train (or resume, or reuse) its MEND network in the cache's store; with
+    ``config.heldout`` > 0 also edit and measure that many held-out cases. No warehouse: the network
+    lives in the cache, where ``get_editor("mend")`` finds it."""
     from editcollapse.models import load_model
 
-    loaded = load_model(model, device=device)
-    changes = dict(overrides or {})
-    if val_dataset is not None:
-        changes["val_data"] = val_dataset
-    hparams = mend_hparams(loaded, changes, dataset)
+    loaded = load_model(config.model, device=config.device)
+    changes = dict(config.overrides)
+    if config.max_iters is not None:
+        changes["max_iters"] = config.max_iters
+    if config.val_dataset is not None:
+        changes["val_data"] = config.val_dataset
+    hparams = mend_hparams(loaded, changes, config.dataset)
     data = load_mend_data(hparams)
-    summary = train_for_model(loaded, hparams, data=data, resume=resume, on_iteration=on_iteration)
-    if heldout > 0 and summary["finished"]:
+    summary = train_for_model(loaded, hparams, data=data, resume=config.resume, on_iteration=on_iteration)
+    heldout = None
+    if config.heldout > 0 and summary["finished"]:
         cases = list(data.val)
         random.Random(1).shuffle(cases)
-        summary["heldout"] = evaluate_heldout(loaded, hparams, cases[:heldout])
-    return summary
+        heldout = evaluate_heldout(loaded, hparams, cases[: config.heldout])
+    return MENDTrainResult(
+        **{
+            **summary,
+            "folder": Path(summary["folder"]),
+            "edit_lrs": tuple(summary["edit_lrs"]),
+            "loss_curve": _path(summary.get("loss_curve")),
+            "network": _path(summary.get("network")),
+        },
+        heldout=heldout,
+    )
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def evaluate_heldout(loaded: Any, hparams: MENDHparams, cases: list, *, folder: Path | None = None) -> dict[str, Any]:
