@@ -28,7 +28,7 @@ def summary(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def memoise_z() -> None:
-    real, memo = memit_module.optimize_target_vector, {}
+    real, memo = memit_module.optimise_target_vector, {}
 
     def cached(model, tokenizer, name, prompt, subject, target, templates, settings):
         key = (name, prompt, subject, target, tuple(templates))
@@ -36,7 +36,7 @@ def memoise_z() -> None:
             memo[key] = real(model, tokenizer, name, prompt, subject, target, templates, settings)
         return memo[key]
 
-    memit_module.optimize_target_vector = cached
+    memit_module.optimise_target_vector = cached
 
 
 def main() -> None:

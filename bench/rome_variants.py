@@ -27,7 +27,7 @@ from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.editor import rank_one_param_delta
 from editcollapse.editors.rome.keys import keys_at_templates
-from editcollapse.editors.rome.target_vector import optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimise_target_vector
 from editcollapse.evaluation.edit_metrics import measure_cases
 from editcollapse.evaluation.perplexity import perplexity
 from editcollapse.models import load_model
@@ -83,7 +83,7 @@ def main() -> None:
             keys, outputs, located = keys_at_templates(
                 model, tokenizer, rewrite, templates, case.prompt, case.subject, hparams.fact_token
             )
-            target = optimize_target_vector(
+            target = optimise_target_vector(
                 model,
                 tokenizer,
                 hparams.mlp_module_tmp.format(layer),

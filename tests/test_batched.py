@@ -245,14 +245,14 @@ def test_a_group_that_fails_as_a_whole_is_redone_case_by_case(tmp_path, monkeypa
     """An unforeseen error of one case inside the batched optimisation fails its group; the group is
     redone one case per group, so only that case is an error row."""
     _, corpus = write_files(tmp_path, 1)
-    original = batched_rome.optimize_target_vectors
+    original = batched_rome.optimise_target_vectors
 
     def failing(model, arch, layer, module, items, settings, pad):
         if any(item.case.subject == "Louvre" for item in items):
             raise RuntimeError("the optimisation broke on Louvre")
         return original(model, arch, layer, module, items, settings, pad)
 
-    monkeypatch.setattr(batched_rome, "optimize_target_vectors", failing)
+    monkeypatch.setattr(batched_rome, "optimise_target_vectors", failing)
     store = Warehouse(tmp_path / "wh")
     spec = SweepConfig(model="tiny-gpt2", method="rome", dataset="test", shard_size=4, ppl_corpus=str(corpus), batch=4)
     summary = run_sweep(spec, store, cases=tiny_cases(4))

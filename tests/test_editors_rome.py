@@ -13,7 +13,7 @@ from editcollapse.editors.covariance import layer_covariance
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.editor import compute_rome_update
 from editcollapse.editors.rome.keys import locate
-from editcollapse.editors.rome.target_vector import optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimise_target_vector
 from editcollapse.models import load_model
 
 CASE = EditCase(
@@ -206,11 +206,11 @@ def test_target_vector_lowers_target_nll(tiny):
         fact_token="last",
     )
     module = tiny.arch.name("mlp_module_tmp", 1)
-    untouched = optimize_target_vector(
+    untouched = optimise_target_vector(
         tiny.model, tiny.tokenizer, module, CASE.prompt, CASE.subject, CASE.target_new, templates, settings
     )
     assert untouched.steps == 0 and torch.count_nonzero(untouched.delta) == 0
-    trained = optimize_target_vector(
+    trained = optimise_target_vector(
         tiny.model,
         tiny.tokenizer,
         module,
@@ -222,7 +222,7 @@ def test_target_vector_lowers_target_nll(tiny):
     )
     assert trained.nll < untouched.nll - 0.05
     assert torch.equal(trained.init, untouched.init)
-    clamped = optimize_target_vector(
+    clamped = optimise_target_vector(
         tiny.model,
         tiny.tokenizer,
         module,

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta
 from editcollapse.core.tokens import eval_mode, length_batches, pad_batch, pad_id_of
+from editcollapse.models.hooks import model_device
 
 PROMPT_KINDS = ("original", "paraphrase", "neighborhood", "reversion", "portability")
 
@@ -63,7 +64,7 @@ def greedy_generate(
     for index, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {index} is empty: nothing to continue")
-    device = next(model.parameters()).device
+    device = model_device(model)
     pad_id = pad_id_of(tokenizer)
     outputs: list[str] = [""] * len(prompts)
     extra = {"stop_strings": list(stop_strings), "tokenizer": tokenizer} if stop_strings else {}

@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from editcollapse.core.tokens import eval_mode, length_batches, pad_id_of, pad_right
+from editcollapse.models.hooks import model_device
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def perplexity(
     """Per-text and corpus perplexity of ``model`` on ``texts`` (see the module doc)."""
     encoded = encode_texts(model, tokenizer, texts)
     nll_sums = [0.0] * len(encoded)
-    device = next(model.parameters()).device
+    device = model_device(model)
     scorable = [i for i, ids in enumerate(encoded) if len(ids) >= 2]
     with eval_mode(model):
         for batch in length_batches([len(encoded[i]) for i in scorable], batch_size):

@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from editcollapse.core.tokens import encode_pair, eval_mode, length_batches, pad_id_of, pad_right
+from editcollapse.models.hooks import model_device
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def score_targets(
     """Teacher-forced :class:`TargetScore` of each (prompt, target) pair, in input order."""
     encoded = [encode_pair(tokenizer, prompt, target) for prompt, target in pairs]
     sequences = [p + t for p, t in encoded]
-    device = next(model.parameters()).device
+    device = model_device(model)
     scores: list[TargetScore | None] = [None] * len(pairs)
     with eval_mode(model):
         for batch in length_batches([len(s) for s in sequences], batch_size):

@@ -26,6 +26,7 @@ from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.core.tokens import encode_pair, pad_id_of, pad_right
 from editcollapse.editors.ft.hparams import FTHparams
 from editcollapse.models.archmap import ArchMap
+from editcollapse.models.hooks import model_device
 
 STOP_LOSS = 1e-2  # ROME's FT: no step below this batch loss, stop below this epoch loss
 
@@ -103,7 +104,7 @@ def fine_tune(
     originals = {name: param for name, param in model.named_parameters() if name in names}
     trained = {name: originals[name].detach().clone().requires_grad_(True) for name in names}
     optimizer = torch.optim.Adam(list(trained.values()), lr=float(hparams.lr), weight_decay=float(hparams.weight_decay))
-    device = next(model.parameters()).device
+    device = model_device(model)
     chunk = hparams.batch_size or len(cases)
     radius = hparams.linf_radius
     batches = [target_batch(tokenizer, cases[start : start + chunk], device) for start in range(0, len(cases), chunk)]

@@ -4,7 +4,7 @@ Follows ``memit/memit_main.py`` of kmeng01/memit (and EasyEdit's ``memit``):
 
 1. For each case, ``z`` = the target output of the *last* edited layer's block (``layer_module_tmp``)
    at the subject's lookup token, optimised as ROME's v*
-   (:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector`).
+   (:func:`~editcollapse.editors.rome.target_vector.optimise_target_vector`).
 2. For each edited layer ``l`` in order, with the updates of the layers before it in place:
    keys ``K_l`` = the rewrite module's input at the lookup token, averaged over the context templates
    (first within each template group — the bare ``"{}"``, then each generated length — then over the
@@ -36,7 +36,7 @@ from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.memit.hparams import MEMITHparams
 from editcollapse.editors.rome.context_templates import context_templates
 from editcollapse.editors.rome.keys import Located, fill, locate
-from editcollapse.editors.rome.target_vector import optimize_target_vector
+from editcollapse.editors.rome.target_vector import optimise_target_vector
 from editcollapse.models.archmap import ArchMap
 from editcollapse.models.hooks import module_io_at
 
@@ -150,7 +150,7 @@ class MEMITEditor:
         pad = pad_id(tokenizer)
 
         targets = [
-            optimize_target_vector(
+            optimise_target_vector(
                 model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, hparams
             )
             for case in cases

@@ -32,6 +32,7 @@ from editcollapse.editors.mend.core import (
 from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.store import MENDNotTrained, cached_network, read_meta, resolve_network_dir
 from editcollapse.models.archmap import ArchMap
+from editcollapse.models.hooks import model_device
 
 __all__ = ["MENDEditor", "MENDNotTrained", "editor"]
 
@@ -54,7 +55,7 @@ class MENDEditor:
         if not cases:
             raise ValueError("MEND needs at least one case")
         folder = resolve_network_dir(hparams)
-        device = next(model.parameters()).device
+        device = model_device(model)
         network = cached_network(folder, device)
         targets = resolve_targets(model, hparams.params_for(arch.family))
         if [t.param for t in targets] != network.names:

@@ -48,6 +48,7 @@ from editcollapse.editors.mend.data import MENDData
 from editcollapse.editors.mend.hparams import MENDHparams
 from editcollapse.editors.mend.network import MENDNetwork
 from editcollapse.editors.mend.store import CHECKPOINT_FILE, NETWORK_FILE, save_network
+from editcollapse.models.hooks import model_device
 
 EARLY_STOP_KEY = "loss/total_edit_val"
 
@@ -68,7 +69,7 @@ def build_network(model: nn.Module, settings: MENDHparams) -> tuple[MENDNetwork,
             shared=settings.shared,
             edit_lr=settings.edit_lr,
         )
-    device = next(model.parameters()).device
+    device = model_device(model)
     return network.to(device), targets
 
 
@@ -94,7 +95,7 @@ def edit_step(
     training: bool,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Edit each of ``cases`` independently and return (the total loss, its parts and accuracies)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     network.train(training)
     locality = []  # (case index, prompt, target)
     for index, case in enumerate(cases):

@@ -7,7 +7,7 @@ shared across the cases of a batch:
   run: context templates are sampled once, and with ``mom2_adjustment`` the covariance C is
   factorised once (LU, float64): every left vector ``C⁻¹k*`` of the run is a triangular solve;
 * the keys k* of all cases come from one forward pass that stops at the rewrite module;
-* v* (:func:`optimize_target_vectors`) is optimised for all cases in one batch: each case's rows
+* v* (:func:`optimise_target_vectors`) is optimised for all cases in one batch: each case's rows
   (context templates + the KL prompt) carry that case's own delta vector, each case has its own
   Adam optimiser, and a case leaves the batch at the step where the one-case optimisation would stop
   (loss < 0.05, or the last step), so its delta, NLL and step count are the one-case ones. As in the
@@ -126,7 +126,7 @@ class BatchedROME:
             keys = inputs.view(len(items), n_templates, -1)
             outs = outputs.view(len(items), n_templates, -1)
             us = self.site.left_vectors(keys.mean(1))
-            targets = optimize_target_vectors(
+            targets = optimise_target_vectors(
                 self.model, self.arch, self.site.layer, self.mlp, items, self.hparams, pad_id_of(self.tokenizer)
             )
             for position, ((index, item), target) in enumerate(zip(prepared, targets, strict=True)):
@@ -249,7 +249,7 @@ class _RowBatch:
             return self._run(rows, width)
 
 
-def optimize_target_vectors(
+def optimise_target_vectors(
     model: nn.Module,
     arch: ArchMap,
     layer: int,
@@ -258,7 +258,7 @@ def optimize_target_vectors(
     settings: LocateEditHparams,
     pad: int,
 ) -> list[TargetVector]:
-    """:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector` for every case of ``items``
+    """:func:`~editcollapse.editors.rome.target_vector.optimise_target_vector` for every case of ``items``
     at once (``module``, the MLP of block ``layer``, is where each case's delta is added)."""
     device = model_device(model)
     sequences, lookups, case_rows, offset = [], [], [], 0

@@ -5,7 +5,7 @@ The update of the rewrite module (MLP output projection) at layer L is ``ΔW = r
 * left vector ``u = C⁻¹k* / ‖C⁻¹k*‖`` (C = E[k kᵀ] when ``mom2_adjustment``, else the identity),
   ``k*`` the rewrite module's input at the subject's lookup token, averaged over the context
   templates (``"{}"`` and model-generated prefixes);
-* ``v* = init + delta`` from :func:`~editcollapse.editors.rome.target_vector.optimize_target_vector` at
+* ``v* = init + delta`` from :func:`~editcollapse.editors.rome.target_vector.optimise_target_vector` at
   the MLP's output;
 * right vector ``r = (v* − W k) / (k · u)``.
 
@@ -33,7 +33,7 @@ from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.editors.rome.hparams import ROMEHparams
 from editcollapse.editors.rome.keys import Located, has_bos, keys_at_templates
 from editcollapse.editors.rome.site import ROMESite
-from editcollapse.editors.rome.target_vector import TargetVector, optimize_target_vector
+from editcollapse.editors.rome.target_vector import TargetVector, optimise_target_vector
 from editcollapse.models.archmap import ArchMap
 
 METHODS = ("rome", "r-rome")
@@ -128,7 +128,7 @@ def compute_rome_update(
         model, tokenizer, rewrite, templates, case.prompt, case.subject, hparams.fact_token
     )
     u = site.left_vectors(keys.mean(0, keepdim=True))[0]
-    target = optimize_target_vector(
+    target = optimise_target_vector(
         model, tokenizer, site.mlp_name, case.prompt, case.subject, case.target_new, templates, hparams
     )
     # templates[0] is "{}": row 0 is the bare prompt, where ROME takes k and W k.

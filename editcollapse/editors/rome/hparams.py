@@ -16,7 +16,7 @@ from editcollapse.editors.rome.keys import FACT_TOKENS
 @dataclass(frozen=True, kw_only=True)
 class LocateEditHparams(Hparams):
     """What ROME and MEMIT share: the edited layers and modules, the target-vector optimisation
-    (:func:`~editcollapse.editors.rome.target_vector.optimize_target_vector`), the context templates
+    (:func:`~editcollapse.editors.rome.target_vector.optimise_target_vector`), the context templates
     and the key covariance (:func:`~editcollapse.editors.covariance.hparams_covariance`).
 
     Module templates left out come from the model's architecture map.

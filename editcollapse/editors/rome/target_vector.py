@@ -137,7 +137,7 @@ class SplitBatch:
         ).last_hidden_state
 
 
-def optimize_target_vector(
+def optimise_target_vector(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     module_name: str,
