@@ -47,6 +47,7 @@ def setup(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_flow_stores_what_the_lm_eval_command_line_prints(setup) -> None:
     from editcollapse.stages.downstream.config import DownstreamConfig
     from editcollapse.stages.downstream.pipeline import run_downstream  # the flow's body
@@ -122,6 +123,7 @@ def test_stored_deltas_are_applied_then_restored(setup, tmp_path) -> None:
     assert all(r["source_table"] == "sequential" for r in edited)
 
 
+@pytest.mark.slow
 def test_prefect_flow_publishes_and_resumes(setup) -> None:
     from prefect.testing.utilities import prefect_test_harness
 

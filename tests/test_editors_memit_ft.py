@@ -75,6 +75,7 @@ def test_ft_raises_target_probability_and_leaves_model_untouched(tiny, method):
         assert post > pre + 0.1, (before, after)
 
 
+@pytest.mark.slow
 def test_ft_l_inf_keeps_every_weight_within_the_bound(tiny):
     hparams = load_hparams("ft-l-inf", tiny.name)
     radius = hparams.norm_constraint

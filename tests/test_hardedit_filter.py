@@ -111,6 +111,7 @@ def test_filter_config_rejects_bad_values_naming_the_field(tmp_path):
         run_filter(FilterConfig(candidate_runs=("gen-x",)), Warehouse(tmp_path))
 
 
+@pytest.mark.slow
 def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
     warehouse = Warehouse(tmp_path / "wh")
     store_candidates(warehouse)

@@ -114,6 +114,7 @@ def test_train_and_val_files_by_path(tmp_path: Path) -> None:
 # --- training -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_on_a_tiny_model_reduces_the_edit_loss() -> None:
     loaded = tiny()
     summary = train_for_model(loaded, mend_hparams(loaded, {"max_iters": 30, "val_interval": 10}))
@@ -162,6 +163,7 @@ train_network(loaded.model, loaded.tokenizer, settings, load_mend_data(settings)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -270,6 +272,7 @@ def test_delta_round_trips_through_safetensors(trained_gpt2, tmp_path: Path) -> 
         assert torch.equal(again.params[n].u, change.u) and torch.equal(again.params[n].v, change.v)
 
 
+@pytest.mark.slow
 def test_mend_in_the_single_edit_sweep(tmp_path: Path) -> None:
     """The sweep reads the packaged tiny hparams: the network trained with them is found and used."""
     from editcollapse.stages.sweep.plan import SweepConfig
@@ -318,6 +321,7 @@ def test_mend_in_sequential_editing(trained_gpt2, tmp_path: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, loaded.model.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_cli_trains_then_lists_and_a_finished_run_is_reused() -> None:
     from typer.testing import CliRunner
 
@@ -353,6 +357,7 @@ def test_an_invalid_training_config_is_one_line_and_exit_code_2() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_prefect_flow_trains_with_a_progress_artifact() -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from editcollapse.orchestration.ops.server import PrefectServer, stop_process
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import write_files
@@ -19,6 +21,7 @@ POOL = "editcollapse"  # the pool prefect.yaml's deployments name
 DEPLOYMENT = "single-edit-sweep/sweep-nightly"
 
 
+@pytest.mark.slow
 def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (

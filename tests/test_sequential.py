@@ -205,6 +205,7 @@ def _comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("seconds", "edit_seconds", "eval_seconds")} for row in rows]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_rows(tmp_path: Path) -> None:
     reference = _in_subprocess(tmp_path / "whole", tmp_path / "whole.json")
     assert reference.returncode == 0, reference.stderr[-2000:]

@@ -71,6 +71,7 @@ def inputs(tmp_path: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     from prefect.testing.utilities import prefect_test_harness
 

@@ -39,6 +39,7 @@ def _candidates() -> str:
     )
 
 
+@pytest.mark.slow
 def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -121,6 +122,7 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     assert all(f.endswith(".png") for section in analysis.figures.values() for f in section)
 
 
+@pytest.mark.slow
 def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
@@ -155,6 +157,7 @@ def test_every_model_task_carries_the_gpu_tag() -> None:
         assert GPU_TAG in task.tags, task.name
 
 
+@pytest.mark.slow
 def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_path) -> None:
     from editcollapse.orchestration.flows.study import editcollapse_study
     from editcollapse.stages.study import StudyConfig

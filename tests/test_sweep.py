@@ -221,6 +221,7 @@ def _table(store: Warehouse, table: str) -> list[tuple]:
     return rows(store, f"SELECT {COMPARED[table]} FROM {table} ORDER BY ALL")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> None:
     n = 8
     cases_file, corpus = write_files(tmp_path, n)

@@ -26,6 +26,7 @@ def _patient_ephemeral_server(monkeypatch) -> None:
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
+@pytest.mark.slow
 def test_dask_cluster_sweep_matches_local_sweep(tmp_path) -> None:
     from editcollapse.orchestration.flows.sweep import single_edit_sweep
     from editcollapse.stages.sweep.plan import SweepConfig

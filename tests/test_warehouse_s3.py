@@ -69,6 +69,7 @@ def test_parts_views_and_scans_on_s3(s3_endpoint) -> None:
     assert scan("ppl", store).filter(pl.col("collapsed")).select("case_id").collect().rows() == [("b",)]
 
 
+@pytest.mark.slow
 def test_claims_on_s3_are_exclusive_across_processes(s3_endpoint, tmp_path) -> None:
     """Four processes race for the same 20 shards of one s3:// run: every shard is won exactly once
     (S3 If-None-Match: the losers' PUTs get 412)."""
@@ -104,6 +105,7 @@ def test_sweep_into_s3_matches_a_local_sweep(s3_endpoint, tmp_path) -> None:
     assert connect(remote).execute(query).fetchall() == connect(tmp_path / "local").execute(query).fetchall()
 
 
+@pytest.mark.slow
 def test_dask_workers_write_one_s3_warehouse(s3_endpoint, tmp_path, monkeypatch) -> None:
     """A sweep on a 2-worker Dask local cluster whose worker processes write to s3:// — the
     setting of workers on several machines sharing one object-store warehouse."""
