@@ -63,10 +63,6 @@ def sequential(
         run_id=run_id,
         ppl_batch_size=ppl_batch_size,
     )
-    if not prefect:  # Prefect shows the flow's log lines; a plain run prints them through logging
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     result = run_stage(
         config,
         None if warehouse is None else str(warehouse),

@@ -8,6 +8,7 @@ stage's config class.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,7 +53,13 @@ def run_stage(
         return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
     from editcollapse.warehouse.store import Warehouse
 
+    show_progress_lines()
     return plain(config, Warehouse(warehouse))
+
+
+def show_progress_lines() -> None:
+    """The stage's log lines (``INFO``) on stderr, as Prefect shows a flow's: a plain run is not silent."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
 
 def print_json(result: StageResult) -> None:

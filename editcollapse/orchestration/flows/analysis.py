@@ -14,6 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from editcollapse.orchestration.artifacts import figures_markdown, table_rows
+from editcollapse.orchestration.run_context import run_logger
 from editcollapse.stages.analysis.config import AnalysisConfig
 from editcollapse.stages.analysis.report import TITLES, write_report
 from editcollapse.stages.analysis.run import AnalysisResult, run_analysis
@@ -38,7 +39,7 @@ def _publish(section: str, result: AnalysisResult) -> None:
         create_markdown_artifact(body, key=f"{key}-figures", description=f"{TITLES[section]}: figures")
 
 
-@flow(name="analyse-study", log_prints=True)
+@flow(name="analyse-study")
 def analyse_study(config: AnalysisConfig = AnalysisConfig(), warehouse: str | None = None) -> AnalysisResult:
     """Read the warehouse and write the study's figures and tables (see
     :mod:`editcollapse.stages.analysis.run`); each section is a task run with a table artifact and
@@ -55,7 +56,9 @@ def analyse_study(config: AnalysisConfig = AnalysisConfig(), warehouse: str | No
         tables.update(result.tables)
         figures.update(result.figures)
         files.update(result.files)
-        print(f"{section}: {len(result.tables[section])} row(s), {len(result.figures.get(section, []))} figure(s)")
+        run_logger(__name__).info(
+            f"{section}: {len(result.tables[section])} row(s), {len(result.figures.get(section, []))} figure(s)"
+        )
     report = write_report(tables, figures, out, store.location)
-    print(f"analysis written to {out} (report {report})")
+    run_logger(__name__).info(f"analysis written to {out} (report {report})")
     return AnalysisResult(output=str(out), report=str(report), files=files, figures=figures, tables=tables)

@@ -8,20 +8,21 @@ from __future__ import annotations
 from prefect import flow
 
 from editcollapse.orchestration.artifacts import png_data_uri, table_rows
+from editcollapse.orchestration.run_context import run_logger
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.downstream.pipeline import DownstreamResult, run_downstream
 from editcollapse.warehouse.store import Warehouse
 
 
-@flow(name="downstream-eval", log_prints=True)
+@flow(name="downstream-eval")
 def downstream_eval(config: DownstreamConfig = DownstreamConfig(), warehouse: str | None = None) -> DownstreamResult:
     """Evaluate the unedited ``config.model`` and the edited models ``config.edits`` names on
     ``config.tasks`` (see :func:`editcollapse.stages.downstream.pipeline.run_downstream`); publish artifacts."""
     from editcollapse.orchestration.tasks.downstream import evaluate_ref_task
 
-    result = run_downstream(config, Warehouse(warehouse), evaluate=evaluate_ref_task)
+    result = run_downstream(config, Warehouse(warehouse), evaluate=evaluate_ref_task, log=run_logger(__name__))
     _publish(result)
-    print(f"downstream {result.run_id}: {result.headline()}")
+    run_logger(__name__).info(f"downstream {result.run_id}: {result.headline()}")
     return result
 
 

@@ -7,13 +7,14 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from editcollapse.orchestration.flows.sweep import artifact_key
+from editcollapse.orchestration.run_context import run_logger
 from editcollapse.orchestration.tasks.hardcf import select_hardcf_task
 from editcollapse.stages.hardcf.config import HardCFConfig
 from editcollapse.stages.hardcf.select import HardCFResult
 from editcollapse.warehouse.store import Warehouse
 
 
-@flow(name="select-hardcf", log_prints=True)
+@flow(name="select-hardcf")
 def select_hardcf(config: HardCFConfig = HardCFConfig(), warehouse: str | None = None) -> HardCFResult:
     """Select HardCF from the warehouse's single-edit sweeps (all, or those of ``config.models`` /
     ``config.runs``); store the ``hardcf`` rows and write the JSON export."""
@@ -27,5 +28,5 @@ def select_hardcf(config: HardCFConfig = HardCFConfig(), warehouse: str | None =
     create_table_artifact(
         table, key=artifact_key("hardcf", result.run_id), description=f"HardCF selection {result.run_id}"
     )
-    print(f"HardCF {result.run_id}: {result.headline()}")
+    run_logger(__name__).info(f"HardCF {result.run_id}: {result.headline()}")
     return result

@@ -19,7 +19,7 @@ from prefect.artifacts import (
 
 from editcollapse.editors.mend.progress import ProgressBar
 from editcollapse.orchestration.flows.sweep import artifact_key
-from editcollapse.orchestration.run_context import config_run_name
+from editcollapse.orchestration.run_context import config_run_name, run_logger
 from editcollapse.orchestration.tasks.mend import train_mend_task
 from editcollapse.stages.mend.config import MENDTrainConfig
 from editcollapse.stages.mend.run import MENDTrainResult
@@ -27,7 +27,7 @@ from editcollapse.stages.mend.run import MENDTrainResult
 PROGRESS_EVERY = 5  # iterations between progress-artifact updates (each is an API call)
 
 
-@flow(name="train-mend", flow_run_name=config_run_name("mend {model} · {dataset}"), log_prints=True)
+@flow(name="train-mend", flow_run_name=config_run_name("mend {model} · {dataset}"))
 def train_mend(config: MENDTrainConfig = MENDTrainConfig(), progress_bar: bool = True) -> MENDTrainResult:
     """Train MEND for ``config.model`` on ``config.dataset`` (default: the hparams' ``train_data``, the
     embedded geofacts training split) and return the result (folder, iterations, held-out losses, time;
@@ -83,4 +83,4 @@ def _publish(result: MENDTrainResult, key: str) -> None:
             f"# MEND training of {result.model}\n\nloss curve: `{result.loss_curve}`\n\nnetwork: `{result.network}`\n",
             key=key.replace("progress", "curve"),
         )
-    print(f"MEND {result.model}: {result.headline()}")
+    run_logger(__name__).info(f"MEND {result.model}: {result.headline()}")

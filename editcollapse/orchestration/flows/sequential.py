@@ -86,7 +86,7 @@ def _publish(lines: list[dict[str, Any]], figures: list[Path], run_id: str) -> N
     )
 
 
-@flow(name="sequential-editing", log_prints=True)
+@flow(name="sequential-editing")
 def sequential_editing(config: SequentialConfig = SequentialConfig(), warehouse: str | None = None) -> SequentialResult:
     """Edit the hard and the normal group sequentially, ``config.trials`` orderings each (see the
     module doc and :class:`~editcollapse.stages.sequential.run.SequentialConfig`): one task run

@@ -27,7 +27,7 @@ from editcollapse.orchestration.flows.hardcf import select_hardcf
 from editcollapse.orchestration.flows.hardedit import filter_hardedit, generate_hardedit_candidates
 from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
-from editcollapse.orchestration.run_context import config_run_name
+from editcollapse.orchestration.run_context import config_run_name, run_logger
 from editcollapse.orchestration.runners import LOCAL
 from editcollapse.stages.result import StageResult
 from editcollapse.stages.study import StudyConfig, StudyResult, StudyStep, chosen_steps
@@ -44,7 +44,7 @@ FLOWS = {
 }
 
 
-@flow(name="editcollapse-study", flow_run_name=config_run_name("study {model} · {method} · {dataset}"), log_prints=True)
+@flow(name="editcollapse-study", flow_run_name=config_run_name("study {model} · {method} · {dataset}"))
 def editcollapse_study(
     config: StudyConfig = StudyConfig(), warehouse: str | None = None, task_runner: str = LOCAL
 ) -> StudyResult:
@@ -62,7 +62,7 @@ def editcollapse_study(
     for done, step in enumerate(steps):
         line = _run_step(step, config, results, failed, root, task_runner)
         lines.append(line)
-        print(f"{line['step']}: {line['state']} — {line['result']}")
+        run_logger(__name__).info(f"{line['step']}: {line['state']} — {line['result']}")
         update_progress_artifact(progress, 100.0 * (done + 1) / len(steps))
     create_table_artifact(
         lines,

@@ -24,6 +24,7 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from editcollapse.orchestration.run_context import run_logger
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
 from editcollapse.stages.sweep.plan import SweepConfig
@@ -39,7 +40,6 @@ def artifact_key(prefix: str, run_id: str) -> str:
 @flow(
     name="single-edit-sweep",
     flow_run_name="sweep {config.model} · {config.method} · {config.dataset}",
-    log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=1),
 )
 def single_edit_sweep(
@@ -58,7 +58,7 @@ def single_edit_sweep(
     root = str(store.root)
     plan = prepare_sweep_task(spec, root)
     done = len(plan.shards) - len(plan.pending)
-    print(
+    run_logger(__name__).info(
         f"run {spec.run_id}: {plan.n_cases} cases in {len(plan.shards)} shards of {spec.shard_size}; "
         f"{done} already in {root}, {len(plan.pending)} to compute (ppl corpus {spec.ppl_corpus})"
     )
@@ -131,7 +131,7 @@ def _publish(result: SweepResult, spec: SweepConfig) -> None:
         f"\n\n{histogram}\n",
         key=artifact_key("sweep-histogram", spec.run_id),
     )
-    print("summary: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    run_logger(__name__).info("summary: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 class _ProgressBar:

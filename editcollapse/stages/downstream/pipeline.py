@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ def run_downstream(
     warehouse: Warehouse,
     *,
     evaluate: Callable[[EditRef, Any], list[dict[str, Any]]] | None = None,
+    log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__),
 ) -> DownstreamResult:
     """Evaluate the unedited ``config.model`` and the edited models ``config.edits`` names on
     ``config.tasks``.
@@ -113,7 +115,7 @@ def run_downstream(
             seed=config.seed,
         ),
     ]
-    print(
+    log.info(
         f"run {run_id}: {len(refs) - 1} edited model(s) + baseline of {model} on {', '.join(task_names)}"
         f" (limit {limit}, perplexity on {corpus})"
     )
@@ -144,7 +146,7 @@ def run_downstream(
             batch_size=config.batch_size,
             bootstrap_iters=config.bootstrap_iters,
         )
-        failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref)
+        failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref, log)
     except BaseException:
         finish_run(warehouse, model, method, run_row, status="failed")
         raise
@@ -190,12 +192,13 @@ def _evaluate_all(
     model: str,
     method: str,
     evaluate: Callable[[EditRef, Any], list[dict[str, Any]]],
+    log: logging.Logger | logging.LoggerAdapter,
 ) -> dict[str, str]:
     """Evaluate every model whose part is missing; write its part; return {ref: error} of failures."""
     failed: dict[str, str] = {}
     for ref in refs:
         if store.has_part(TABLE, model, method, context.run_id, ref.ref):
-            print(f"{ref.ref}: already in the warehouse")
+            log.info(f"{ref.ref}: already in the warehouse")
             continue
         try:
             rows = evaluate(ref, context)
@@ -203,11 +206,11 @@ def _evaluate_all(
             if ref.is_baseline:
                 raise
             failed[ref.ref] = f"{type(error).__name__}: {error}"
-            print(f"{ref.ref}: failed ({failed[ref.ref]})")
+            log.info(f"{ref.ref}: failed ({failed[ref.ref]})")
             continue
         store.write_part(TABLE, rows, model=model, method=method, run_id=context.run_id, shard=ref.ref)
         recorded = "" if math.isnan(ref.recorded_ppl) else f" (recorded by {ref.source_table}: {ref.recorded_ppl:.4g})"
-        print(
+        log.info(
             f"{ref.ref}: ppl {rows[0]['ppl_mean']:.4g}{recorded}; "
             + ", ".join(f"{r['task']} {r['metric']} {r['value']:.4g}" for r in rows)
         )
