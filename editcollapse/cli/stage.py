@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from editcollapse.core.errors import RunRefused
 from editcollapse.core.registry import import_object
 from editcollapse.stages.result import StageResult
 
@@ -46,13 +47,18 @@ def run_stage(
 ) -> StageResult:
     """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
     ``plain(config, Warehouse(warehouse))``. The flow is imported here, after :func:`prefect_defaults`:
-    Prefect reads its settings once, when it is first imported."""
-    if prefect:
-        prefect_defaults()
-        return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
-    from editcollapse.warehouse.store import Warehouse
+    Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
+    is one line and exit code 2."""
+    try:
+        if prefect:
+            prefect_defaults()
+            return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
+        from editcollapse.warehouse.store import Warehouse
 
-    return plain(config, Warehouse(warehouse))
+        return plain(config, Warehouse(warehouse))
+    except RunRefused as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
 
 
 def print_json(result: StageResult) -> None:

@@ -42,13 +42,15 @@ class SweepResources:
 
 
 def load_resources(spec: SweepConfig) -> SweepResources:
-    """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``."""
+    """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``; an
+    editor that cannot edit yet is refused (:func:`~editcollapse.editors.api.check_ready`)."""
     from editcollapse.datasets import load_ppl_corpus
-    from editcollapse.editors.api import get_editor, hparams_for
+    from editcollapse.editors.api import check_ready, get_editor, hparams_for
     from editcollapse.models import load_model
 
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
     hparams = hparams_for(loaded, spec.method)  # model_revision keys the covariance cache
+    check_ready(spec.method, hparams)
     return SweepResources(
         loaded=loaded,
         editor=get_editor(spec.method),
