@@ -48,7 +48,8 @@ def run_stage(
     """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
     ``plain(config, Warehouse(warehouse))``. The flow is imported here, after :func:`prefect_defaults`:
     Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
-    is one line and exit code 2."""
+    is one line and exit code 2; a failing file system (a full disk, a read-only folder) one line and
+    exit code 1 (what was stored is kept: the same command resumes)."""
     try:
         if prefect:
             prefect_defaults()
@@ -59,6 +60,9 @@ def run_stage(
     except RunRefused as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    except OSError as error:  # a full disk, a read-only folder, a file that is not there
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 def print_json(result: StageResult) -> None:

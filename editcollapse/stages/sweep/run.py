@@ -191,6 +191,16 @@ def run_sweep(
         for index in plan.pending:
             run_shard(spec, index, plan.shards[index], warehouse, cache=cache, on_case=on_case)
     except BaseException:
-        finish_sweep(plan, warehouse, status="failed")
+        mark_failed(plan, warehouse)
         raise
     return finish_sweep(plan, warehouse)
+
+
+def mark_failed(plan: SweepPlan, warehouse: Warehouse) -> None:
+    """Record a failed run, as far as the warehouse lets us: when the failure is the warehouse itself
+    (a full disk, a read-only folder) the row keeps saying ``running``, and the original error is
+    the one raised."""
+    try:
+        finish_sweep(plan, warehouse, status="failed")
+    except Exception as error:  # noqa: BLE001 - the caller re-raises the failure that matters
+        log.warning("run %s: could not record its failure (%s)", plan.spec.run_id, error)
