@@ -61,7 +61,8 @@ def prepare_sweep(
     (re)start the ``runs`` row with the sweep's identity (a resume with another one is refused),
     store the loader's rejected records as ``invalid`` rows, measure the unedited model's
     perplexity once per run, and list the shards to compute: those not yet in the warehouse, and
-    with ``spec.retry_errors`` those holding ``error`` rows. ``cases`` overrides loading
+    with ``spec.retry_errors`` those holding ``error`` rows (a finished shard's claim left by a
+    killed worker is deleted). ``cases`` overrides loading
     ``spec.dataset`` (then ``spec.limit`` still applies); the resources come from ``cache``."""
     errors: list[Any] = []
     if cases is None:
@@ -102,6 +103,8 @@ def prepare_sweep(
         row.update(_baseline(spec, resources))
         write_run(warehouse, spec.model, spec.method, row)
     pending = [index for index in range(len(shards)) if _to_compute(warehouse, spec, index)]
+    for index in sorted(set(range(len(shards))) - set(pending)):
+        warehouse.clear_dead_claim(spec.model, spec.method, spec.run_id, index)  # holder killed before releasing it
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
 
 
