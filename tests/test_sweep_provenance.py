@@ -145,3 +145,19 @@ def test_a_key_covariance_that_can_be_neither_read_nor_computed_is_refused(tmp_p
     key_cache.mkdir(parents=True)
     (key_cache / "transformer.h.1.mlp.c_proj.no-such-corpus.n40.0123456789ab.safetensors").touch()
     check_ready(elsewhere)  # cached: nothing to compute
+
+
+def test_a_mend_network_trained_again_changes_the_identity(tmp_path) -> None:
+    from editcollapse.editors.mend.readiness import check_ready as mend_ready
+
+    network = tmp_path / "network"
+    hparams = api.load_hparams("mend", "tiny-gpt2").updated({"mend_network": str(network)})
+    with pytest.raises(RunRefused, match="holds no network.safetensors"):
+        mend_ready(hparams)
+    network.mkdir()
+    (network / "network.safetensors").touch()
+    (network / "meta.json").write_text(json.dumps({"iterations": 40}))
+    first = mend_ready(hparams)
+    assert first == mend_ready(hparams)
+    (network / "meta.json").write_text(json.dumps({"iterations": 80}))  # trained again, in place
+    assert mend_ready(hparams) != first

@@ -41,9 +41,11 @@ class MethodSpec:
     ``hparams_folder`` (``"package:folder"``) holds its packaged ``<model>.yaml`` files; ``batched``
     is a class built as ``cls(model, tokenizer, arch, hparams, method=...)`` whose ``updates(cases)``
     computes many independent single edits at once (the sweep's batched engine uses it). ``ready``
-    is a function ``(hparams) -> None`` that raises :class:`~editcollapse.core.errors.RunRefused`
+    is a function ``(hparams) -> str | None`` that raises :class:`~editcollapse.core.errors.RunRefused`
     naming the fixing command when the editor cannot edit yet (an untrained network, a key
-    covariance that can be neither read nor computed), so a run is refused before it starts.
+    covariance that can be neither read nor computed), so a run is refused before it starts; it
+    returns a fingerprint of what the editor loads beyond its hparams (MEND's trained network), or
+    None when the hparams decide everything.
 
     Adding a method = one folder (editor, hparams class, YAMLs) + one line here.
     """
@@ -160,11 +162,11 @@ def get_editor(method: str) -> Editor:
     return method_spec(method).build_editor()
 
 
-def check_ready(method: str, hparams: Hparams) -> None:
-    """Refuse (:class:`~editcollapse.core.errors.RunRefused`) when ``method`` cannot edit with ``hparams`` yet."""
+def check_ready(method: str, hparams: Hparams) -> str | None:
+    """Refuse (:class:`~editcollapse.core.errors.RunRefused`) when ``method`` cannot edit with ``hparams``
+    yet; else the fingerprint of the state it will load beyond them (None: the hparams decide it all)."""
     spec = method_spec(method)
-    if spec.ready is not None:
-        import_object(spec.ready)(hparams)
+    return None if spec.ready is None else import_object(spec.ready)(hparams)
 
 
 def hparams_path(method: str, model_name: str) -> Path:

@@ -191,13 +191,14 @@ class CovarianceHparams(Protocol):
 def check_ready(hparams: CovarianceHparams) -> None:
     """Refuse a run whose editor needs the key covariance (``mom2_adjustment``) when it is neither
     cached for this model, revision, corpus and sample count nor computable (its corpus is not
-    here): otherwise every case of the run would fail on it."""
+    here): otherwise every case of the run would fail on it. No fingerprint: the hparams and the
+    model revision decide the covariance."""
     if not hparams.mom2_adjustment:
-        return
+        return None
     revision = "unknown-revision" if hparams.model_revision is None else hparams.model_revision
     folder = cache_dir() / "covariance" / _slug(f"{hparams.model_name}@{revision}")
     if any(folder.glob(f"*.{_slug(hparams.mom2_dataset)}.n{hparams.mom2_n_samples}.*.safetensors")):
-        return
+        return None
     try:
         corpus_texts(hparams.mom2_dataset)
     except (OSError, KeyError, ValueError) as error:
@@ -207,6 +208,7 @@ def check_ready(hparams: CovarianceHparams) -> None:
             f"is not cached and cannot be computed here: {reason}; make the corpus available, or set "
             "mom2_dataset: embedded in the method's hparams file"
         ) from error
+    return None
 
 
 def hparams_covariance(

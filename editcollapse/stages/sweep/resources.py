@@ -29,6 +29,7 @@ class SweepResources:
     editor: Editor
     hparams: Any  # the method's editcollapse.editors.hparams.Hparams
     ppl_texts: list[str]
+    editor_state: str | None = None  # fingerprint of what the editor loads beyond its hparams (MEND's network)
     _derived: tuple[Hashable, object] | None = field(default=None, init=False, repr=False)
 
     def derived(self, key: Hashable, build: Callable[[], T]) -> T:
@@ -50,12 +51,13 @@ def load_resources(spec: SweepConfig) -> SweepResources:
 
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
     hparams = hparams_for(loaded, spec.method)  # model_revision keys the covariance cache
-    check_ready(spec.method, hparams)
+    editor_state = check_ready(spec.method, hparams)
     return SweepResources(
         loaded=loaded,
         editor=get_editor(spec.method),
         hparams=hparams,
         ppl_texts=list(load_ppl_corpus(spec.ppl_corpus).texts),
+        editor_state=editor_state,
     )
 
 
