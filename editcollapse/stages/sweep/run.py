@@ -62,8 +62,8 @@ def prepare_sweep(
     store the loader's rejected records as ``invalid`` rows, measure the unedited model's
     perplexity once per run, and list the shards to compute: those not yet in the warehouse, and
     with ``spec.retry_errors`` those holding ``error`` rows (a finished shard's claim left by a
-    killed worker is deleted). ``cases`` overrides loading
-    ``spec.dataset`` (then ``spec.limit`` still applies); the resources come from ``cache``."""
+    killed worker is deleted). ``cases`` overrides loading ``spec.dataset`` (then ``spec.limit``
+    still applies); the resources come from ``cache``."""
     errors: list[Any] = []
     if cases is None:
         cases, errors = load_sweep_cases(spec)

@@ -49,8 +49,9 @@ def shard_done(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
 
 def shard_errors(warehouse: Warehouse, spec: SweepConfig, shard: int) -> set[str]:
     """The case ids of a finished shard's ``error`` rows."""
-    edits = warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=["case_id", "status"])
-    return {case for case, status in zip(*edits.to_pydict().values(), strict=True) if status == "error"}
+    columns = ["case_id", "status"]
+    edits = warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=columns).to_pydict()
+    return {case for case, status in zip(edits["case_id"], edits["status"], strict=True) if status == "error"}
 
 
 def run_shard(
