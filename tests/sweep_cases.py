@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from editcollapse.core.case import EditCase, NeighborhoodPrompt
+from editcollapse.warehouse import Warehouse, connect
 
 SUBJECTS = ["Eiffel", "Louvre", "Seine", "Lyon", "Nice", "Metz", "Brest", "Arles", "Dijon", "Reims", "Tours", "Nancy"]
 SENTENCES = [
@@ -48,3 +49,17 @@ def write_files(folder: Path, n: int) -> tuple[Path, Path]:
     cases.write_text(json.dumps(records))
     corpus.write_text(json.dumps([{"Corpus": "test", "Text": t} for t in SENTENCES]))
     return cases, corpus
+
+
+COMPARED = {
+    "edits": "case_id, shard, status, error, denominator, right_norm, delta_fro, hparams_hash, diagnostics",
+    "ppl": "case_id, shard, ppl_mean, ppl_corpus, ppl_per_text, collapsed",
+    "edit_metrics": "case_id, phase, metric, value",
+    "cases": "case_id, shard, prompt, subject, target_new",
+}
+"""The columns of each swept table that two runs of one computation must hold equal (not times)."""
+
+
+def table_rows(store: Warehouse, table: str) -> list[tuple]:
+    """``table``'s :data:`COMPARED` columns, every row, sorted: equal lists = nothing lost or duplicated."""
+    return connect(store).execute(f"SELECT {COMPARED[table]} FROM {table} ORDER BY ALL").fetchall()

@@ -35,21 +35,15 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from editcollapse.orchestration.flows.sweep import artifact_key
+    from editcollapse.stages.sweep.plan import SweepConfig
 
     cases_file, corpus = write_files(tmp_path, 3)
     root = tmp_path / "wh"
-    run_id = "server-test"
-    parameters = {
-        "config": {
-            "model": "tiny-gpt2",
-            "dataset": str(cases_file),
-            "ppl_corpus": str(corpus),
-            "shard_size": 2,
-            "run_id": run_id,
-        },
-        "warehouse": str(root),
-        "progress_bar": False,
-    }
+    config = {"model": "tiny-gpt2", "dataset": str(cases_file), "ppl_corpus": str(corpus), "shard_size": 2}
+    run_id = SweepConfig(**config).resolved().run_id  # none given: derived from the parameters, as on schedule
+    parameters = {"config": config, "warehouse": str(root), "progress_bar": False}
+    # the same run id with other parameters: refused, so that flow run must end Failed
+    clashing = {**parameters, "config": {**config, "seed": 1, "run_id": run_id}}
     with PrefectServer(tmp_path / "prefect-home") as server:
         server.cli("work-pool", "create", POOL, "--type", "process")
         server.cli("concurrency-limit", "create", "gpu", "2")
@@ -62,15 +56,16 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
         )  # limit 2 -> 1
         assert setup.returncode == 0 and "'spare' created" in setup.stdout, setup.stdout + setup.stderr
         server.cli("--no-prompt", "deploy", "--all", cwd=ROOT)
-        server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(parameters))
         worker_log = tmp_path / "worker.log"
-        worker = server.spawn(
-            "worker", "start", "--pool", POOL, "--run-once", "--limit", "1", log_path=worker_log, cwd=tmp_path
-        )
-        try:
-            worker.wait(timeout=900)
-        finally:
-            stop_process(worker)
+        for params in (parameters, clashing):
+            server.cli("deployment", "run", DEPLOYMENT, "--params", json.dumps(params))
+            worker = server.spawn(
+                "worker", "start", "--pool", POOL, "--run-once", "--limit", "1", log_path=worker_log, cwd=tmp_path
+            )
+            try:
+                worker.wait(timeout=900)
+            finally:
+                stop_process(worker)
 
         with temporary_settings({PREFECT_API_URL: server.api_url}), get_client(sync_client=True) as client:
             deployments = client.read_deployments()
@@ -78,10 +73,13 @@ def test_worker_runs_deployed_sweep_against_real_server(tmp_path) -> None:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["sweep-nightly"]))
             )
-            manual = [r for r in runs if r.parameters.get("config", {}).get("run_id") == run_id]
+            manual = [r for r in runs if r.parameters.get("config") == config]
             assert len(manual) == 1, [(r.name, r.state_name) for r in runs]
             flow_run = manual[0]
             assert flow_run.state.is_completed(), (flow_run.state, worker_log.read_text()[-4000:])
+            (refused,) = [r for r in runs if r.parameters.get("config") == clashing["config"]]
+            assert refused.state.is_failed(), (refused.state, worker_log.read_text()[-4000:])
+            assert "exists with other parameters" in refused.state.message
             assert flow_run.work_pool_name == POOL and "gpu" in flow_run.tags
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
             assert sorted(t.name for t in tasks if t.name.startswith("shard-")) == ["shard-00000", "shard-00001"]

@@ -30,7 +30,7 @@ from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.stages.sweep.shard import run_shard
 from editcollapse.stages.sweep.summary import SweepResult, log_ppl_histogram, run_summary
 from editcollapse.warehouse import Warehouse, connect
-from tests.sweep_cases import SENTENCES, tiny_cases, write_files
+from tests.sweep_cases import COMPARED, SENTENCES, table_rows, tiny_cases, write_files
 
 
 def spec_for(corpus: Path, **fields) -> SweepConfig:
@@ -209,17 +209,6 @@ spec = SweepConfig(model="tiny-gpt2", method="rome", dataset=cases_file, shard_s
 run_sweep(spec, Warehouse(root))
 """
 
-COMPARED = {
-    "edits": "case_id, shard, status, error, denominator, right_norm, delta_fro, hparams_hash, diagnostics",
-    "ppl": "case_id, shard, ppl_mean, ppl_corpus, ppl_per_text, collapsed",
-    "edit_metrics": "case_id, phase, metric, value",
-    "cases": "case_id, shard, prompt, subject, target_new",
-}
-
-
-def _table(store: Warehouse, table: str) -> list[tuple]:
-    return rows(store, f"SELECT {COMPARED[table]} FROM {table} ORDER BY ALL")
-
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> None:
@@ -250,7 +239,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> Non
     assert rows(store, "SELECT status FROM runs") == [("running",)]
     subprocess.run([*command, str(killed)], check=True, env=env, timeout=600)
     for table in COMPARED:
-        assert _table(store, table) == _table(Warehouse(whole), table), table
+        assert table_rows(store, table) == table_rows(Warehouse(whole), table), table
     assert rows(store, "SELECT status, attempts, n_cases FROM runs") == [("completed", 2, n)]
 
 

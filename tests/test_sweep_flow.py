@@ -56,6 +56,14 @@ def test_sweep_flow_maps_shards_resumes_and_publishes_artifacts(tmp_path) -> Non
     again = single_edit_sweep(SweepConfig(**config), warehouse=root, progress_bar=False)
     assert again.run_id == summary.run_id and again.n_cases == 3
     assert {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
+    # the run's id with other parameters: refused, and the flow run is Failed (a worker reports it so)
+    refused = single_edit_sweep(
+        SweepConfig(**{**config, "seed": 1}, run_id=summary.run_id),
+        warehouse=root,
+        progress_bar=False,
+        return_state=True,
+    )
+    assert refused.is_failed() and "exists with other parameters" in refused.message
 
     selection = select_hardcf(config=HardCFConfig(threshold=0.0, output=str(tmp_path / "hardcf.json")), warehouse=root)
     assert selection.n_hard_cases == 3  # every edited model's ME-PPL exceeds 0

@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from editcollapse.cli import app
-from editcollapse.warehouse import SCHEMAS, Warehouse, build_catalog, connect, scan
-from editcollapse.warehouse.runs import finish_run, read_run, start_run
+from editcollapse.core.errors import RunRefused
+from editcollapse.warehouse import SCHEMAS, Warehouse, build_catalog, connect, runs, scan
+from editcollapse.warehouse.runs import finish_run, read_attempts, read_run, start_run
 from editcollapse.warehouse.schemas import PARTITION_COLUMNS
 
 
@@ -158,6 +159,35 @@ def test_runs_row_is_rewritten_in_place_and_guards_parameters(tmp_path) -> None:
             dataset="geofacts",
             parameters={"limit": 5},
         )
+
+
+def test_a_resume_with_another_identity_is_refused_and_every_attempt_keeps_its_provenance(
+    tmp_path, monkeypatch
+) -> None:
+    store = Warehouse(tmp_path)
+    identity = {"hparams_hash": "aaa", "model_revision": "r1", "cases_digest": "c1"}
+    fields = dict(model="m", method="rome", run_id="r", stage="s", dataset="d", parameters={"limit": 4})
+    monkeypatch.setattr(runs, "git_revision", lambda: "1111")
+    first = start_run(store, identity=identity, **fields)
+    finish_run(store, "m", "rome", first, status="failed")
+    monkeypatch.setattr(runs, "git_revision", lambda: "2222+dirty")
+    second = start_run(store, identity=identity, **fields)
+    finish_run(store, "m", "rome", second, status="completed")
+    attempts = read_attempts(store, "m", "rome", "r")
+    assert [(a["attempt"], a["git_revision"], a["git_dirty"], a["status"]) for a in attempts] == [
+        (1, "1111", False, "failed"),
+        (2, "2222+dirty", True, "completed"),
+    ]
+    assert all(a["finished_at"] >= a["started_at"] and json.loads(a["versions"]) for a in attempts)
+    stored = read_run(store, "m", "rome", "r")
+    assert (stored["git_revision"], stored["attempts"]) == ("1111", 2)  # the run's row keeps its first attempt's
+    changed = {**identity, "hparams_hash": "bbb", "cases_digest": "c2"}
+    with pytest.raises(RunRefused, match="exists with other parameters or inputs") as refused:
+        start_run(store, identity=changed, **fields)
+    message = str(refused.value)
+    assert "\n" not in message and "--run-id" in message
+    assert "cases_digest: stored 'c1', now 'c2'; hparams_hash: stored 'aaa', now 'bbb'" in message
+    assert len(read_attempts(store, "m", "rome", "r")) == 2  # a refused start is no attempt
 
 
 def test_sql_cli_prints_and_exports(tmp_path) -> None:

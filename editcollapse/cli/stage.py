@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from editcollapse.core.errors import RunRefused
 from editcollapse.core.registry import import_object
 from editcollapse.stages.result import StageResult
 
@@ -47,14 +48,23 @@ def run_stage(
 ) -> StageResult:
     """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
     ``plain(config, Warehouse(warehouse))``. The flow is imported here, after :func:`prefect_defaults`:
-    Prefect reads its settings once, when it is first imported."""
-    if prefect:
-        prefect_defaults()
-        return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
-    from editcollapse.warehouse.store import Warehouse
+    Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
+    is one line and exit code 2; a failing file system (a full disk, a read-only folder) one line and
+    exit code 1 (what was stored is kept: the same command resumes)."""
+    try:
+        if prefect:
+            prefect_defaults()
+            return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
+        from editcollapse.warehouse.store import Warehouse
 
-    show_progress_lines()
-    return plain(config, Warehouse(warehouse))
+        show_progress_lines()
+        return plain(config, Warehouse(warehouse))
+    except RunRefused as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    except OSError as error:  # a full disk, a read-only folder, a file that is not there
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 def show_progress_lines() -> None:

@@ -47,6 +47,9 @@ def sweep(
         help="where shards run: local, threads:N, dask (local cluster), "
         "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)",
     ),
+    retry_errors: bool = typer.Option(
+        False, "--retry-errors", help="compute again the cases the run stored as errors (after fixing their cause)"
+    ),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
     from editcollapse.stages.sweep.plan import SweepConfig
@@ -66,6 +69,7 @@ def sweep(
         seed=seed,
         device=device,
         batch=batch,
+        retry_errors=retry_errors,
     )
     options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
@@ -101,6 +105,11 @@ def _print_summary(result: SweepResult) -> None:
         f"records, {result.n_collapsed} collapsed (ME-PPL > {result.threshold:g} or NaN/inf); "
         f"unedited ME-PPL {result.baseline_ppl_mean:.4g}"
     )
+    if result.status == "completed_with_errors":
+        console.print(
+            f"{result.n_errors} cases failed (the edits table's error column says why): after fixing the cause, "
+            "the same command with --retry-errors computes them again"
+        )
     table = Table(title="most damaging edits")
     for column in ("case_id", "ME-PPL", "subject", "target_new", "prompt"):
         table.add_column(column)

@@ -40,7 +40,12 @@ class MethodSpec:
     :class:`Editor`; ``hparams`` is its :class:`~editcollapse.editors.hparams.Hparams` class;
     ``hparams_folder`` (``"package:folder"``) holds its packaged ``<model>.yaml`` files; ``batched``
     is a class built as ``cls(model, tokenizer, arch, hparams, method=...)`` whose ``updates(cases)``
-    computes many independent single edits at once (the sweep's batched engine uses it).
+    computes many independent single edits at once (the sweep's batched engine uses it). ``ready``
+    is a function ``(hparams) -> str | None`` that raises :class:`~editcollapse.core.errors.RunRefused`
+    naming the fixing command when the editor cannot edit yet (an untrained network, a key
+    covariance that can be neither read nor computed), so a run is refused before it starts; it
+    returns a fingerprint of what the editor loads beyond its hparams (MEND's trained network), or
+    None when the hparams decide everything.
 
     Adding a method = one folder (editor, hparams class, YAMLs) + one line here.
     """
@@ -50,6 +55,7 @@ class MethodSpec:
     hparams: str
     hparams_folder: str
     batched: str | None = None
+    ready: str | None = None
 
     def build_editor(self) -> Editor:
         return import_object(self.editor)(self.name)
@@ -66,6 +72,7 @@ class MethodSpec:
         return None if self.batched is None else import_object(self.batched)
 
 
+COVARIANCE_READY = "editcollapse.editors.covariance:check_ready"
 METHODS: Registry[MethodSpec] = Registry("editing method")
 for _spec in (
     # r-ROME reads ROME's files: it differs by one switch, set by its editor
@@ -75,6 +82,7 @@ for _spec in (
         hparams="editcollapse.editors.rome.hparams:ROMEHparams",
         hparams_folder="editcollapse.editors.rome:hparams",
         batched="editcollapse.editors.rome.batched:BatchedROME",
+        ready=COVARIANCE_READY,
     ),
     MethodSpec(
         name="r-rome",
@@ -82,12 +90,14 @@ for _spec in (
         hparams="editcollapse.editors.rome.hparams:ROMEHparams",
         hparams_folder="editcollapse.editors.rome:hparams",
         batched="editcollapse.editors.rome.batched:BatchedROME",
+        ready=COVARIANCE_READY,
     ),
     MethodSpec(
         name="memit",
         editor="editcollapse.editors.memit.editor:editor",
         hparams="editcollapse.editors.memit.hparams:MEMITHparams",
         hparams_folder="editcollapse.editors.memit:hparams",
+        ready=COVARIANCE_READY,
     ),
     # FT and FT-L∞ share one class, with a folder of files each
     MethodSpec(
@@ -108,6 +118,7 @@ for _spec in (
         editor="editcollapse.editors.mend:editor",
         hparams="editcollapse.editors.mend.hparams:MENDHparams",
         hparams_folder="editcollapse.editors.mend:hparams",
+        ready="editcollapse.editors.mend.readiness:check_ready",
     ),
 ):
     METHODS.register(_spec.name, _spec)
@@ -149,6 +160,13 @@ def method_spec(method: str) -> MethodSpec:
 def get_editor(method: str) -> Editor:
     """The editor of ``method`` (imports its module on first use)."""
     return method_spec(method).build_editor()
+
+
+def check_ready(method: str, hparams: Hparams) -> str | None:
+    """Refuse (:class:`~editcollapse.core.errors.RunRefused`) when ``method`` cannot edit with ``hparams``
+    yet; else the fingerprint of the state it will load beyond them (None: the hparams decide it all)."""
+    spec = method_spec(method)
+    return None if spec.ready is None else import_object(spec.ready)(hparams)
 
 
 def hparams_path(method: str, model_name: str) -> Path:

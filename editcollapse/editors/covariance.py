@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from editcollapse.core.errors import RunRefused
 from editcollapse.core.paths import cache_dir
 from editcollapse.core.tokens import pad_id_of, pad_right
 from editcollapse.models.hooks import StopForward, forward_hook, model_device
@@ -181,9 +182,33 @@ class CovarianceHparams(Protocol):
 
     model_name: str | None
     model_revision: str | None
+    mom2_adjustment: bool
     mom2_dataset: str
     mom2_n_samples: int | None
     mom2_dtype: str
+
+
+def check_ready(hparams: CovarianceHparams) -> None:
+    """Refuse a run whose editor needs the key covariance (``mom2_adjustment``) when it is neither
+    cached for this model, revision, corpus and sample count nor computable (its corpus is not
+    here): otherwise every case of the run would fail on it. No fingerprint: the hparams and the
+    model revision decide the covariance."""
+    if not hparams.mom2_adjustment:
+        return None
+    revision = "unknown-revision" if hparams.model_revision is None else hparams.model_revision
+    folder = cache_dir() / "covariance" / _slug(f"{hparams.model_name}@{revision}")
+    if any(folder.glob(f"*.{_slug(hparams.mom2_dataset)}.n{hparams.mom2_n_samples}.*.safetensors")):
+        return None
+    try:
+        corpus_texts(hparams.mom2_dataset)
+    except (OSError, KeyError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunRefused(
+            f"the key covariance of {hparams.model_name} on corpus {hparams.mom2_dataset!r} (mom2_adjustment) "
+            f"is not cached and cannot be computed here: {reason}; make the corpus available, or set "
+            "mom2_dataset: embedded in the method's hparams file"
+        ) from error
+    return None
 
 
 def hparams_covariance(

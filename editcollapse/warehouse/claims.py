@@ -16,7 +16,9 @@ The protocol, the same on every :class:`~editcollapse.warehouse.backends.Backend
   heartbeat is the file's modification time where the backend keeps one (local), else the time
   written in the claim (object stores). Content that cannot be parsed counts as a live holder
   until its heartbeat ages.
-* **release**: the holder deletes the claim when the shard's parts are written.
+* **release**: the holder deletes the claim when the shard's parts are written. A holder killed
+  between the two leaves a claim on a finished shard: the next worker to find the shard finished
+  deletes it once it is stale (:func:`clear_if_dead`).
 """
 
 from __future__ import annotations
@@ -37,17 +39,31 @@ def claim(backend: Backend, key: str, *, stale_after_s: float = STALE_CLAIM_S) -
     for _ in range(2):
         if backend.create(key, _content()):
             return True
-        held = backend.read(key)
-        if held is None:
-            continue  # released meanwhile: try again
-        try:
-            modified = backend.modified(key)
-        except FileNotFoundError:
-            continue  # released or taken over meanwhile: try again
-        if not is_stale(held, modified, stale_after_s):
+        if _judge(backend, key, stale_after_s) == "alive":
             return False
-        backend.remove_if_unchanged(key, held)
     return False
+
+
+def clear_if_dead(backend: Backend, key: str, *, stale_after_s: float = STALE_CLAIM_S) -> bool:
+    """Delete the claim ``key`` if its holder is dead (a worker killed after its shard's parts were
+    written, before it released the claim); whether it was deleted."""
+    return _judge(backend, key, stale_after_s) == "removed"
+
+
+def _judge(backend: Backend, key: str, stale_after_s: float) -> str:
+    """``"gone"`` (no claim, or released meanwhile), ``"alive"`` (held by a live worker), or
+    ``"removed"`` (a dead holder's claim, deleted now if it still held what was judged)."""
+    held = backend.read(key)
+    if held is None:
+        return "gone"
+    try:
+        modified = backend.modified(key)
+    except FileNotFoundError:
+        return "gone"
+    if not is_stale(held, modified, stale_after_s):
+        return "alive"
+    backend.remove_if_unchanged(key, held)
+    return "removed"
 
 
 def touch(backend: Backend, key: str) -> None:

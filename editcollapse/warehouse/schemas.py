@@ -23,11 +23,12 @@ RUNS = pa.schema(
         ("stage", pa.string()),  # "single_edit_sweep", "hardcf", "sequential" …
         ("dataset", pa.string()),
         ("parameters", pa.string()),  # JSON: every parameter that defines the run
-        ("versions", pa.string()),  # JSON: package versions
-        ("git_revision", pa.string()),  # commit hash, "+dirty" when the tree had changes
+        ("identity", pa.string()),  # JSON: what else decides its numbers (hparams hash, input digests …)
+        ("versions", pa.string()),  # JSON: package versions of the first attempt (each one's: run_attempts)
+        ("git_revision", pa.string()),  # the first attempt's commit, "+dirty" when the tree had changes
         ("model_revision", pa.string()),
         ("hostname", pa.string()),
-        ("status", pa.string()),  # "running" | "completed" | "failed"
+        ("status", pa.string()),  # "running" | "completed" | "completed_with_errors" | "failed"
         ("started_at", _TIME),
         ("finished_at", _TIME),
         ("attempts", pa.int32()),  # how many times the run was started (resumes count)
@@ -39,6 +40,21 @@ RUNS = pa.schema(
         ("baseline_ppl_mean", pa.float64()),  # unedited model, mean of per-sentence perplexities
         ("baseline_ppl_corpus", pa.float64()),  # unedited model, exp(total NLL / total tokens)
         ("threshold", pa.float64()),
+    ]
+)
+
+RUN_ATTEMPTS = pa.schema(
+    [
+        ("run_id", pa.string(), False),
+        ("attempt", pa.int32(), False),  # 1 for the first start, +1 for each resume
+        ("stage", pa.string()),
+        ("status", pa.string()),  # the attempt's own end: "running" while it runs (or if it was killed)
+        ("git_revision", pa.string()),  # commit hash, "+dirty" when the tree had changes
+        ("git_dirty", pa.bool_()),
+        ("versions", pa.string()),  # JSON: package versions
+        ("hostname", pa.string()),
+        ("started_at", _TIME),
+        ("finished_at", _TIME),
     ]
 )
 
@@ -238,6 +254,7 @@ DOWNSTREAM = pa.schema(
 
 SCHEMAS: dict[str, pa.Schema] = {
     "runs": RUNS,
+    "run_attempts": RUN_ATTEMPTS,
     "cases": CASES,
     "edits": EDITS,
     "edit_metrics": EDIT_METRICS,

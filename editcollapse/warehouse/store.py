@@ -205,6 +205,10 @@ class Warehouse:
     def release(self, model: str, method: str, run_id: str, shard: int) -> None:
         claims.release(self.backend, layout.claim_key(model, method, run_id, shard))
 
+    def clear_dead_claim(self, model: str, method: str, run_id: str, shard: int) -> bool:
+        """Delete a finished shard's claim left by a killed holder (see :func:`.claims.clear_if_dead`)."""
+        return claims.clear_if_dead(self.backend, layout.claim_key(model, method, run_id, shard))
+
     def claims(self) -> list[str]:
         """Every claim held now (paths relative to ``_claims``)."""
         return claims.held(self.backend)

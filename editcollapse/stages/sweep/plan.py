@@ -42,6 +42,7 @@ class SweepConfig:
     device: str | None = None
     run_id: str = field(default="")
     batch: int = DEFAULT_BATCH  # edits computed together (ROME/r-ROME); 1 = the one-at-a-time reference loop
+    retry_errors: bool = False  # compute again the cases stored as errors (status "error") of finished shards
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -54,13 +55,12 @@ class SweepConfig:
             object.__setattr__(self, "run_id", default_run_id(self.parameters()))
 
     def parameters(self) -> dict[str, Any]:
-        """The parameters recorded in the ``runs`` row (the run id, device and batch excluded: they
-        do not change the numbers — the batched engine equals the one-at-a-time loop up to float
-        rounding; each ``edits`` row's diagnostics record its ``batch_size``)."""
+        """The parameters recorded in the ``runs`` row (the run id, device, batch and retry_errors
+        excluded: they do not change the numbers — the batched engine equals the one-at-a-time
+        loop up to float rounding; each ``edits`` row's diagnostics record its ``batch_size``)."""
         params = asdict(self)
-        params.pop("run_id")
-        params.pop("device")
-        params.pop("batch")
+        for execution_option in ("run_id", "device", "batch", "retry_errors"):
+            params.pop(execution_option)
         return params
 
     def resolved(self) -> SweepConfig:

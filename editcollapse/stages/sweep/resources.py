@@ -29,6 +29,7 @@ class SweepResources:
     editor: Editor
     hparams: Any  # the method's editcollapse.editors.hparams.Hparams
     ppl_texts: list[str]
+    editor_state: str | None = None  # fingerprint of what the editor loads beyond its hparams (MEND's network)
     _derived: tuple[Hashable, object] | None = field(default=None, init=False, repr=False)
 
     def derived(self, key: Hashable, build: Callable[[], T]) -> T:
@@ -42,18 +43,21 @@ class SweepResources:
 
 
 def load_resources(spec: SweepConfig) -> SweepResources:
-    """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``."""
+    """Load the model, the editor, its hyperparameters and the perplexity corpus of ``spec``; an
+    editor that cannot edit yet is refused (:func:`~editcollapse.editors.api.check_ready`)."""
     from editcollapse.datasets import load_ppl_corpus
-    from editcollapse.editors.api import get_editor, hparams_for
+    from editcollapse.editors.api import check_ready, get_editor, hparams_for
     from editcollapse.models import load_model
 
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
     hparams = hparams_for(loaded, spec.method)  # model_revision keys the covariance cache
+    editor_state = check_ready(spec.method, hparams)
     return SweepResources(
         loaded=loaded,
         editor=get_editor(spec.method),
         hparams=hparams,
         ppl_texts=list(load_ppl_corpus(spec.ppl_corpus).texts),
+        editor_state=editor_state,
     )
 
 

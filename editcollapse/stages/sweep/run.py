@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from editcollapse.core.case import EditCase
+from editcollapse.stages.sweep.identity import sweep_identity
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
-from editcollapse.stages.sweep.shard import run_shard, shard_done
+from editcollapse.stages.sweep.shard import run_shard, shard_done, shard_errors
 from editcollapse.stages.sweep.summary import SweepResult, run_summary
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
 from editcollapse.warehouse.store import Warehouse
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 STAGE = "single_edit_sweep"
 INVALID_PART = "invalid"
 SWEPT_TABLES = ("cases", "edit_metrics", "ppl", "edits")
+COMPLETED_WITH_ERRORS = "completed_with_errors"  # every shard stored, some cases as errors: retry them
 
 
 @dataclass
@@ -55,10 +57,13 @@ def load_sweep_cases(spec: SweepConfig) -> tuple[list[EditCase], list[Any]]:
 def prepare_sweep(
     spec: SweepConfig, warehouse: Warehouse, *, cache: ResourceCache, cases: list[EditCase] | None = None
 ) -> SweepPlan:
-    """Load and shard the cases, (re)start the ``runs`` row, store the loader's rejected records
-    as ``invalid`` rows, measure the unedited model's perplexity once per run, and list the
-    shards not yet in the warehouse. ``cases`` overrides loading ``spec.dataset`` (then
-    ``spec.limit`` still applies); the model for the baseline comes from ``cache``."""
+    """Load and shard the cases, load the resources (an editor that is not ready is refused here),
+    (re)start the ``runs`` row with the sweep's identity (a resume with another one is refused),
+    store the loader's rejected records as ``invalid`` rows, measure the unedited model's
+    perplexity once per run, and list the shards to compute: those not yet in the warehouse, and
+    with ``spec.retry_errors`` those holding ``error`` rows (a finished shard's claim left by a
+    killed worker is deleted). ``cases`` overrides loading ``spec.dataset`` (then ``spec.limit``
+    still applies); the resources come from ``cache``."""
     errors: list[Any] = []
     if cases is None:
         cases, errors = load_sweep_cases(spec)
@@ -68,6 +73,7 @@ def prepare_sweep(
         raise ValueError(f"no valid cases to sweep in {spec.dataset!r} ({len(errors)} rejected records)")
     check_unique_ids(cases)
     shards = shard_cases(cases, spec.shard_size)
+    resources = cache.get(spec)
     row = start_run(
         warehouse,
         model=spec.model,
@@ -76,6 +82,8 @@ def prepare_sweep(
         stage=STAGE,
         dataset=spec.dataset,
         parameters=spec.parameters(),
+        identity=sweep_identity(resources, cases, errors),
+        model_revision=resources.loaded.revision,
         n_shards=len(shards),
         ppl_corpus=spec.ppl_corpus,
         threshold=spec.threshold,
@@ -92,10 +100,18 @@ def prepare_sweep(
             shard=INVALID_PART,
         )
     if row.get("baseline_ppl_mean") is None:
-        row.update(_baseline(spec, cache.get(spec)))
+        row.update(_baseline(spec, resources))
         write_run(warehouse, spec.model, spec.method, row)
-    pending = [index for index in range(len(shards)) if not shard_done(warehouse, spec, index)]
+    pending = [index for index in range(len(shards)) if _to_compute(warehouse, spec, index)]
+    for index in sorted(set(range(len(shards))) - set(pending)):
+        warehouse.clear_dead_claim(spec.model, spec.method, spec.run_id, index)  # holder killed before releasing it
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
+
+
+def _to_compute(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
+    if not shard_done(warehouse, spec, shard):
+        return True
+    return spec.retry_errors and bool(shard_errors(warehouse, spec, shard))
 
 
 def _baseline(spec: SweepConfig, resources: SweepResources) -> dict[str, float]:
@@ -126,8 +142,9 @@ def _invalid_rows(spec: SweepConfig, errors: list[Any]) -> list[dict[str, Any]]:
 
 def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "completed") -> SweepResult:
     """Write the run's final ``runs`` row (counts from the warehouse, so resumed shards count;
-    status ``running`` while other workers still hold shards) and refresh the DuckDB catalog
-    file; return the run's result."""
+    status ``running`` while other workers still hold shards, ``completed_with_errors`` when a
+    case failed: ``--retry-errors`` computes those again) and refresh the DuckDB catalog file;
+    return the run's result."""
     from editcollapse.warehouse.catalog import build_catalog
 
     spec = plan.spec
@@ -141,6 +158,9 @@ def finish_sweep(plan: SweepPlan, warehouse: Warehouse, *, status: str = "comple
         status=status,
         baseline_ppl_mean=plan.run_row.get("baseline_ppl_mean"),
     )
+    if status == "completed" and result.n_errors:
+        status = COMPLETED_WITH_ERRORS
+        result = replace(result, status=status)
     finish_run(
         warehouse,
         spec.model,
@@ -166,7 +186,6 @@ def run_sweep(
     shard here (loading the model once), finish; return the run's result."""
     spec = config.resolved()
     cache = ResourceCache()
-    cache.get(spec)  # up front: a model or method that cannot be loaded fails before the run is started
     plan = prepare_sweep(spec, warehouse, cache=cache, cases=cases)
     log.info(
         "run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases, len(plan.shards), len(plan.pending)
@@ -175,6 +194,16 @@ def run_sweep(
         for index in plan.pending:
             run_shard(spec, index, plan.shards[index], warehouse, cache=cache, on_case=on_case)
     except BaseException:
-        finish_sweep(plan, warehouse, status="failed")
+        mark_failed(plan, warehouse)
         raise
     return finish_sweep(plan, warehouse)
+
+
+def mark_failed(plan: SweepPlan, warehouse: Warehouse) -> None:
+    """Record a failed run, as far as the warehouse lets us: when the failure is the warehouse itself
+    (a full disk, a read-only folder) the row keeps saying ``running``, and the original error is
+    the one raised."""
+    try:
+        finish_sweep(plan, warehouse, status="failed")
+    except Exception as error:  # noqa: BLE001 - the caller re-raises the failure that matters
+        log.warning("run %s: could not record its failure (%s)", plan.spec.run_id, error)

@@ -6,7 +6,8 @@ A shard's outcomes come from :func:`~editcollapse.stages.sweep.engines.engine_fo
 case is an ``edits`` row with status ``error`` and its message, and the shard goes on. A shard's parts
 are written ``cases``, ``edit_metrics``, ``ppl`` and ``edits`` last: the ``edits`` part is the shard's
 completion mark, so a shard killed before it is recomputed and its other parts are replaced, never
-duplicated.
+duplicated. With ``retry_errors`` a finished shard holding ``error`` rows computes those cases again
+and rewrites its parts with their new rows in place of the old ones (``edits`` last again).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def shard_done(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
     return warehouse.has_part("edits", *keys) and warehouse.sound_parts(SHARD_TABLES, *keys)
 
 
+def shard_errors(warehouse: Warehouse, spec: SweepConfig, shard: int) -> set[str]:
+    """The case ids of a finished shard's ``error`` rows."""
+    columns = ["case_id", "status"]
+    edits = warehouse.read_part("edits", spec.model, spec.method, spec.run_id, shard, columns=columns).to_pydict()
+    return {case for case, status in zip(edits["case_id"], edits["status"], strict=True) if status == "error"}
+
+
 def run_shard(
     spec: SweepConfig,
     shard: int,
@@ -57,34 +65,69 @@ def run_shard(
 ) -> ShardResult:
     """Edit, measure and restore for every case of one shard; write its parts; report counts.
 
-    A shard already in the warehouse is not recomputed (its stored counts are returned). Several
-    workers may run the same run id: a shard is computed only by the worker holding its claim
-    (:meth:`Warehouse.claim`); the others skip it (``claimed_elsewhere``). The model and the rest of
-    the resources come from ``cache``, loaded there only when the shard is computed.
+    A shard already in the warehouse is not recomputed (its stored counts are returned), except its
+    ``error`` cases when ``spec.retry_errors`` is set. Several workers may run the same run id: a
+    shard is computed only by the worker holding its claim (:meth:`Warehouse.claim`); the others
+    skip it (``claimed_elsewhere``). The model and the rest of the resources come from ``cache``,
+    loaded there only when the shard is computed.
     ``on_case(case_id)`` is called after each case (progress bars).
     """
-    if shard_done(warehouse, spec, shard):
+    if _nothing_to_do(warehouse, spec, shard):
         return _stored_result(warehouse, spec, shard)
     if not warehouse.claim(spec.model, spec.method, spec.run_id, shard):
         return ShardResult(
             shard=shard, n_cases=0, n_errors=0, n_collapsed=0, ppl_means=[], skipped=True, claimed_elsewhere=True
         )
     try:
-        if shard_done(warehouse, spec, shard):  # finished by the claim's previous holder meanwhile
+        if _nothing_to_do(warehouse, spec, shard):  # finished by the claim's previous holder meanwhile
             return _stored_result(warehouse, spec, shard)
-        return _compute_shard(spec, shard, cases, warehouse, cache.get(spec), on_case)
+        resources = cache.get(spec)
+        if shard_done(warehouse, spec, shard):  # done with errors, and they are retried
+            errors = shard_errors(warehouse, spec, shard)
+            retried = [case for case in cases if case.case_id in errors]
+            fresh = _shard_rows(spec, shard, retried, warehouse, resources, on_case)
+            rows = _merged(warehouse, spec, shard, cases, fresh)
+        else:
+            rows = _shard_rows(spec, shard, cases, warehouse, resources, on_case)
+        return _write_shard(spec, shard, rows, warehouse)
     finally:
         warehouse.release(spec.model, spec.method, spec.run_id, shard)
 
 
-def _compute_shard(
+def _nothing_to_do(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:
+    """Whether the shard is done and, when errors are retried, holds none."""
+    if not shard_done(warehouse, spec, shard):
+        return False
+    return not spec.retry_errors or not shard_errors(warehouse, spec, shard)
+
+
+def _merged(
+    warehouse: Warehouse,
+    spec: SweepConfig,
+    shard: int,
+    cases: Sequence[EditCase],
+    fresh: dict[str, list[dict[str, Any]]],
+) -> dict[str, list[dict[str, Any]]]:
+    """The shard's stored rows with those of the recomputed cases replaced by ``fresh``, in case order."""
+    replaced = {row["case_id"] for row in fresh["edits"]}
+    order = {case.case_id: index for index, case in enumerate(cases)}
+    merged = {}
+    for table in SHARD_TABLES:
+        stored = warehouse.read_part(table, spec.model, spec.method, spec.run_id, shard).to_pylist()
+        kept = [row for row in stored if row["case_id"] not in replaced]
+        merged[table] = sorted(kept + fresh[table], key=lambda row: order[row["case_id"]])
+    return merged
+
+
+def _shard_rows(
     spec: SweepConfig,
     shard: int,
     cases: Sequence[EditCase],
     warehouse: Warehouse,
     resources: SweepResources,
     on_case: Callable[[str], None] | None,
-) -> ShardResult:
+) -> dict[str, list[dict[str, Any]]]:
+    """Every row the shard's ``cases`` give, by table."""
     rows: dict[str, list[dict[str, Any]]] = {"cases": [], "edit_metrics": [], "ppl": [], "edits": []}
     for outcome in engine_for(spec, resources).outcomes(cases):
         case = outcome.case
@@ -98,12 +141,19 @@ def _compute_shard(
         warehouse.touch_claim(spec.model, spec.method, spec.run_id, shard)
         if on_case is not None:
             on_case(case.case_id)
+    return rows
+
+
+def _write_shard(
+    spec: SweepConfig, shard: int, rows: dict[str, list[dict[str, Any]]], warehouse: Warehouse
+) -> ShardResult:
+    """Write the shard's parts, ``edits`` (its completion mark) last; report its counts."""
     for table in SHARD_TABLES:
         warehouse.write_part(table, rows[table], model=spec.model, method=spec.method, run_id=spec.run_id, shard=shard)
     ppl_means = [row["ppl_mean"] for row in rows["ppl"]]
     return ShardResult(
         shard=shard,
-        n_cases=len(cases),
+        n_cases=len(rows["edits"]),
         n_errors=sum(row["status"] != "ok" for row in rows["edits"]),
         n_collapsed=sum(row["collapsed"] for row in rows["ppl"]),
         ppl_means=ppl_means,

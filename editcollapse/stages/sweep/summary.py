@@ -32,7 +32,7 @@ class SweepResult(StageResult):
     run_id: str
     model: str
     method: str
-    status: str  # the runs row's status: completed, running (other workers hold shards) or failed
+    status: str  # the runs row's status: completed, completed_with_errors, running (other workers hold shards), failed
     n_cases: int  # valid cases (the loader's rejected records are ``n_invalid``)
     n_errors: int
     n_invalid: int
