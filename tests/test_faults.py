@@ -33,6 +33,8 @@ from editcollapse.warehouse import Warehouse, connect
 from editcollapse.warehouse.backends import LocalBackend
 from tests.sweep_cases import COMPARED, table_rows, write_files
 
+pytestmark = pytest.mark.slow  # a minute in all: every fault ends in a sweep compared with an uninterrupted one
+
 N_CASES = 3
 
 
