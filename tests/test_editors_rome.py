@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -292,8 +293,11 @@ def test_split_batch_matches_a_full_forward_pass(tiny):
                 assert torch.allclose(split[row, columns], full[row, start : len(sequence)], atol=1e-5)
 
 
-def _rome_single_edits(loaded, cases) -> dict[str, tuple[float, float]]:
-    """Mean (pre, post) metrics of ROME single edits, each case edited alone on the original model."""
+METRICS = ("efficacy_success", "paraphrase_success", "neighborhood_success")
+
+
+def _rome_single_edits(loaded, cases) -> list[tuple[Any, dict[str, float], dict[str, float]]]:
+    """Each case with its metrics before and after its ROME edit (each edited alone on the original model)."""
     from editcollapse.evaluation.edit_metrics import measure_cases
 
     hparams = hparams_for(loaded, "rome")
@@ -305,51 +309,50 @@ def _rome_single_edits(loaded, cases) -> dict[str, tuple[float, float]]:
         with delta.applied(loaded.model):
             post.extend(measure_cases(loaded.model, loaded.tokenizer, [case]))
     assert all(torch.equal(state[name], tensor) for name, tensor in loaded.model.state_dict().items())
+    return list(zip(cases, pre, post))
+
+
+def _means(edits) -> dict[str, tuple[float, float]]:
+    """Mean (pre, post) of each metric over ``edits``."""
     summary = {
-        key: (sum(row[key] for row in pre) / len(pre), sum(row[key] for row in post) / len(post))
-        for key in ("efficacy_success", "paraphrase_success", "neighborhood_success")
+        key: (sum(pre[key] for _, pre, _ in edits) / len(edits), sum(post[key] for _, _, post in edits) / len(edits))
+        for key in METRICS
     }
-    print(f"ROME on {len(cases)} SmolLM2 cases, (pre, post): {summary}")
+    print(f"ROME on {len(edits)} SmolLM2 cases, (pre, post): {summary}")
     return summary
 
 
 @pytest.fixture(scope="module")
 def smollm2_rome_20(smollm2):
-    """20 geofacts cases spread over the whole list (all relations, every template kind)."""
+    """20 geofacts cases spread over the whole list (all relations, every template kind), each
+    edited alone on the original model."""
     from editcollapse.datasets import load_cases
 
     every = load_cases("geofacts").cases
     return _rome_single_edits(smollm2, every[:: len(every) // 20][:20])
 
 
-@pytest.fixture(scope="module")
-def smollm2_rome_20_prefixed(smollm2):
-    """20 geofacts cases spread over those whose prompt does not open with the subject.
-
-    Chosen by the template alone (before any edit): prompts that start with "{}" put the subject's
-    first token at position 0, with no BOS token in front on SmolLM2. There reference ROME's bare key
-    is far from k* and the update is large: the single-edit collapse class this study measures
-    (docs/readme/5-editors.md: on the spread cases above, those 12 lose neighborhood 0.95 → 0.75
-    while the other 8 keep 0.85 → 0.85). Locality is asserted where ROME's own assumptions hold.
-    """
-    from editcollapse.datasets import load_cases
-
-    prefixed = [case for case in load_cases("geofacts").cases if not case.prompt.startswith("{}")]
-    return _rome_single_edits(smollm2, prefixed[:: len(prefixed) // 20][:20])
-
-
 @pytest.mark.slow
 @pytest.mark.smollm2
 def test_rome_single_edits_on_smollm2(smollm2_rome_20):
-    summary = smollm2_rome_20
+    summary = _means(smollm2_rome_20)
     assert summary["efficacy_success"][1] >= 0.9, summary
     assert summary["paraphrase_success"][1] >= summary["paraphrase_success"][0] + 0.3, summary
 
 
 @pytest.mark.slow
 @pytest.mark.smollm2
-def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_20_prefixed):
-    summary = smollm2_rome_20_prefixed
+def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_20):
+    """The same edits, on the cases whose prompt does not open with the subject.
+
+    Chosen by the template alone (before any edit): prompts that start with "{}" put the subject's
+    first token at position 0, with no BOS token in front on SmolLM2. There reference ROME's bare key
+    is far from k* and the update is large: the single-edit collapse class this study measures.
+    Locality is asserted where ROME's own assumptions hold.
+    """
+    prefixed = [edit for edit in smollm2_rome_20 if not edit[0].prompt.startswith("{}")]
+    assert len(prefixed) >= 8
+    summary = _means(prefixed)
     assert summary["efficacy_success"][1] >= 0.9, summary
     assert summary["paraphrase_success"][1] >= summary["paraphrase_success"][0] + 0.3, summary
     assert abs(summary["neighborhood_success"][1] - summary["neighborhood_success"][0]) <= 0.1, summary
