@@ -50,3 +50,10 @@ def test_piped_output_keeps_wide_tables_whole(monkeypatch) -> None:
     out.print(table)
     text = sys.stdout.getvalue()
     assert "cumulative_spectral" in text and "normal" in text and "…" not in text
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"editcollapse {version('editcollapse')}\n"
