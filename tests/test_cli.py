@@ -57,3 +57,17 @@ def test_version_is_the_installed_package_version() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout == f"editcollapse {version('editcollapse')}\n"
+
+
+def test_an_input_error_is_one_line_and_exit_code_2_unless_debug(tmp_path) -> None:
+    """The console entry point: no traceback for an error the user fixes; ``--debug`` shows it."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "editcollapse", "sweep", "--model", "nosuch-model", "--no-prefect"]
+    command += ["-w", str(tmp_path / "wh")]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
+    assert plain.stderr.splitlines()[-1].startswith("error: unknown model 'nosuch-model': use one of")
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, timeout=300)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "ModelNotAvailable" in debug.stderr

