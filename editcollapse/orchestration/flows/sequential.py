@@ -23,8 +23,6 @@ from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.sequential.run import SequentialResult, Trajectory, run_one, run_sequential
 from editcollapse.warehouse.store import Warehouse
 
-STAGE = "sequential"
-
 
 @task(
     name="sequential-trajectory", task_run_name="{trajectory.shard}", cache_policy=NONE, tags=[GPU_TAG]
