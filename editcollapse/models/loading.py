@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.core.errors import UserError
@@ -65,8 +66,16 @@ def _check_local_folder(folder: Path) -> None:
 
 
 def _from_pretrained(source: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    """The model and tokenizer at ``source``, without transformers' "Loading weights" bar: a stage
+    loads its model once per shard, and its own progress bar is the one to watch."""
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    finally:
+        if bar_was_on:
+            transformers_logging.enable_progress_bar()
     return model, tokenizer
 
 

@@ -206,7 +206,7 @@ class _RowBatch:
             length = lengths[group[0]]
             ids = prefix_ids[rows, :length]
             output = self.base(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-            layers = output.past_key_values.layers
+            layers = output.cache.layers
             if not cache:
                 cache = [
                     (
@@ -235,7 +235,7 @@ class _RowBatch:
             input_ids=self.input_ids[rows, :width],
             attention_mask=self.attention_mask[rows, : self.attention_mask.shape[1] - self.input_ids.shape[1] + width],
             position_ids=self.position_ids[rows, :width],
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
         ).last_hidden_state
 

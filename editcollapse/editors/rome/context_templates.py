@@ -48,8 +48,8 @@ def sample_texts(
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     eos = tokenizer.eos_token_id
     while ids.shape[1] < length:
-        output = model(input_ids=step_input, past_key_values=past, use_cache=True)
-        past = output.past_key_values
+        output = model(input_ids=step_input, cache=past, use_cache=True)
+        past = output.cache
         probs = torch.softmax(output.logits[:, -1, :].float(), dim=-1)
         top = torch.topk(probs, TOP_K, dim=-1)
         choice = torch.multinomial(top.values / top.values.sum(-1, keepdim=True), 1, generator=generator)

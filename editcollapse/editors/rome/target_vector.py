@@ -116,7 +116,7 @@ class SplitBatch:
             with torch.no_grad():  # pads attend causally to real tokens only behind them: finite, never read
                 self.prefix_cache = self.base(
                     input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), use_cache=True
-                ).past_key_values
+                ).cache
             self.attention_mask = torch.cat([prefix_mask, continuation_mask], dim=1)
 
     def column(self, row: int, position: int) -> int:
@@ -132,7 +132,7 @@ class SplitBatch:
             input_ids=self.input_ids,
             attention_mask=self.attention_mask,
             position_ids=self.position_ids,
-            past_key_values=cache,
+            cache=cache,
             use_cache=cache is not None,
         ).last_hidden_state
 
