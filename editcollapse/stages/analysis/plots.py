@@ -52,7 +52,7 @@ def single_edit_figure(groups: dict[tuple[str, str], list[float | None]], thresh
         collapsed = hidden + sum(v > threshold for v in values)
         axis.set_title(
             f"{model} · {method}: {len(groups[(model, method)])} edit(s), {collapsed} collapsed"
-            + (f" ({hidden} NaN/inf, not drawn)" if hidden else ""),
+            + (f" ({hidden} NaN/inf or missing, not drawn)" if hidden else ""),
             fontsize=9,
             loc="left",
         )
