@@ -80,7 +80,7 @@ def test_page_embeds_everything_and_escapes_text(tmp_path) -> None:
             ),
         ],
     )
-    page = render_html(report, tmp_path)
+    page = render_html(report)
     parsed = _References()
     parsed.feed(page)
     assert parsed.sources == [f"data:image/png;base64,{base64.b64encode(PIXEL).decode()}"]

@@ -39,7 +39,7 @@ def sort_key(value: Any) -> str | None:
     return repr(float(value)) if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def _section(section: Section, out: Path) -> dict[str, Any]:
+def _section(section: Section) -> dict[str, Any]:
     columns = list(section.rows[0]) if section.rows else []
     return {
         "id": section.name.replace("_", "-"),
@@ -47,7 +47,7 @@ def _section(section: Section, out: Path) -> dict[str, Any]:
         "runs": section.runs,
         "columns": columns,
         "rows": [[_cell(row[c]) for c in columns] for row in section.rows],
-        "csv": None if section.csv is None else _relative(section.csv, out),
+        "csv": None if section.csv is None else section.csv.name,  # written beside the page
         "figures": [{"name": f.name, "src": data_uri(f)} for f in section.figures],
     }
 
@@ -57,12 +57,8 @@ def _cell(value: Any) -> dict[str, Any]:
     return {"text": cell(value), "key": key, "number": key not in (None, "NaN")}
 
 
-def _relative(path: Path, out: Path) -> str:
-    return path.relative_to(out).as_posix() if path.is_relative_to(out) else path.resolve().as_uri()
-
-
-def render_html(report: Report, out: Path) -> str:
-    """The page's HTML (see the module doc); CSV links are relative to ``out``."""
+def render_html(report: Report) -> str:
+    """The page's HTML (see the module doc); each CSV is linked by its name, as it lies beside the page."""
     import jinja2
 
     template = jinja2.Environment(
@@ -74,12 +70,12 @@ def render_html(report: Report, out: Path) -> str:
         created=f"{report.created:%Y-%m-%d %H:%M} UTC",
         version=__version__,
         no_data=NO_DATA,
-        sections=[_section(section, out) for section in report.sections],
+        sections=[_section(section) for section in report.sections],
     )
 
 
 def write_html(report: Report, out: Path) -> Path:
     """``<out>/report.html`` (see the module doc)."""
     path = out / "report.html"
-    path.write_text(render_html(report, out), encoding="utf-8")
+    path.write_text(render_html(report), encoding="utf-8")
     return path
