@@ -71,11 +71,13 @@ def test_downstream_scatter_bars_never_cross_zero_and_perplexity_gets_a_log_axis
         [20.0, 40.0, 900.0, 5000.0],
         [8.0, 30.0, 1200.0, 6000.0],  # wider than the value: a bar crossed 0
     )
+    rows.append({**rows[0], "ppl_mean": math.inf, "value": 0.0, "edit_ref": "c9"})  # collapsed past infinity
     figure = scatter_figure(rows)
     try:
         by_metric = {axis.get_ylabel(): axis for axis in figure.axes}
         assert set(by_metric) == {"acc", "perplexity (log)"}
         assert by_metric["acc"].get_yscale() == "linear" and by_metric["perplexity (log)"].get_yscale() == "log"
+        assert by_metric["acc"].get_title().endswith("n=4, 1 NaN/inf not drawn")
         for name, axis in by_metric.items():
             assert axis.get_xscale() == "log"
             bars = [y for collection in axis.collections for segment in collection.get_segments() for _, y in segment]

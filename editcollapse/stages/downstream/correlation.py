@@ -153,7 +153,8 @@ def scatter_figure(
             axis.set_yscale("log")
         axis.set_ylabel(f"{metric} (log)" if axis.get_yscale() == "log" else metric)
         c = stats[(task, metric)]
-        axis.set_title(f"{task}\nr={c.pearson_r:.2f} ρ={c.spearman_rho:.2f} n={c.n}", fontsize=9)
+        hidden = f", {c.n_excluded} NaN/inf not drawn" if c.n_excluded else ""  # a collapse must not vanish
+        axis.set_title(f"{task}\nr={c.pearson_r:.2f} ρ={c.spearman_rho:.2f} n={c.n}{hidden}", fontsize=9)
     for axis in list(axes.flat)[len(groups) :]:
         axis.set_visible(False)
     if title:
