@@ -3,110 +3,20 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import pytest
 
 from editcollapse.stages.analysis.config import SECTIONS, AnalysisConfig
+from editcollapse.stages.analysis.report import NO_DATA
 from editcollapse.stages.analysis.run import run_analysis
 from editcollapse.warehouse import Warehouse
-
-
-def _fill(store: Warehouse) -> None:
-    ppl = [12.0, 30.0, 2000.0, float("inf")]
-    store.write_part(
-        "ppl",
-        [
-            {
-                "run_id": "s1",
-                "case_id": f"c{i}",
-                "ppl_mean": v,
-                "corpus": "test",
-                "collapsed": not math.isfinite(v) or v > 1000,
-            }
-            for i, v in enumerate(ppl)
-        ],
-        model="m1",
-        method="rome",
-        run_id="s1",
-        shard=0,
-    )
-    store.write_part(
-        "ppl",
-        [{"run_id": "s2", "case_id": "c0", "ppl_mean": 50.0, "collapsed": False}],
-        model="m2",
-        method="memit",
-        run_id="s2",
-        shard=0,
-    )
-    store.write_part(
-        "runs",
-        [{"run_id": "s1", "dataset": "geofacts", "baseline_ppl_mean": 10.0, "threshold": 1000.0}],
-        model="m1",
-        method="rome",
-        run_id="s1",
-        shard="run",
-    )
-    store.write_part(
-        "hardcf",
-        [{"run_id": "h", "case_id": c, "source_model": "m1", "collapsed": True} for c in ("c2", "c3")],
-        model="all-models",
-        method="rome",
-        run_id="h",
-        shard="all",
-    )
-    store.write_part(
-        "hardedit",
-        [
-            {"run_id": "f", "candidate_id": f"e{i}", "reference_model": "m1", "kept": k}
-            for i, k in enumerate([True, False, False])
-        ],
-        model="m1",
-        method="rome",
-        run_id="f",
-        shard="all",
-    )
-    steps = []
-    for group, values in (("hard", [10.0, 500.0, 5000.0]), ("normal", [10.0, 11.0, 12.0])):
-        for step, value in enumerate(values):
-            steps.append(
-                {
-                    "run_id": "q",
-                    "group": group,
-                    "trial": 0,
-                    "step": step,
-                    "ppl_mean": value,
-                    "collapsed": value > 1000,
-                    "cumulative_fro": float(step),
-                }
-            )
-    store.write_part("sequential", steps, model="m1", method="rome", run_id="q", shard="all")
-    points = [("baseline", 10.0, 0.60), ("c0", 12.0, 0.58), ("c2", 2000.0, 0.20), ("c3", 9000.0, 0.05)]
-    store.write_part(
-        "downstream",
-        [
-            {
-                "run_id": "d",
-                "edit_ref": ref,
-                "task": "lastword",
-                "metric": "acc",
-                "value": score,
-                "ppl_mean": p,
-                "n": 10,
-            }
-            for ref, p, score in points
-        ],
-        model="m1",
-        method="rome",
-        run_id="d",
-        shard="all",
-    )
+from tests.analysis_warehouse import fill
 
 
 @pytest.mark.parametrize("root", ["dir", "memory"])
 def test_analysis_tables_figures_and_report(tmp_path, root) -> None:
     store = Warehouse(tmp_path / "wh" if root == "dir" else f"memory://analysis-{tmp_path.name}")
-    _fill(store)
+    fill(store)
     result = run_analysis(AnalysisConfig(output=str(tmp_path / "out")), store)
     single = {row["model"]: row for row in result.tables["single_edit"]}
     assert single["m1"]["cases"] == 4 and single["m1"]["collapsed"] == 2 and single["m1"]["nonfinite"] == 1
@@ -125,20 +35,47 @@ def test_analysis_tables_figures_and_report(tmp_path, root) -> None:
     for figure in figures:
         with open(figure, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(result.files["single_edit"]) as handle:
-        assert len(list(csv.DictReader(handle))) == 2
+    assert set(result.files) == set(SECTIONS)
+    counts = {}
+    for section, path in result.files.items():
+        with open(path) as handle:
+            counts[section] = len(list(csv.DictReader(handle)))
+    assert counts == {section: len(rows) for section, rows in result.tables.items()} and counts["single_edit"] == 2
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Sequential editing" in report and "(single-edit-ppl.png)" in report
     assert result.report == str(tmp_path / "out" / "report.md")
-    assert result.headline() == f"{2 + 2 + 2 + 1} table rows → {result.report}"
+    assert result.html == str(tmp_path / "out" / "report.html")
+    assert result.headline() == f"{2 + 2 + 2 + 1} table rows → {result.html}"
 
 
-def test_analysis_of_an_empty_warehouse_says_so(tmp_path) -> None:
-    result = run_analysis(AnalysisConfig(output=str(tmp_path / "out")), Warehouse(tmp_path / "empty"))
+def test_analysis_of_an_empty_warehouse_says_so_and_writes_no_csv(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sequential.csv").write_text("model,run\nold,stale\n")  # an earlier analysis's table
+    result = run_analysis(AnalysisConfig(output=str(out)), Warehouse(tmp_path / "empty"))
     assert all(rows == [] for rows in result.tables.values())
-    assert "_no rows yet_" in (tmp_path / "out" / "report.md").read_text()
+    assert result.files == {} and sorted(p.name for p in out.iterdir()) == ["report.html", "report.md"]
+    markdown, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert markdown.count(NO_DATA) == len(SECTIONS) and html.count(NO_DATA) == len(SECTIONS)
     with pytest.raises(ValueError, match="unknown analysis section"):
         AnalysisConfig(sections=("nope",))
+
+
+def test_an_empty_section_beside_full_ones_gets_no_csv(tmp_path) -> None:
+    only_sequential = Warehouse(tmp_path / "seq")
+    only_sequential.write_part(
+        "sequential",
+        [{"run_id": "q", "group": "hard", "trial": 0, "step": 0, "ppl_mean": 10.0, "collapsed": False}],
+        model="m1",
+        method="rome",
+        run_id="q",
+        shard="all",
+    )
+    result = run_analysis(AnalysisConfig(output=str(tmp_path / "seq-out")), only_sequential)
+    assert list(result.files) == ["sequential"]
+    assert sorted(p.name for p in (tmp_path / "seq-out").glob("*.csv")) == ["sequential.csv"]
+    sections = (tmp_path / "seq-out" / "report.md").read_text().split("\n## ")[1:]
+    assert [NO_DATA in text for text in sections] == [True, True, False, True]
 
 
 def test_analyse_command(tmp_path) -> None:
@@ -146,10 +83,12 @@ def test_analyse_command(tmp_path) -> None:
 
     from editcollapse.cli import app
 
-    _fill(Warehouse(tmp_path / "wh"))
+    fill(Warehouse(tmp_path / "wh"))
     result = CliRunner().invoke(app, ["analyse", "-w", str(tmp_path / "wh"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert (
         "single_edit: 2 row(s), 1 figure(s)" in result.output and "sequential: 2 row(s), 2 figure(s)" in result.output
     )
     assert (tmp_path / "out" / "downstream-correlation.csv").is_file()
+    html = tmp_path / "out" / "report.html"
+    assert f"report: {html} (markdown: {tmp_path / 'out' / 'report.md'})" in result.output and html.is_file()

@@ -111,7 +111,7 @@ def analyse(
         raise typer.Exit(2) from None
     for section, rows in result.tables.items():
         typer.echo(f"{section}: {len(rows)} row(s), {len(result.figures.get(section, []))} figure(s)")
-    typer.echo(f"report: {result.report}")
+    typer.echo(f"report: {result.html} (markdown: {result.report})")
 
 
 def register(app: typer.Typer) -> None:

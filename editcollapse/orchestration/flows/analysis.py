@@ -1,6 +1,7 @@
 """Stage 6 of the study as a Prefect flow: :func:`analyse_study` runs each section of
 :func:`editcollapse.stages.analysis.run.run_analysis` as a task run, publishes each section's table
-as a table artifact and its figures as a markdown artifact, and writes the merged ``report.md``.
+as a table artifact and its figures as a markdown artifact, and writes the merged ``report.md`` and
+``report.html``.
 The outputs and their file names are those of :mod:`editcollapse.stages.analysis.run`; without
 Prefect, call ``run_analysis(config, warehouse)`` directly.
 """
@@ -16,8 +17,8 @@ from prefect.cache_policies import NO_CACHE
 from editcollapse.orchestration.artifacts import figures_markdown, table_rows
 from editcollapse.orchestration.run_context import run_logger
 from editcollapse.stages.analysis.config import AnalysisConfig
-from editcollapse.stages.analysis.report import TITLES, write_report
-from editcollapse.stages.analysis.run import AnalysisResult, run_analysis
+from editcollapse.stages.analysis.report import TITLES
+from editcollapse.stages.analysis.run import AnalysisResult, run_analysis, write_reports
 from editcollapse.warehouse.store import Warehouse
 
 
@@ -59,6 +60,8 @@ def analyse_study(config: AnalysisConfig = AnalysisConfig(), warehouse: str | No
         run_logger(__name__).info(
             f"{section}: {len(result.tables[section])} row(s), {len(result.figures.get(section, []))} figure(s)"
         )
-    report = write_report(tables, figures, out, store.location)
-    run_logger(__name__).info(f"analysis written to {out} (report {report})")
-    return AnalysisResult(output=str(out), report=str(report), files=files, figures=figures, tables=tables)
+    markdown, html = write_reports(tables, figures, files, out, store.location, config.threshold)
+    run_logger(__name__).info(f"analysis written to {out} (open {html})")
+    return AnalysisResult(
+        output=str(out), report=str(markdown), html=str(html), files=files, figures=figures, tables=tables
+    )

@@ -1,6 +1,6 @@
 """The analysis figures (PNG, matplotlib's Agg backend only, so this works headless).
 
-The single-edit histogram is drawn here; the sequential curves and the downstream scatter plot
+The single-edit histograms are drawn here; the sequential curves and the downstream scatter plot
 are those of :mod:`editcollapse.stages.sequential.plots` and
 :mod:`editcollapse.stages.downstream.correlation`, one figure set per run.
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from editcollapse.stages.analysis.tables import RunRows
-from editcollapse.stages.downstream.correlation import scatter_plot
+from editcollapse.stages.downstream.correlation import scatter_plot, spans_decades
 from editcollapse.stages.sequential.plots import plot_norms, plot_perplexity
 
 
@@ -21,35 +22,60 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "run"
 
 
-def plot_single_edit(groups: dict[tuple[str, str], list[float | None]], path: Path, threshold: float) -> Path | None:
-    """Histogram of log10 single-edit ME-PPL, one outline per (model, method); NaN/inf counted in
-    the legend (they cannot be drawn on the axis). None when there is nothing to draw."""
+def single_edit_figure(groups: dict[tuple[str, str], list[float | None]], threshold: float) -> Any:
+    """Histograms of single-edit ME-PPL, one panel per (model, method) on a shared log x axis with
+    log-spaced bins (so no group hides another and the decades read as perplexities), the
+    threshold drawn; counts on a log axis where they span a decade. NaN/inf cannot be drawn and
+    are counted in each panel's title. None when there is nothing to draw."""
     if not groups:
         return None
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy
+    from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
-    logs = [math.log10(v) for values in groups.values() for v in values if v is not None and math.isfinite(v) and v > 0]
-    low, high = (min(logs), max(logs)) if logs else (0.0, 1.0)
-    high = max(high, math.log10(threshold)) + 0.25
-    bins = [low + (high - low) * i / 40 for i in range(41)] if high > low else 20
-    for (model, method), values in sorted(groups.items()):
-        finite = [math.log10(v) for v in values if v is not None and math.isfinite(v) and v > 0]
-        nonfinite = len(values) - len(finite)
-        label = f"{model} · {method} (n={len(values)}" + (f", {nonfinite} NaN/inf)" if nonfinite else ")")
-        axes.hist(finite, bins=bins, histtype="step", linewidth=1.6, label=label)
-    axes.axvline(math.log10(threshold), color="black", linestyle="--", linewidth=1, label=f"collapse ({threshold:g})")
-    axes.set_xlabel("log10 ME-PPL after one edit")
-    axes.set_ylabel("edits")
-    axes.set_yscale("log")
-    axes.set_ylim(bottom=0.5)  # a bin of one edit stays visible on the log axis
-    axes.set_title("Single-edit perplexity per model and method")
-    axes.legend(fontsize=8)
-    axes.grid(True, alpha=0.3)
+    drawable = {
+        key: [v for v in values if v is not None and math.isfinite(v) and v > 0]
+        for key, values in sorted(groups.items())
+    }
+    every = [v for values in drawable.values() for v in values] + [threshold]
+    bins = numpy.geomspace(min(every) / 1.5, max(every) * 1.5, 41)
+    figure, axes = plt.subplots(
+        len(drawable), 1, sharex=True, squeeze=False, figsize=(7.5, 1.3 + 1.6 * len(drawable)), dpi=110
+    )
+    for index, (axis, ((model, method), values)) in enumerate(zip(axes[:, 0], drawable.items())):
+        counts, _, _ = axis.hist(values, bins=bins, color=f"C{index}", alpha=0.75)
+        axis.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        hidden = len(groups[(model, method)]) - len(values)
+        collapsed = hidden + sum(v > threshold for v in values)
+        axis.set_title(
+            f"{model} · {method}: {len(groups[(model, method)])} edit(s), {collapsed} collapsed"
+            + (f" ({hidden} NaN/inf or missing, not drawn)" if hidden else ""),
+            fontsize=9,
+            loc="left",
+        )
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if spans_decades([c for c in counts if c > 0]):
+            axis.set_yscale("log")
+            axis.set_ylim(bottom=0.5)  # a bin of one edit stays visible on the log axis
+        axis.set_ylabel("edits (log)" if axis.get_yscale() == "log" else "edits")
+        axis.grid(True, alpha=0.3)
+    axes[0, 0].set_xscale("log")  # shared: every panel
+    axes[-1, 0].set_xlabel("ME-PPL after one edit (log)")
+    figure.suptitle(f"Single-edit perplexity per model and method (dashed: collapse threshold {threshold:g})")
     figure.tight_layout()
+    return figure
+
+
+def plot_single_edit(groups: dict[tuple[str, str], list[float | None]], path: Path, threshold: float) -> Path | None:
+    """:func:`single_edit_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    figure = single_edit_figure(groups, threshold)
+    if figure is None:
+        return None
+    import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
