@@ -19,6 +19,8 @@ from editcollapse.models import load_model
 from editcollapse.models.tiny import build_tiny
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.hardedit.config import FilterConfig
+from editcollapse.stages.mend.config import MENDTrainConfig
+from editcollapse.stages.mend.run import mend_hparams
 from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.study import STUDY_STEPS, StudyConfig
 from editcollapse.stages.sweep.plan import SweepConfig
@@ -53,6 +55,8 @@ def test_a_config_checks_the_file_and_its_run_id_digests_the_content(tmp_path) -
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="is not a file"):
         SequentialConfig(hparams_file=str(tmp_path))
+    with pytest.raises(ValueError, match="nope.yaml"):
+        MENDTrainConfig(hparams_file=str(tmp_path / "nope.yaml"))
     assert "hparams_file" not in SweepConfig().parameters() and "hparams_file" not in SequentialConfig().parameters()
 
     path = own_file(tmp_path)
@@ -100,6 +104,8 @@ def test_a_file_of_ones_own_is_filled_like_a_packaged_one(tmp_path) -> None:
     assert hparams_for(loaded, "rome", own_file(tmp_path)).hash() == packaged.hash()  # same content, same hash
     named = hparams_for(loaded, "rome", own_file(tmp_path, model_name="my-model"))
     assert named.model_name == "my-model"  # a file that names its model keeps it
+    mend = mend_hparams(loaded, {"max_iters": 3}, path=str(own_file(tmp_path, "mend", name="mend.yaml", lr=0.5)))
+    assert (mend.lr, mend.max_iters, mend.model_revision) == (0.5, 3, "tiny-seed0")  # mend train --hparams
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -136,7 +142,7 @@ def test_unknown_names_and_keys_are_one_line_and_exit_code_2(tmp_path, monkeypat
 # --- a local model folder end to end -------------------------------------------------------------
 
 
-@pytest.mark.slow  # a sweep of 3 cases and a refused resume (about 9 s)
+@pytest.mark.slow  # a sweep of 3 cases and a refused resume
 def test_a_local_model_folder_sweeps_with_a_given_file_and_a_changed_file_is_refused_on_resume(tmp_path) -> None:
     folder = tmp_path / "my-model"
     model, tokenizer = build_tiny("tiny-llama", seed=3)

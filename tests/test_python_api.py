@@ -22,7 +22,7 @@ def python_blocks(page: Path) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", page.read_text(), flags=re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.slow  # an edit, four measurements and a sweep of two cases on a tiny model (about 10 s)
+@pytest.mark.slow  # an edit, four measurements and a sweep of two cases on a tiny model
 def test_the_example_of_the_python_api_page_runs_on_a_tiny_model(tmp_path, monkeypatch, capsys) -> None:
     (example,) = python_blocks(PAGE)
     monkeypatch.setenv("MODEL", "tiny-gpt2")
