@@ -33,9 +33,8 @@ class LocateEditHparams(Hparams):
     mom2_adjustment: bool  # C = E[k kᵀ] in the update (else the identity)
     context_template_length_params: tuple[tuple[int, int], ...]  # (length, n_gen) pairs
     context_template_seed: int = 0
-    context_templates: tuple[str, ...] | None = (
-        None  # given verbatim ("{}" first): no sampling, the two keys above unused
-    )
+    # context templates given verbatim ("{}" first): no sampling, the two keys above unused
+    context_templates: tuple[str, ...] | None = None
     mom2_dataset: str = "embedded"  # an english_texts corpus name or a text file
     mom2_n_samples: int | None = None  # required with mom2_adjustment
     mom2_dtype: str = "float32"
