@@ -10,6 +10,7 @@ import typer
 from editcollapse.cli import data as data_cli
 from editcollapse.cli import downstream as downstream_cli
 from editcollapse.cli import hardedit as hardedit_cli
+from editcollapse.cli import hparams as hparams_cli
 from editcollapse.cli import mend as mend_cli
 from editcollapse.cli import models as models_cli
 from editcollapse.cli import ops as ops_cli
@@ -52,6 +53,7 @@ hardedit_cli.register(app)
 downstream_cli.register(app)
 ops_cli.register(app)
 mend_cli.register(app)
+hparams_cli.register(app)
 
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError)  # bad input: what the message says fixes it

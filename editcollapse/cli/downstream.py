@@ -9,6 +9,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
@@ -54,6 +55,7 @@ def downstream(
     run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
+    hparams: Path = hparams_option(),
 ) -> None:
     """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity."""
     from rich.table import Table
@@ -84,6 +86,7 @@ def downstream(
         seed=seed,
         run_id=run_id,
         device=device,
+        hparams_file=hparams,
     )
     result = run_stage(
         config,

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from editcollapse.cli import formatting
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
@@ -112,6 +113,7 @@ def filter_(
     device: str = typer.Option(None),
     warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
+    hparams: Path = hparams_option(),
 ) -> None:
     """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
     from editcollapse.stages.hardedit.config import FilterConfig
@@ -130,6 +132,7 @@ def filter_(
         export=str(output) if output else None,
         run_id=run_id,
         device=device,
+        hparams_file=hparams,
     )
     result = run_stage(
         config,

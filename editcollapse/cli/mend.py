@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, prefect_defaults, print_json
 from editcollapse.core.defaults import EMBEDDED_MODEL
 
@@ -25,6 +28,7 @@ def train(
     resume: bool = typer.Option(True, help="continue from the last checkpoint (--no-resume: start over)"),
     heldout: int = typer.Option(0, help="after training, edit and measure this many held-out cases"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
+    hparams: Path = hparams_option(),
 ) -> None:
     """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it."""
     from editcollapse.stages.mend.config import MENDTrainConfig
@@ -38,6 +42,7 @@ def train(
         device=device,
         resume=resume,
         heldout=heldout,
+        hparams_file=hparams,
     )
     # No warehouse (the network lives in the cache store), so not run_stage: the flow, imported after
     # Prefect's defaults, or the stage function with the bar only (no server, no artifacts).

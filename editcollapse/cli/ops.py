@@ -3,8 +3,11 @@ one flow run) and `editcollapse analyse` (figures and tables of the warehouse)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, prefect_defaults, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP, error_line, existing_warehouse
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
@@ -48,6 +51,7 @@ def study(
     hardedit_limit: int = typer.Option(None, help="valid HardEdit candidates the filter edits (default: all)"),
     downstream_limit: int = typer.Option(DownstreamPart.limit, help="documents per downstream task"),
     stage: list[str] = typer.Option(None, help=f"run only these stages (repeat): {', '.join(STAGES)}"),
+    hparams: Path = hparams_option(),
 ) -> None:
     """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
     config = make_config(
@@ -61,6 +65,7 @@ def study(
         threshold=threshold,
         seed=seed,
         device=device,
+        hparams_file=hparams,
         stages=tuple(stage or STAGES),
         sequential=make_config(SequentialPart, n_edits=sequential_edits, trials=sequential_trials),
         hardedit=make_config(HardEditPart, backend=hardedit_backend, calls=hardedit_calls, limit=hardedit_limit),

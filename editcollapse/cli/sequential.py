@@ -8,6 +8,7 @@ import typer
 
 from editcollapse.cli import formatting
 from editcollapse.cli.formatting import cell
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, run_stage
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.core.defaults import EMBEDDED_MODEL
@@ -38,6 +39,7 @@ def sequential(
     extra_every: int = typer.Option(10, help="interval of --extra-corpus in edits"),
     sweep_run: str = typer.Option(None, help="hard group from this single-edit sweep run's ppl/hardcf rows only"),
     prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
+    hparams: Path = hparams_option(),
 ) -> None:
     """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
     from rich.table import Table
@@ -62,6 +64,7 @@ def sequential(
         sweep_run=sweep_run,
         run_id=run_id,
         ppl_batch_size=ppl_batch_size,
+        hparams_file=hparams,
     )
     result = run_stage(
         config,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from editcollapse.cli import formatting
+from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import WAREHOUSE_HELP
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
@@ -50,6 +51,7 @@ def sweep(
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="compute again the cases the run stored as errors (after fixing their cause)"
     ),
+    hparams: Path = hparams_option(),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row."""
     from editcollapse.stages.sweep.plan import SweepConfig
@@ -70,6 +72,7 @@ def sweep(
         device=device,
         batch=batch,
         retry_errors=retry_errors,
+        hparams_file=hparams,
     )
     options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(

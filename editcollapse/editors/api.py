@@ -8,7 +8,8 @@ batched engine, if it has one) by import path, so importing this file stays chea
 Hyperparameters are YAML files with EasyEdit's key names, next to each method's code
 (``editcollapse/editors/<method>/hparams/<model>.yaml``), read into the method's frozen
 :class:`~editcollapse.editors.hparams.Hparams` class (:func:`load_hparams`, :func:`hparams_for`,
-:func:`load_hparams_file`). r-ROME reads ROME's files (it differs by one switch, set by its editor).
+:func:`load_hparams_file`); a file of one's own (``--hparams FILE``) takes the place of the packaged
+one. r-ROME reads ROME's files (it differs by one switch, set by its editor).
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def hparams_path(method: str, model_name: str) -> Path:
     known = sorted(path.stem for path in folder.glob("*.yaml"))
     raise ValueError(
         f"no {method} hyperparameters for model {model_name!r} in {folder}; "
-        f"known: {', '.join(known)} (copy one to {model_name}.yaml and adapt it)"
+        f"known: {', '.join(known)} (start from one: `editcollapse hparams show {method} MODEL > mine.yaml`, "
+        "adapt it, pass --hparams mine.yaml)"
     )
 
 
@@ -192,17 +194,17 @@ def load_hparams_file(method: str, path: str | Path) -> Hparams:
     return method_spec(method).hparams_class().from_yaml(path)
 
 
-def load_hparams(method: str, model_name: str) -> Hparams:
-    """``method``'s packaged hyperparameters for ``model_name``.
+def load_hparams(method: str, model_name: str, path: str | Path | None = None) -> Hparams:
+    """``method``'s hyperparameters for ``model_name``: the packaged file, or the file at ``path``.
 
     ``model_name`` fills ``model_name`` (covariance caches and MEND stores are keyed by it) unless
-    the file names one.
+    the file names one, so a file of one's own behaves as a packaged one.
     """
-    hparams = load_hparams_file(method, hparams_path(method, model_name))
+    hparams = load_hparams_file(method, path if path is not None else hparams_path(method, model_name))
     return hparams if hparams.model_name is not None else replace(hparams, model_name=model_name)
 
 
-def hparams_for(loaded: LoadedModel, method: str) -> Hparams:
+def hparams_for(loaded: LoadedModel, method: str, path: str | Path | None = None) -> Hparams:
     """:func:`load_hparams` for a loaded model, with its revision (``model_revision``) for cache keys."""
-    hparams = load_hparams(method, loaded.name)
+    hparams = load_hparams(method, loaded.name, path)
     return hparams if hparams.model_revision is not None else replace(hparams, model_revision=loaded.revision)

@@ -1,7 +1,7 @@
 """The whole study as a table of stages: what each stage needs, and its config built from the study's.
 
 :class:`StudyConfig` holds what every stage shares (model, method, cases, perplexity corpus,
-threshold, seed, device) and the few knobs that belong to one stage (:class:`SequentialPart`,
+threshold, seed, device, the editor's hyperparameters file) and the few knobs that belong to one stage (:class:`SequentialPart`,
 :class:`HardEditPart`, :class:`DownstreamPart`). :data:`STUDY_STEPS` lists the steps in order;
 each builds its stage's own config from the study's and the results of the steps before it (the
 HardCF selection reads the sweep's run, the HardEdit filter the generation's run). Running the
@@ -17,6 +17,7 @@ from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file
 from editcollapse.stages.analysis.config import AnalysisConfig
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.hardcf.config import HardCFConfig
@@ -76,12 +77,14 @@ class StudyConfig:
     seed: int = 0
     device: str | None = None
     batch: int = DEFAULT_BATCH
+    hparams_file: str | None = None  # the editor's hyperparameters YAML of one's own, for every stage that edits
     stages: tuple[str, ...] = STAGES
     sequential: SequentialPart = field(default_factory=SequentialPart)
     hardedit: HardEditPart = field(default_factory=HardEditPart)
     downstream: DownstreamPart = field(default_factory=DownstreamPart)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {', '.join(unknown)}: the stages are {', '.join(STAGES)}")
@@ -113,6 +116,7 @@ def _sweep(study: StudyConfig, results: Results) -> SweepConfig:
         seed=study.seed,
         device=study.device,
         batch=study.batch,
+        hparams_file=study.hparams_file,
     )
 
 
@@ -139,6 +143,7 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
         seed=study.seed,
         ppl_corpus=study.ppl_corpus,
         threshold=study.threshold,
+        hparams_file=study.hparams_file,
     )
 
 
@@ -166,6 +171,7 @@ def _filter(study: StudyConfig, results: Results) -> FilterConfig:
         shard_size=study.shard_size,
         seed=study.seed,
         device=study.device,
+        hparams_file=study.hparams_file,
     )
 
 
@@ -187,6 +193,7 @@ def _downstream(study: StudyConfig, results: Results) -> DownstreamConfig:
         ppl_corpus=study.ppl_corpus,
         seed=study.seed,
         device=study.device,
+        hparams_file=study.hparams_file,
     )
 
 

@@ -34,7 +34,7 @@ from editcollapse.core.delta import Delta, ParamDelta, WeightBackup
 from editcollapse.core.tokens import pad_id_of as pad_id
 from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.memit.hparams import MEMITHparams
-from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.context_templates import templates_for
 from editcollapse.editors.rome.keys import Located, fill, locate
 from editcollapse.editors.rome.target_vector import optimise_target_vector
 from editcollapse.models.archmap import ArchMap
@@ -74,9 +74,11 @@ def layer_param_delta(module: nn.Module, r: torch.Tensor, adjusted: torch.Tensor
     raise TypeError(f"MEMIT rewrites nn.Linear or Conv1D modules, not {type(module).__name__}")
 
 
-def template_groups(length_params: Sequence[Sequence[int]]) -> list[int]:
-    """Sizes of the context-template groups: ``"{}"`` alone, then one group per (length, n_gen)."""
-    sizes = [1] + [5 * (int(n_gen) // 5) for _, n_gen in length_params]
+def template_groups(length_params: Sequence[Sequence[int]], given: Sequence[str] | None = None) -> list[int]:
+    """Sizes of the context-template groups: ``"{}"`` alone, then one group per (length, n_gen), or
+    the ``given`` templates after ``"{}"`` as one group."""
+    sampled = [5 * (int(n_gen) // 5) for _, n_gen in length_params]
+    sizes = [1] + (sampled if given is None else [len(given) - 1])
     return [size for size in sizes if size > 0]
 
 
@@ -135,9 +137,8 @@ class MEMITEditor:
         layers = list(hparams.layers)
         rewrite_tmp = hparams.rewrite_module_tmp or arch.rewrite_module_tmp
         z_name = (hparams.layer_module_tmp or arch.layer_module_tmp).format(layers[-1])
-        length_params = hparams.context_template_length_params
-        templates = context_templates(model, tokenizer, length_params, seed=hparams.context_template_seed)
-        groups = template_groups(length_params)
+        templates = templates_for(model, tokenizer, hparams)
+        groups = template_groups(hparams.context_template_length_params, given=hparams.context_templates)
         lookups = _Lookups(
             [
                 [

@@ -6,6 +6,8 @@ each of the starters "The", "Therefore", "Because", "I", "You", top-k (k=5) samp
 tokens in all (starter included); braces removed, ``". {}"`` appended. ROME uses
 ``[[5, 10], [10, 10]]`` (21 templates), MEMIT ``[[10, 5]]`` (6 templates).
 
+Hyperparameters that list ``context_templates`` get those, verbatim, instead (:func:`templates_for`).
+
 Sampling is seeded, and results are cached per (model object, length params, seed) for the
 process: the reference caches its first templates for the whole run too, so that sequential edits
 of an already edited model keep the same prefixes.
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from editcollapse.editors.rome.hparams import LocateEditHparams
 from editcollapse.editors.rome.keys import encode
 from editcollapse.models.hooks import model_device
 
@@ -80,3 +83,12 @@ def context_templates(
                 templates.extend(f"{sample}. {{}}" for sample in samples)
         cached[key] = templates
     return list(cached[key])
+
+
+def templates_for(model: nn.Module, tokenizer: PreTrainedTokenizerBase, hparams: LocateEditHparams) -> list[str]:
+    """The context templates ``hparams`` ask for: their ``context_templates`` as written, else sampled."""
+    if hparams.context_templates is not None:
+        return list(hparams.context_templates)
+    return context_templates(
+        model, tokenizer, hparams.context_template_length_params, seed=hparams.context_template_seed
+    )

@@ -17,7 +17,8 @@ from editcollapse.editors.rome.keys import FACT_TOKENS
 class LocateEditHparams(Hparams):
     """What ROME and MEMIT share: the edited layers and modules, the target-vector optimisation
     (:func:`~editcollapse.editors.rome.target_vector.optimise_target_vector`), the context templates
-    and the key covariance (:func:`~editcollapse.editors.covariance.hparams_covariance`).
+    (sampled from the model, or ``context_templates`` as given) and the key covariance
+    (:func:`~editcollapse.editors.covariance.hparams_covariance`).
 
     Module templates left out come from the model's architecture map.
     """
@@ -32,6 +33,8 @@ class LocateEditHparams(Hparams):
     mom2_adjustment: bool  # C = E[k kᵀ] in the update (else the identity)
     context_template_length_params: tuple[tuple[int, int], ...]  # (length, n_gen) pairs
     context_template_seed: int = 0
+    # context templates given verbatim ("{}" first): no sampling, the two keys above unused
+    context_templates: tuple[str, ...] | None = None
     mom2_dataset: str = "embedded"  # an english_texts corpus name or a text file
     mom2_n_samples: int | None = None  # required with mom2_adjustment
     mom2_dtype: str = "float32"
@@ -48,6 +51,14 @@ class LocateEditHparams(Hparams):
             raise HparamsError(f"{self.method} key 'fact_token': {self.fact_token!r} is not one of {FACT_TOKENS}")
         if self.mom2_adjustment and self.mom2_n_samples is None:
             raise HparamsError(f"{self.method}: mom2_adjustment needs mom2_n_samples (texts for the key covariance)")
+        templates = self.context_templates
+        if templates is not None and (not templates or templates[0] != "{}"):
+            raise HparamsError(f"{self.method} key 'context_templates': the first must be '{{}}' (the bare prompt)")
+        for template in templates or ():
+            if template.count("{}") != 1:
+                raise HparamsError(
+                    f"{self.method} key 'context_templates': each must hold '{{}}' (the prompt) once, got {template!r}"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from editcollapse.editors.covariance import hparams_covariance
-from editcollapse.editors.rome.context_templates import context_templates
+from editcollapse.editors.rome.context_templates import templates_for
 from editcollapse.editors.rome.hparams import ROMEHparams
 from editcollapse.models.archmap import ArchMap
 
@@ -47,9 +47,7 @@ class ROMESite:
     ) -> ROMESite:
         """The set-up ``hparams`` ask for on ``model`` (module names default to the architecture map's)."""
         layer = hparams.layer
-        templates = context_templates(
-            model, tokenizer, hparams.context_template_length_params, seed=hparams.context_template_seed
-        )
+        templates = templates_for(model, tokenizer, hparams)
         return cls(
             model=model,
             tokenizer=tokenizer,

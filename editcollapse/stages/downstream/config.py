@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class DownstreamConfig:
     seed: int = 0
     run_id: str | None = None  # default: a digest of the parameters (same settings → same run → resume)
     device: str | None = None
+    hparams_file: str | None = None  # the hyperparameters YAML the edits were made with (default: the packaged one)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         for name in ("limit", "items", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

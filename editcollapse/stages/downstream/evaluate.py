@@ -29,6 +29,7 @@ class DownstreamContext:
     limit: int | None = None
     batch_size: int = 8
     bootstrap_iters: int = 1000
+    hparams_file: str | None = None  # the editor's hyperparameters (default: the packaged file)
     _editor: tuple[Any, Any] | None = field(default=None, repr=False)  # (Editor, its Hparams)
 
     def editor(self) -> tuple[Any, Any]:
@@ -36,7 +37,7 @@ class DownstreamContext:
         if self._editor is None:
             from editcollapse.editors.api import get_editor, hparams_for
 
-            self._editor = (get_editor(self.method), hparams_for(self.loaded, self.method))
+            self._editor = (get_editor(self.method), hparams_for(self.loaded, self.method, self.hparams_file))
         return self._editor
 
 

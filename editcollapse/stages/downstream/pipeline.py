@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
+from editcollapse.core.hparams_file import hparams_file_parameters
 from editcollapse.stages.downstream.catalog import GEOFACTS_MC, LASTWORD, MMLU_SUB, mmlu_path, prepare_suite
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.downstream.correlation import correlations, scatter_plot
@@ -100,6 +101,7 @@ def run_downstream(
         "bootstrap_iters": config.bootstrap_iters,
         "seed": config.seed,
     }
+    parameters |= hparams_file_parameters(config.hparams_file)
     run_id = config.run_id or default_run_id(parameters)
     folder = warehouse.partition_dir(TABLE, model, method, run_id)
     refs = [
@@ -145,6 +147,7 @@ def run_downstream(
             limit=limit,
             batch_size=config.batch_size,
             bootstrap_iters=config.bootstrap_iters,
+            hparams_file=config.hparams_file,
         )
         failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref, log)
     except BaseException:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file
 from editcollapse.stages.hardedit.backends import BACKENDS
 from editcollapse.stages.hardedit.prompt import PAPER_SEEDS
 
@@ -85,9 +86,15 @@ class FilterConfig:
     export: str | None = None  # JSON export (default <warehouse>/exports/<run id>.json)
     run_id: str | None = None  # default: a digest of the parameters and the candidate set
     device: str | None = None
+    hparams_file: str | None = None  # the editor's hyperparameters YAML of one's own (one reference model only)
 
     def __post_init__(self) -> None:
         if not self.reference_models:
             raise ValueError(f"reference_models must name at least one model (e.g. {EMBEDDED_MODEL})")
+        if self.hparams_file is not None and len(self.reference_models) > 1:
+            raise ValueError(
+                f"an hparams file fits one model, got {len(self.reference_models)} reference models: run the filter per model"
+            )
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         _check_at_least("shard_size", self.shard_size, 1)
         _check_at_least("limit", self.limit, 1, optional=True)

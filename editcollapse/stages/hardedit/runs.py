@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from editcollapse.core.hparams_file import hparams_file_parameters
 from editcollapse.stages.hardedit.backends import build_backend
 from editcollapse.stages.hardedit.candidates import filter_rows, load_candidates, valid_subjects
 from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
@@ -231,6 +232,7 @@ def run_filter(
         "threshold": threshold,
         "seed": config.seed,
     }
+    parameters |= hparams_file_parameters(config.hparams_file)
     run_id = config.run_id or f"hardedit-filter-{_digest(parameters)}"
     label = "+".join(models)
     row = start_run(
@@ -257,6 +259,7 @@ def run_filter(
                 threshold=threshold,
                 seed=config.seed,
                 device=config.device,
+                hparams_file=config.hparams_file,
             )
             with gpu():  # one model-editing job per GPU
                 sweep = run_sweep(spec, warehouse, cases=cases)

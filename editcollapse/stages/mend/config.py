@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file
 
 
 @dataclass(frozen=True)
 class MENDTrainConfig:
     """The network a MEND training produces (or resumes, or reuses) and what it measures afterwards.
 
-    ``max_iters`` and ``overrides`` change the hparams, hence the stored network's identity: sweeps use
-    the network trained with the packaged hparams. ``overrides`` is a mapping of hparams YAML keys to
+    ``hparams_file`` (a YAML of one's own, default: the packaged file for the model), ``max_iters``
+    and ``overrides`` decide the hparams, hence the stored network's identity: a sweep uses the
+    network trained with the hparams it is given (the same ``--hparams`` file). ``overrides`` is a mapping of hparams YAML keys to
     values (``{"val_interval": 3}``), the form a deployment's YAML, the Prefect UI and JSON write; it
     is read, never changed.
     """
@@ -26,8 +28,10 @@ class MENDTrainConfig:
     device: str | None = None  # cpu, cuda, … (default: cuda when present)
     resume: bool = True  # continue from the last checkpoint (False: start over)
     heldout: int = 0  # after training, edit and measure this many held-out cases
+    hparams_file: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         if self.max_iters is not None and self.max_iters < 1:
             raise ValueError(f"max_iters must be at least 1 (got {self.max_iters}); leave it unset for the hparams'")
         if self.heldout < 0:

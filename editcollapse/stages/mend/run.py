@@ -19,12 +19,15 @@ from editcollapse.stages.mend.config import MENDTrainConfig
 from editcollapse.stages.result import StageResult, bulky
 
 
-def mend_hparams(loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None) -> MENDHparams:
-    """The model's MEND hparams with ``overrides`` (YAML keys; and ``train_data`` = ``dataset`` when given)."""
+def mend_hparams(
+    loaded: Any, overrides: dict[str, Any] | None = None, dataset: str | None = None, path: str | None = None
+) -> MENDHparams:
+    """The model's MEND hparams (the packaged file, or the one at ``path``) with ``overrides`` (YAML keys;
+    and ``train_data`` = ``dataset`` when given)."""
     changes = dict(overrides or {})
     if dataset is not None:
         changes["train_data"] = dataset
-    return hparams_for(loaded, "mend").updated(changes)
+    return hparams_for(loaded, "mend", path).updated(changes)
 
 
 def train_for_model(
@@ -132,7 +135,7 @@ def run_training(config: MENDTrainConfig, *, on_iteration: ProgressFn | None = N
         changes["max_iters"] = config.max_iters
     if config.val_dataset is not None:
         changes["val_data"] = config.val_dataset
-    hparams = mend_hparams(loaded, changes, config.dataset)
+    hparams = mend_hparams(loaded, changes, config.dataset, config.hparams_file)
     data = load_mend_data(hparams)
     summary = train_for_model(loaded, hparams, data=data, resume=config.resume, on_iteration=on_iteration)
     heldout = None

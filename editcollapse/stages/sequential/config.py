@@ -9,6 +9,7 @@ from typing import Any
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file, hparams_file_parameters
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class SequentialConfig:
     sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
     run_id: str | None = None  # default: :meth:`default_run_id` (same settings → same run → resume)
     ppl_batch_size: int = 16
+    hparams_file: str | None = None  # hyperparameters YAML of one's own (default: the packaged file for the model)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         if self.n_edits < 1 or self.trials < 1:
             raise ValueError(f"n_edits and trials must be ≥ 1, got {self.n_edits} and {self.trials}")
         if self.group_size is not None and self.group_size < self.n_edits:
@@ -49,7 +52,7 @@ class SequentialConfig:
 
     def parameters(self) -> dict[str, Any]:
         """Every field that decides the rows; the ones added later are left out while unset, so
-        older run ids stay valid."""
+        older run ids stay valid. A hyperparameters file adds its content's digest."""
         values = asdict(self)
         del values["run_id"], values["ppl_batch_size"]
         for name in ("extra_corpus", "sweep_run"):
@@ -57,7 +60,8 @@ class SequentialConfig:
                 del values[name]
         if "extra_corpus" not in values:
             del values["extra_every"]
-        return values
+        file = values.pop("hparams_file")
+        return values | hparams_file_parameters(file)
 
     def default_run_id(self) -> str:
         """``seq-<digest>``: re-running the same command resumes the same run."""

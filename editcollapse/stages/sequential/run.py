@@ -235,7 +235,7 @@ def run_sequential(
     )
     try:
         loaded = load_model(model)
-        hparams = hparams_for(loaded, method)
+        hparams = hparams_for(loaded, method, config.hparams_file)
         corpus = load_ppl_corpus(config.ppl_corpus)
         evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=config.ppl_batch_size))
         extra = None

@@ -17,6 +17,7 @@ from typing import Any
 from editcollapse.core.case import EditCase
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.core.hparams_file import checked_hparams_file, hparams_file_parameters
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class SweepConfig:
     run_id: str = field(default="")
     batch: int = DEFAULT_BATCH  # edits computed together (ROME/r-ROME); 1 = the one-at-a-time reference loop
     retry_errors: bool = False  # compute again the cases stored as errors (status "error") of finished shards
+    hparams_file: str | None = None  # hyperparameters YAML of one's own (default: the packaged file for the model)
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -51,17 +53,21 @@ class SweepConfig:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1 (or None for all cases), got {self.limit}")
+        object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         if not self.run_id:
             object.__setattr__(self, "run_id", default_run_id(self.parameters()))
 
     def parameters(self) -> dict[str, Any]:
         """The parameters recorded in the ``runs`` row (the run id, device, batch and retry_errors
         excluded: they do not change the numbers — the batched engine equals the one-at-a-time
-        loop up to float rounding; each ``edits`` row's diagnostics record its ``batch_size``)."""
+        loop up to float rounding; each ``edits`` row's diagnostics record its ``batch_size``). A
+        hyperparameters file adds its path and its content's digest (without one the parameters,
+        and so the run ids, are those of before the option existed)."""
         params = asdict(self)
         for execution_option in ("run_id", "device", "batch", "retry_errors"):
             params.pop(execution_option)
-        return params
+        file = params.pop("hparams_file")
+        return params | hparams_file_parameters(file)
 
     def resolved(self) -> SweepConfig:
         """This config with its perplexity corpus resolved (:func:`resolve_ppl_corpus`: ME-PPL-50

@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from editcollapse.core.hparams_file import file_digest
 from editcollapse.editors.api import Editor
 from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sweep.plan import SweepConfig
@@ -50,7 +51,7 @@ def load_resources(spec: SweepConfig) -> SweepResources:
     from editcollapse.models import load_model
 
     loaded = load_model(spec.model, device=spec.device, seed=spec.seed)
-    hparams = hparams_for(loaded, spec.method)  # model_revision keys the covariance cache
+    hparams = hparams_for(loaded, spec.method, spec.hparams_file)  # model_revision keys the covariance cache
     editor_state = check_ready(spec.method, hparams)
     return SweepResources(
         loaded=loaded,
@@ -62,8 +63,10 @@ def load_resources(spec: SweepConfig) -> SweepResources:
 
 
 def resources_key(spec: SweepConfig) -> tuple[Any, ...]:
-    """What :func:`load_resources` depends on: two specs with one key share their resources."""
-    return (spec.model, spec.method, spec.device, spec.seed, spec.ppl_corpus)
+    """What :func:`load_resources` depends on: two specs with one key share their resources (a
+    hyperparameters file by its path and content: an edited file is read again)."""
+    file = spec.hparams_file
+    return (spec.model, spec.method, spec.device, spec.seed, spec.ppl_corpus, file, file and file_digest(file))
 
 
 class ResourceCache:
