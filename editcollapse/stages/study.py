@@ -88,6 +88,13 @@ class StudyConfig:
         if not self.stages:
             raise ValueError(f"stages is empty: name at least one of {', '.join(STAGES)}")
 
+    def preflight(self) -> None:
+        """The preflight of each chosen step whose config is built from the study alone (the sweep,
+        sequential editing, the HardEdit generation, downstream): a mistake is refused before any step."""
+        for step in chosen_steps(self):
+            if step.name in PREFLIGHT_STEPS:
+                step.build(self, {}).preflight()
+
 
 @dataclass(frozen=True)
 class StudyStep:
@@ -203,6 +210,9 @@ STUDY_STEPS: tuple[StudyStep, ...] = (
     StudyStep("downstream", "downstream", _downstream, needs="sweep"),
     StudyStep("analysis", "analysis", _analysis),
 )
+
+
+PREFLIGHT_STEPS = ("sweep", "sequential", "hardedit-generate", "downstream")  # built with no earlier result
 
 
 def chosen_steps(study: StudyConfig) -> list[StudyStep]:

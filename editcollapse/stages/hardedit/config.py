@@ -68,6 +68,19 @@ class GenerationConfig:
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive (or None for the client default), got {self.timeout_s}")
 
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a local model, seed source or file the run
+        would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.models.loading import check_model
+        from editcollapse.stages.preflight import check_cases, check_file
+
+        if self.backend == "local":
+            check_model(self.local_model, seed=self.seed)
+        if self.seeds_source != PAPER_SEEDS:
+            check_cases(self.seeds_source)
+        check_file(self.subjects_file, "the subject repository")
+        check_file(self.template_file, "the prompt template")
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -91,3 +104,13 @@ class FilterConfig:
             raise ValueError(f"reference_models must name at least one model (e.g. {EMBEDDED_MODEL})")
         _check_at_least("shard_size", self.shard_size, 1)
         _check_at_least("limit", self.limit, 1, optional=True)
+
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a reference model, method, editor or
+        perplexity corpus the run would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.stages.preflight import check_edit_setup, check_ppl_corpus
+        from editcollapse.stages.sweep.plan import resolve_ppl_corpus
+
+        for model in self.reference_models:
+            check_edit_setup(model, self.method, seed=self.seed)
+        check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))
