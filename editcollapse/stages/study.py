@@ -77,6 +77,7 @@ class StudyConfig:
     device: str | None = None
     batch: int = DEFAULT_BATCH
     stages: tuple[str, ...] = STAGES
+    run_id: str | None = None  # a step's run id is <run_id>-<step> (default: its stage's digest; HardCF: its own)
     sequential: SequentialPart = field(default_factory=SequentialPart)
     hardedit: HardEditPart = field(default_factory=HardEditPart)
     downstream: DownstreamPart = field(default_factory=DownstreamPart)
@@ -84,9 +85,13 @@ class StudyConfig:
     def __post_init__(self) -> None:
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)}: the stages are {', '.join(STAGES)}")
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)} — the stages are {', '.join(STAGES)}")
         if not self.stages:
-            raise ValueError(f"stages is empty: name at least one of {', '.join(STAGES)}")
+            raise ValueError(f"stages is empty — name at least one of {', '.join(STAGES)}")
+
+    def step_run_id(self, step: str) -> str | None:
+        """The run id of ``step`` (``<run_id>-<step>``), or None when the stage derives its own."""
+        return None if self.run_id is None else f"{self.run_id}-{step}"
 
     def preflight(self) -> None:
         """The preflight of each chosen step whose config is built from the study alone (the sweep,
@@ -120,6 +125,7 @@ def _sweep(study: StudyConfig, results: Results) -> SweepConfig:
         seed=study.seed,
         device=study.device,
         batch=study.batch,
+        run_id=study.step_run_id("sweep") or "",
     )
 
 
@@ -146,6 +152,7 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
         seed=study.seed,
         ppl_corpus=study.ppl_corpus,
         threshold=study.threshold,
+        run_id=study.step_run_id("sequential"),
     )
 
 
@@ -159,6 +166,7 @@ def _generation(study: StudyConfig, results: Results) -> GenerationConfig:
         local_model=(part.model or EMBEDDED_MODEL) if local else EMBEDDED_MODEL,
         base_url=part.base_url,
         seed=study.seed,
+        run_id=study.step_run_id("hardedit-generate"),
     )
 
 
@@ -173,6 +181,7 @@ def _filter(study: StudyConfig, results: Results) -> FilterConfig:
         shard_size=study.shard_size,
         seed=study.seed,
         device=study.device,
+        run_id=study.step_run_id("hardedit-filter"),
     )
 
 
@@ -194,6 +203,7 @@ def _downstream(study: StudyConfig, results: Results) -> DownstreamConfig:
         ppl_corpus=study.ppl_corpus,
         seed=study.seed,
         device=study.device,
+        run_id=study.step_run_id("downstream"),
     )
 
 
