@@ -18,7 +18,7 @@ def setup_prefect(
     """Create the process work pool (unless it exists) and the `gpu` tag limit; PREFECT_API_URL
     names the server.
 
-    Example: PREFECT_API_URL=http://127.0.0.1:4200/api editcollapse setup-prefect --gpu-limit 1
+    Example: editcollapse setup-prefect --gpu-limit 1 (PREFECT_API_URL=http://127.0.0.1:4200/api)
     """
     from editcollapse.orchestration.ops.setup import setup_server
 
