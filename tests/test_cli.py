@@ -127,6 +127,11 @@ def test_a_user_error_is_one_line_before_anything_is_written(
     assert not warehouse.exists()
 
 
+def test_a_group_with_no_command_prints_its_help_only(capsys) -> None:
+    code, out, err = run_main(["hardedit"], capsys)
+    assert code == 2 and "filter" in out + err and "error:" not in out + err
+
+
 def test_debug_shows_the_traceback(own_cache, capsys) -> None:
     with pytest.raises(ModelNotAvailable, match="unknown model"):
         main(["sweep", "--model", "no-such-model", "--no-prefect", "--debug"])

@@ -73,9 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=arguments, prog_name="editcollapse", standalone_mode=False)
     except TyperException as error:  # an unknown option, a value of the wrong type or out of range
+        message = error.format_message().rstrip(".")
+        if not message:  # a group called with no command: its help is printed already
+            sys.exit(error.exit_code)
         context = getattr(error, "ctx", None)
         command = " ".join(["editcollapse", *context.command_path.split()[1:]]) if context else "editcollapse"
-        _fail(f"{error.format_message().rstrip('.')} — see `{command} --help`", error.exit_code)
+        _fail(f"{message} — see `{command} --help`", error.exit_code)
     except typer.Abort:
         _fail("aborted", 130)
     except USER_ERRORS as error:
@@ -107,8 +110,12 @@ def _write_traceback(arguments: list[str]) -> str:
 
     from editcollapse.core.paths import cache_dir
 
-    folder = cache_dir() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    path.write_text(f"editcollapse {' '.join(arguments)}\n\n{traceback.format_exc()}", encoding="utf-8")
+    try:
+        folder = cache_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"editcollapse {' '.join(arguments)}\n\n{traceback.format_exc()}", encoding="utf-8")
+    except OSError as error:  # an unwritable cache: the traceback goes to stderr instead
+        traceback.print_exc()
+        return f"the output above (no log file: {error})"
     return str(path)
