@@ -52,11 +52,12 @@ def run_stage(
     entry point prints it as one line. The flow is imported here, after :func:`prefect_defaults`:
     Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
     is one line and exit code 2; a failing file system (a full disk, a read-only folder) one line and
-    exit code 1 (what was stored is kept: the same command resumes)."""
+    exit code 1 (what was stored is kept: the same command resumes); a missing file is left to the
+    entry point (one line, exit code 2)."""
     preflight = getattr(config, "preflight", None)  # a config without one has nothing to check beforehand
-    if preflight is not None:
-        preflight()
     try:
+        if preflight is not None:
+            preflight()
         if prefect:
             prefect_defaults()
             return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
@@ -67,13 +68,10 @@ def run_stage(
     except RunRefused as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    except OSError as error:  # a full disk, a read-only folder, a file that is not there
-        fix = (
-            ""
-            if isinstance(error, FileNotFoundError)
-            else " — free space or make the folder writable, then run the same command: it resumes"
-        )
-        typer.echo(f"error: {error}{fix}", err=True)
+    except FileNotFoundError:  # a missing input: the entry point's one line, exit code 2
+        raise
+    except OSError as error:  # a full disk, a read-only folder
+        typer.echo(f"error: {error} — free space or make it writable, then run the same command: it resumes", err=True)
         raise typer.Exit(1) from error
 
 
