@@ -67,14 +67,14 @@ def sweep(
         batch=batch,
         retry_errors=retry_errors,
     )
-    options = {"task_runner": task_runner} if prefect else {}
+    flow_options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
         config,
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sweep:single_edit_sweep",
         plain=_sweep_with_progress_bar,
-        **options,
+        **flow_options,
     )
     _print_summary(result)
 
