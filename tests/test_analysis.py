@@ -84,7 +84,9 @@ def test_analyse_command(tmp_path) -> None:
     from editcollapse.cli import app
 
     fill(Warehouse(tmp_path / "wh"))
-    result = CliRunner().invoke(app, ["analyse", "-w", str(tmp_path / "wh"), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["analyse", "-w", str(tmp_path / "wh"), "-o", str(tmp_path / "out"), "--no-prefect"]
+    )
     assert result.exit_code == 0, result.output
     assert (
         "single_edit: 2 row(s), 1 figure(s)" in result.output and "sequential: 2 row(s), 2 figure(s)" in result.output

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from editcollapse.stages.study import (
+    PREFLIGHT_STEPS,
     STAGES,
     STUDY_STEPS,
     DownstreamPart,
@@ -119,7 +120,7 @@ def test_stages_choose_steps_in_order() -> None:
 
 
 def test_unknown_or_no_stages_are_one_line_errors() -> None:
-    with pytest.raises(ValueError, match=r"unknown stage\(s\) sweeps: the stages are sweep, hardcf"):
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) sweeps — the stages are sweep, hardcf"):
         StudyConfig(stages=("sweeps",))
     with pytest.raises(ValueError, match="stages is empty"):
         StudyConfig(stages=())
@@ -137,3 +138,23 @@ def test_study_result_names_failed_steps() -> None:
     )
     assert result.failed == ["sweep"]
     assert result.headline() == "1 of 3 steps completed; failed: sweep"
+
+
+def test_a_study_run_id_names_each_step_run() -> None:
+    study = StudyConfig(model="tiny-gpt2", run_id="s1")
+    built = {step.name: step.build(study, {}) for step in chosen_steps(study) if step.name in PREFLIGHT_STEPS}
+    assert {name: config.run_id for name, config in built.items()} == {
+        "sweep": "s1-sweep",
+        "sequential": "s1-sequential",
+        "hardedit-generate": "s1-hardedit-generate",
+        "downstream": "s1-downstream",
+    }
+    assert StudyConfig().step_run_id("sweep") is None
+
+
+def test_the_study_preflight_checks_the_steps_it_runs() -> None:
+    from editcollapse.models.loading import ModelNotAvailable
+
+    with pytest.raises(ModelNotAvailable, match="unknown model 'no-such-model'"):
+        StudyConfig(model="no-such-model", stages=("sweep",)).preflight()
+    StudyConfig(model="no-such-model", stages=("analysis",)).preflight()  # the analysis loads no model

@@ -313,3 +313,25 @@ def test_sweep_and_sql_commands(tmp_path) -> None:
 def test_task_runner_needs_the_prefect_flow() -> None:
     result = CliRunner().invoke(app, ["sweep", "--no-prefect", "--task-runner", "dask:2"])
     assert result.exit_code == 2 and "--task-runner needs the Prefect flow" in result.output
+
+
+@pytest.mark.slow  # two tiny sweeps: about 30 s on a busy 2-core machine
+def test_a_sweep_that_fails_while_being_prepared_is_marked_failed_and_taken_over(tmp_path, monkeypatch) -> None:
+    """A failure after the ``runs`` row is written but before any shard (here: the unedited model's
+    perplexity) leaves the run ``failed``, not ``running``; the same command then takes it over."""
+    from editcollapse.stages.sweep import run as sweep_run
+
+    _, corpus = write_files(tmp_path, 1)
+    store = Warehouse(tmp_path / "wh")
+    spec = spec_for(corpus, shard_size=1)
+
+    def broken_baseline(spec, resources):
+        raise RuntimeError("the baseline broke")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sweep_run, "_baseline", broken_baseline)
+        with pytest.raises(RuntimeError, match="the baseline broke"):
+            run_sweep(spec, store, cases=tiny_cases(1))
+    assert rows(store, "SELECT status, attempts FROM runs") == [("failed", 1)]
+    run_sweep(spec, store, cases=tiny_cases(1))
+    assert rows(store, "SELECT status, attempts FROM runs") == [("completed", 2)]

@@ -68,7 +68,7 @@ def test_analyse_names_a_bad_part_in_one_line(tmp_path) -> None:
     store = Warehouse(tmp_path / "wh")
     _shard(store, 0, "a")
     _truncate(store, "ppl", 0)
-    result = CliRunner().invoke(app, ["analyse", "-w", str(store.root), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["analyse", "-w", str(store.root), "-o", str(tmp_path / "out"), "--no-prefect"])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "part-00000.parquet" in result.output and "warehouse check --repair" in result.output
 

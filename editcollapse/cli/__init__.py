@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -60,16 +61,63 @@ USER_ERRORS = (UserError, ValueError, FileNotFoundError)  # bad input: what the 
 DEBUG_FLAG = "--debug"
 
 
-def main() -> None:
-    """Console-script entry point. An error the user fixes (bad input, a model or file that is not
-    there, a refused run) is one line on stderr and exit code 2; ``--debug`` anywhere on the command
-    line (or ``EDITCOLLAPSE_DEBUG=1``) shows its traceback instead."""
-    debug = DEBUG_FLAG in sys.argv[1:] or bool(os.environ.get("EDITCOLLAPSE_DEBUG"))
-    sys.argv[1:] = [argument for argument in sys.argv[1:] if argument != DEBUG_FLAG]
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``argv``: the arguments, default ``sys.argv[1:]``). An error the
+    user fixes (a bad option value, a model or file that is not there, an editor not ready, a refused
+    run) is one line ``error: <what> — <how to fix>`` on stderr and exit code 2; an unexpected one (a
+    bug) is one line naming the log file that holds its traceback, and exit code 1. ``--debug``
+    anywhere on the command line (or ``EDITCOLLAPSE_DEBUG=1``) raises instead, with the traceback."""
+    from typer.exceptions import TyperException  # the base of typer's (vendored) click errors
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in arguments or bool(os.environ.get("EDITCOLLAPSE_DEBUG"))
+    arguments = [argument for argument in arguments if argument != DEBUG_FLAG]
     try:
-        app()
+        code = app(args=arguments, prog_name="editcollapse", standalone_mode=False)
+    except TyperException as error:  # an unknown option, a value of the wrong type or out of range
+        message = error.format_message().rstrip(".")
+        if not message:  # a group called with no command: its help is printed already
+            sys.exit(error.exit_code)
+        context = getattr(error, "ctx", None)
+        command = " ".join(["editcollapse", *context.command_path.split()[1:]]) if context else "editcollapse"
+        _fail(f"{message} — see `{command} --help`", error.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
     except USER_ERRORS as error:
         if debug:
             raise
-        typer.echo(f"error: {error} ({DEBUG_FLAG} shows the traceback)", err=True)
-        sys.exit(2)
+        _fail(f"{_one_line(error)} ({DEBUG_FLAG} shows the traceback)", 2)
+    except Exception as error:
+        if debug:
+            raise
+        log = _write_traceback(arguments)
+        _fail(f"unexpected {type(error).__name__}: {_one_line(error)} — the traceback is in {log}; please report it", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(error: BaseException) -> str:
+    """``error``'s message on one line (a message listing where to put a missing file has several)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _write_traceback(arguments: list[str]) -> str:
+    """Write the traceback being handled to a new file under the cache's ``logs`` folder; its path."""
+    import time
+    import traceback
+
+    from editcollapse.core.paths import cache_dir
+
+    try:
+        folder = cache_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"editcollapse {' '.join(arguments)}\n\n{traceback.format_exc()}", encoding="utf-8")
+    except OSError as error:  # an unwritable cache: the traceback goes to stderr instead
+        traceback.print_exc()
+        return f"the output above (no log file: {error})"
+    return str(path)

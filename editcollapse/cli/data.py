@@ -8,14 +8,17 @@ import time
 import typer
 from rich.table import Table
 
-from editcollapse.cli import formatting
+from editcollapse.cli import formatting, options
 
 data_app = typer.Typer(help="Edit-case sources and perplexity corpora.", no_args_is_help=True)
 
 
 @data_app.command("list")
 def list_sources() -> None:
-    """Every named source and perplexity corpus, and whether it is on disk here (nothing is downloaded)."""
+    """Every named source and perplexity corpus, and whether it is on disk here (nothing is downloaded).
+
+    Example: editcollapse data list
+    """
     from editcollapse.datasets.download import DataUnavailable
     from editcollapse.datasets.loading import GENERATED
     from editcollapse.datasets.ppl import EMBEDDED_SIZES
@@ -43,11 +46,14 @@ def list_sources() -> None:
 @data_app.command("show")
 def show(
     source: str = typer.Argument(..., help="source name, file or folder; or a perplexity corpus"),
-    limit: int = typer.Option(3, help="how many cases / sentences to print"),
+    limit: int = typer.Option(3, min=1, help="how many cases / sentences to print (at least 1)"),
     case_id: str | None = typer.Option(None, "--case-id", help="print only this case"),
-    seed: int = typer.Option(0, help="seed of generated sources"),
+    seed: int = options.seed(help="seed of generated sources"),
 ) -> None:
-    """Print cases of a source as JSON (or sentences and source mix of a perplexity corpus)."""
+    """Print cases of a source as JSON (or sentences and source mix of a perplexity corpus).
+
+    Example: editcollapse data show counterfact --limit 2
+    """
     from editcollapse.datasets.loading import load_cases
     from editcollapse.datasets.ppl import EMBEDDED_SIZES, RELEASED, load_ppl_corpus
 
@@ -70,9 +76,12 @@ def validate(
     source: str = typer.Argument(..., help="source name, file or folder"),
     show_errors: int = typer.Option(20, "--show-errors", help="how many error rows to print"),
     errors_out: str | None = typer.Option(None, "--errors-out", help="write every error row as JSON Lines"),
-    seed: int = typer.Option(0, help="seed of generated sources"),
+    seed: int = options.seed(help="seed of generated sources"),
 ) -> None:
-    """Load and validate every record; exit 1 when some are invalid."""
+    """Load and validate every record; exit 1 when some are invalid.
+
+    Example: editcollapse data validate my_cases.jsonl --errors-out errors.jsonl
+    """
     from editcollapse.datasets.loading import load_cases
 
     start = time.perf_counter()

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import typer
 
-from editcollapse.cli import formatting
+from editcollapse.cli import formatting, options
 from editcollapse.cli.formatting import cell
-from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, run_stage
-from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
-from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.stages.downstream.config import DownstreamConfig
 
 
 def downstream(
-    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
+    model: str = options.model(),
     edits: str = typer.Option(
         "extremes",
         help="none | extremes (k most and k least damaging sweep edits) | "
@@ -33,14 +31,13 @@ def downstream(
         "--paper-tasks",
         help="add the paper's lm-eval tasks (their data must be online or in the HuggingFace cache)",
     ),
-    limit: int = typer.Option(50, help="items per task (0: all)"),
-    method: str = typer.Option("rome", help="editing method of the edits (and of their re-run)"),
+    limit: int = options.limit("items per task", default=DownstreamConfig.limit),
+    all_items: bool = typer.Option(False, "--all-items", help="every item of each task (instead of --limit)"),
+    method: str = options.method(help="editing method of the edits (and of their re-run)"),
     k: int = typer.Option(2, help="with --edits extremes: how many most and least damaging edits"),
     max_edits: int = typer.Option(10, help="with hardcf / hardedit / sequential: at most this many"),
     source_run: str = typer.Option(None, help="the sweep or sequential run to take edits from (default: the largest)"),
-    ppl_corpus: str = typer.Option(
-        DEFAULT_PPL_CORPUS, help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"
-    ),
+    ppl_corpus: str = options.ppl_corpus(),
     include_path: Path = typer.Option(None, help="a folder of your own lm-eval task YAMLs"),
     mmlu_file: Path = typer.Option(
         None, help="MMLU JSON for ec_mmlu_sub (default $EDITCOLLAPSE_MMLU or mmlu/mmlu.json under $EDITCOLLAPSE_DATA)"
@@ -48,20 +45,20 @@ def downstream(
     items: int = typer.Option(500, help="items built per offline suite (--limit evaluates the first ones)"),
     batch_size: int = typer.Option(8, help="lm-eval batch size"),
     bootstrap_iters: int = typer.Option(1000, help="bootstrap resamples for perplexity-type stderrs"),
-    seed: int = typer.Option(0, help="seed of the offline suites' sampling and of re-run edits"),
-    warehouse: Path = typer.Option(
-        None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
-    ),
-    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
-    device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
-    hparams: Path = hparams_option(),
+    seed: int = options.seed(help="seed of the offline suites' sampling and of re-run edits"),
+    warehouse: str = options.warehouse(),
+    run_id: str = options.run_id(),
+    device: str = options.device(),
+    prefect: bool = options.prefect(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity."""
+    """Evaluate the unedited model and flagged edited models on downstream tasks; correlate with perplexity.
+
+    Example: editcollapse downstream --model smollm2-135m --edits extremes --limit 20 --no-prefect
+    """
     from rich.table import Table
 
     from editcollapse.stages.downstream.catalog import PAPER_TASKS
-    from editcollapse.stages.downstream.config import DownstreamConfig
     from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
 
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else default_tasks(mmlu_file)
@@ -72,7 +69,7 @@ def downstream(
         model=model,
         edits=edits,
         tasks=tuple(names),
-        limit=limit or None,
+        limit=None if all_items else limit,
         method=method,
         k=k,
         max_edits=max_edits,
@@ -90,7 +87,7 @@ def downstream(
     )
     result = run_stage(
         config,
-        None if warehouse is None else str(warehouse),
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.downstream:downstream_eval",
         plain=run_downstream,

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import typer
 
-from editcollapse.cli import formatting
-from editcollapse.cli.hparams import hparams_option
+from editcollapse.cli import formatting, options
 from editcollapse.cli.stage import make_config, print_json, run_stage
-from editcollapse.cli.warehouse import WAREHOUSE_HELP
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-from editcollapse.core.defaults import EMBEDDED_MODEL
 
 hardedit_app = typer.Typer(
     help="HardEdit: LLM-generated hard edit cases, filtered by a ROME single edit.", no_args_is_help=True
 )
-
-
-def _warehouse(path: Path | None) -> str | None:
-    return str(path) if path else None
 
 
 @hardedit_app.command("generate")
@@ -31,7 +23,7 @@ def generate(
         "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)",
     ),
     calls: int = typer.Option(5, help="generation calls (each asks for --points samples)"),
-    local_model: str = typer.Option(EMBEDDED_MODEL, help="model of the local backend"),
+    local_model: str = options.model(help="model of the local backend"),
     model: str = typer.Option(
         None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL or gpt-3.5-turbo)"
     ),
@@ -52,14 +44,15 @@ def generate(
     rpm: float = typer.Option(20.0, help="rate limit of the openai backend, requests per minute (0: none)"),
     max_new_tokens: int = typer.Option(1024, help="completion length cap"),
     temperature: float = typer.Option(None, help="sampling temperature (default 0.7 local, 1.0 openai)"),
-    seed: int = typer.Option(0),
-    run_id: str = typer.Option(
-        None, help="run id (default: a digest of the parameters; the same command resumes the same run)"
-    ),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+    seed: int = options.seed(),
+    run_id: str = options.run_id(),
+    warehouse: str = options.warehouse(),
+    prefect: bool = options.prefect(),
 ) -> None:
-    """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates."""
+    """Generate candidates (paper Figure 12 prompt), validate them, store all in hardedit_candidates.
+
+    Example: editcollapse hardedit generate --backend local --calls 2 --no-prefect
+    """
     from editcollapse.stages.hardedit.config import GenerationConfig
     from editcollapse.stages.hardedit.runs import run_generation
 
@@ -86,7 +79,7 @@ def generate(
     )
     result = run_stage(
         config,
-        _warehouse(warehouse),
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:generate_hardedit_candidates",
         plain=run_generation,
@@ -99,23 +92,24 @@ def filter_(
     model: list[str] = typer.Option(
         None, "--model", help="reference model (repeat for several; default smollm2-135m; the paper: gpt2-xl)"
     ),
-    method: str = typer.Option("rome", help="editing method of the filter"),
+    method: str = options.method(),
     run: list[str] = typer.Option(None, "--run", help="only candidates of this generation run (repeatable)"),
-    limit: int = typer.Option(None, help="first N valid candidates"),
-    ppl_corpus: str = typer.Option(DEFAULT_PPL_CORPUS, help="perplexity corpus (falls back to embedded-50 offline)"),
-    threshold: float = typer.Option(
-        COLLAPSE_THRESHOLD, help="keep candidates whose edited model's ME-PPL exceeds this"
-    ),
+    limit: int = options.limit("valid candidates"),
+    ppl_corpus: str = options.ppl_corpus(),
+    threshold: float = options.threshold(help="keep candidates whose edited model's ME-PPL exceeds this"),
     shard_size: int = typer.Option(10),
     output: Path = typer.Option(None, "--output", "-o", help="JSON export (default <warehouse>/exports/<run>.json)"),
-    run_id: str = typer.Option(None),
-    seed: int = typer.Option(0),
-    device: str = typer.Option(None),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
-    hparams: Path = hparams_option(),
+    run_id: str = options.run_id(),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    warehouse: str = options.warehouse(),
+    prefect: bool = options.prefect(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold."""
+    """Edit each valid candidate with ROME on the reference model(s); keep ME-PPL > threshold.
+
+    Example: editcollapse hardedit filter --model smollm2-135m --limit 20 --no-prefect
+    """
     from editcollapse.stages.hardedit.config import FilterConfig
     from editcollapse.stages.hardedit.runs import run_filter
 
@@ -136,7 +130,7 @@ def filter_(
     )
     result = run_stage(
         config,
-        _warehouse(warehouse),
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:filter_hardedit",
         plain=run_filter,
@@ -146,7 +140,10 @@ def filter_(
 
 @hardedit_app.command("subjects")
 def subjects(path: Path = typer.Option(None, help="a subject repository JSON (default: the packaged one)")) -> None:
-    """The subject repository: categories, sizes and where each list comes from."""
+    """The subject repository: categories, sizes and where each list comes from.
+
+    Example: editcollapse hardedit subjects
+    """
     from rich.table import Table
 
     from editcollapse.stages.hardedit.subjects import load_subject_repository
@@ -164,10 +161,13 @@ def subjects(path: Path = typer.Option(None, help="a subject repository JSON (de
 def prompt(
     template: Path = typer.Option(None, help="prompt template file (default: the packaged one)"),
     seeds: str = typer.Option("paper"),
-    seed: int = typer.Option(0, help="which 10 subjects are drawn"),
+    seed: int = options.seed(help="which 10 subjects are drawn"),
     excluded: list[str] = typer.Option(None, "--exclude", help="an excluded subject (repeatable)"),
 ) -> None:
-    """Print one generation prompt as the generator would send it (to check an edited template)."""
+    """Print one generation prompt as the generator would send it (to check an edited template).
+
+    Example: editcollapse hardedit prompt --template my_template.md --seed 1
+    """
     import random
 
     from editcollapse.stages.hardedit.prompt import build_prompt, load_seed_examples, load_template

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
-
-HPARAMS_HELP = (
-    "hyperparameters YAML of your own (default: the packaged file for the model; "
-    "`editcollapse hparams show METHOD MODEL` prints it)"
-)
 
 hparams_app = typer.Typer(
     help="Hyperparameters: print the packaged files to start your own from (pass it with --hparams FILE).",
     no_args_is_help=True,
 )
-
-
-def hparams_option() -> Any:
-    """The ``--hparams FILE`` option (a typer option default) of every command that edits."""
-    return typer.Option(None, "--hparams", exists=True, dir_okay=False, help=HPARAMS_HELP)
 
 
 def _packaged(method: str, model: str) -> Path:
@@ -34,13 +23,19 @@ def show(
     method: str = typer.Argument(..., help="editing method (rome, r-rome, memit, ft, ft-l-inf, mend)"),
     model: str = typer.Argument(..., help="model name (see `editcollapse models`; tiny-* share one file)"),
 ) -> None:
-    """Print METHOD's packaged hyperparameters for MODEL as YAML (save, change, pass with --hparams)."""
+    """Print METHOD's packaged hyperparameters for MODEL as YAML (save, change, pass with --hparams).
+
+    Example: editcollapse hparams show rome smollm2-135m > mine.yaml
+    """
     typer.echo(_packaged(method, model).read_text(), nl=False)
 
 
 @hparams_app.command("path")
 def path(method: str = typer.Argument(...), model: str = typer.Argument(...)) -> None:
-    """Print where METHOD's packaged hyperparameters for MODEL are."""
+    """Print where METHOD's packaged hyperparameters for MODEL are.
+
+    Example: editcollapse hparams path memit gpt2-xl
+    """
     typer.echo(str(_packaged(method, model)))
 
 

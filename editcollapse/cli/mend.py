@@ -6,17 +6,16 @@ from pathlib import Path
 
 import typer
 
+from editcollapse.cli import options
 from editcollapse.cli.formatting import cell
-from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, prefect_defaults, print_json
-from editcollapse.core.defaults import EMBEDDED_MODEL
 
 mend_app = typer.Typer(help="MEND: train the editor network a model's MEND edits use.", no_args_is_help=True)
 
 
 @mend_app.command("train")
 def train(
-    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
+    model: str = options.model(),
     dataset: str = typer.Option(
         None,
         help="training cases: geofacts (default: the hparams' train_data, the "
@@ -24,13 +23,16 @@ def train(
     ),
     val_dataset: str = typer.Option(None, help="held-out cases (default: a seeded split of --dataset by subject)"),
     max_iters: int = typer.Option(None, help="iterations (default: the hparams'; changes the network's identity)"),
-    device: str = typer.Option(None, help="cpu, cuda, … (default: cuda when present)"),
+    device: str = options.device(),
     resume: bool = typer.Option(True, help="continue from the last checkpoint (--no-resume: start over)"),
     heldout: int = typer.Option(0, help="after training, edit and measure this many held-out cases"),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
-    hparams: Path = hparams_option(),
+    prefect: bool = options.prefect(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it."""
+    """Train (or resume) MEND for MODEL; the network is stored where `get_editor("mend")` finds it.
+
+    Example: editcollapse mend train --model smollm2-135m --max-iters 200 --no-prefect
+    """
     from editcollapse.stages.mend.config import MENDTrainConfig
 
     config = make_config(
@@ -44,8 +46,9 @@ def train(
         heldout=heldout,
         hparams_file=hparams,
     )
-    # No warehouse (the network lives in the cache store), so not run_stage: the flow, imported after
-    # Prefect's defaults, or the stage function with the bar only (no server, no artifacts).
+    # No warehouse (the network lives in the cache store), so not run_stage: its preflight, then the
+    # flow, imported after Prefect's defaults, or the stage function with the bar only (no server, no artifacts).
+    config.preflight()
     if prefect:
         prefect_defaults()
         from editcollapse.orchestration.flows.mend import train_mend
@@ -61,8 +64,11 @@ def train(
 
 
 @mend_app.command("list")
-def list_networks(model: str = typer.Option(None, help="only this model's networks")) -> None:
-    """The trained MEND networks in the cache: model, revision, data, hparams hash, iterations, time."""
+def list_networks(model: str = options.model(default=None, help="only this model's networks")) -> None:
+    """The trained MEND networks in the cache: model, revision, data, hparams hash, iterations, time.
+
+    Example: editcollapse mend list --model smollm2-135m
+    """
     from editcollapse.core.paths import cache_dir
     from editcollapse.editors.mend.store import NETWORK_FILE, read_meta
 

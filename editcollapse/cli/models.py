@@ -9,7 +9,10 @@ from editcollapse.cli import formatting
 
 
 def models() -> None:
-    """List known models, their source, and whether each is available offline here."""
+    """List known models, their source, and whether each is available offline here.
+
+    Example: editcollapse models
+    """
     from editcollapse.models.registry import KNOWN_MODELS, available_offline
 
     table = Table(title="known models")

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import typer
 
-from editcollapse.cli.hparams import hparams_option
+from editcollapse.cli import options
 from editcollapse.cli.stage import make_config, prefect_defaults, run_stage
-from editcollapse.cli.warehouse import WAREHOUSE_HELP, error_line, existing_warehouse
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.cli.warehouse import error_line, existing_warehouse
 from editcollapse.stages.study import STAGES, DownstreamPart, HardEditPart, SequentialPart, StudyConfig
 
 
@@ -20,7 +18,10 @@ def setup_prefect(
     gpu_limit: int = typer.Option(1, help="how many task runs tagged gpu may run at once"),
 ) -> None:
     """Create the process work pool (unless it exists) and the `gpu` tag limit; PREFECT_API_URL
-    names the server."""
+    names the server.
+
+    Example: editcollapse setup-prefect --gpu-limit 1 (PREFECT_API_URL=http://127.0.0.1:4200/api)
+    """
     from editcollapse.orchestration.ops.setup import setup_server
 
     done = setup_server(pool, gpu_limit)
@@ -31,16 +32,19 @@ def setup_prefect(
 
 
 def study(
-    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
-    method: str = typer.Option("rome", help="editing method"),
+    model: str = options.model(),
+    method: str = options.method(),
     dataset: str = typer.Option("geofacts", help="case source (geofacts, counterfact …) or file"),
-    limit: int = typer.Option(None, help="first N valid cases of the sweep (default: all)"),
-    shard_size: int = typer.Option(10),
-    ppl_corpus: str = typer.Option(DEFAULT_PPL_CORPUS),
-    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
-    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    limit: int = options.limit("valid cases of the sweep"),
+    shard_size: int = typer.Option(10, help="cases per sweep shard"),
+    ppl_corpus: str = options.ppl_corpus(),
+    threshold: float = options.threshold(),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    run_id: str = typer.Option(
+        None, help="run id prefix: each step's run is <run-id>-<step> (default: each stage's digest of its parameters)"
+    ),
+    warehouse: str = options.warehouse(),
     task_runner: str = typer.Option(
         "local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"
     ),
@@ -48,12 +52,21 @@ def study(
     sequential_trials: int = typer.Option(SequentialPart.trials, help="trajectories per group (hard, normal)"),
     hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
     hardedit_calls: int = typer.Option(HardEditPart.calls, help="HardEdit generation calls"),
-    hardedit_limit: int = typer.Option(None, help="valid HardEdit candidates the filter edits (default: all)"),
-    downstream_limit: int = typer.Option(DownstreamPart.limit, help="documents per downstream task"),
+    hardedit_limit: int = typer.Option(
+        None, min=1, help="first N valid HardEdit candidates the filter edits (at least 1; omit for all)"
+    ),
+    downstream_limit: int = typer.Option(
+        DownstreamPart.limit,
+        min=1,
+        help=f"first N items per downstream task (at least 1; default {DownstreamPart.limit})",
+    ),
     stage: list[str] = typer.Option(None, help=f"run only these stages (repeat): {', '.join(STAGES)}"),
-    hparams: Path = hparams_option(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph)."""
+    """The whole study as one Prefect flow run, every stage a subflow (see the UI's run graph).
+
+    Example: editcollapse study --model smollm2-135m --method rome --limit 20 --stage sweep --stage hardcf
+    """
     config = make_config(
         StudyConfig,
         model=model,
@@ -66,11 +79,13 @@ def study(
         seed=seed,
         device=device,
         hparams_file=hparams,
+        run_id=run_id,
         stages=tuple(stage or STAGES),
         sequential=make_config(SequentialPart, n_edits=sequential_edits, trials=sequential_trials),
         hardedit=make_config(HardEditPart, backend=hardedit_backend, calls=hardedit_calls, limit=hardedit_limit),
         downstream=make_config(DownstreamPart, limit=downstream_limit),
     )
+    config.preflight()
     prefect_defaults()
     from editcollapse.orchestration.flows.study import editcollapse_study
 
@@ -84,18 +99,21 @@ def study(
 
 
 def analyse(
-    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    warehouse: str = options.warehouse(),
     output: str = typer.Option(
         None,
         "--output",
         "-o",
         help="folder for PNG/CSV/report.md (default <warehouse>/analysis; a URL warehouse: its local folder)",
     ),
-    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
-    prefect: bool = typer.Option(False, help="run as the Prefect flow analyse-study (artifacts in the UI)"),
+    threshold: float = options.threshold(),
+    prefect: bool = options.prefect(),
 ) -> None:
     """Figures and tables of everything in the warehouse: single-edit perplexity distributions,
-    hard cases, sequential curves, downstream-vs-perplexity correlations."""
+    hard cases, sequential curves, downstream-vs-perplexity correlations.
+
+    Example: editcollapse analyse -w warehouse -o analysis --no-prefect
+    """
     import duckdb
 
     from editcollapse.stages.analysis.config import AnalysisConfig
@@ -112,7 +130,7 @@ def analyse(
             plain=run_analysis,
         )
     except duckdb.Error as error:
-        typer.echo(f"analysis failed: {error_line(error, store)}", err=True)
+        typer.echo(f"error: analysis failed: {error_line(error, store)}", err=True)
         raise typer.Exit(2) from None
     for section, rows in result.tables.items():
         typer.echo(f"{section}: {len(rows)} row(s), {len(result.figures.get(section, []))} figure(s)")

@@ -6,30 +6,25 @@ from pathlib import Path
 
 import typer
 
-from editcollapse.cli import formatting
+from editcollapse.cli import formatting, options
 from editcollapse.cli.formatting import cell
-from editcollapse.cli.hparams import hparams_option
 from editcollapse.cli.stage import make_config, run_stage
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD
-from editcollapse.core.defaults import EMBEDDED_MODEL
 
 
 def sequential(
-    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
-    method: str = typer.Option("rome", help="editing method: rome, r-rome, memit, ft, ft-l-inf"),
+    model: str = options.model(),
+    method: str = options.method(),
     hard_source: str = typer.Option("hardcf", help="'hardcf' (warehouse hardcf + ppl tables) or a HardCF file"),
     dataset: str = typer.Option("counterfact", help="cases the hard ids refer to; the normal group's pool"),
     n_edits: int = typer.Option(20, help="edits per trajectory (fewer when it collapses first)"),
     trials: int = typer.Option(3, help="trajectories per group (seeded orderings)"),
-    seed: int = typer.Option(0, help="seed of the normal sample and the orderings"),
-    ppl_corpus: str = typer.Option("me-ppl-1k", help="perplexity corpus (me-ppl-50|1k|10k, embedded-50|1k, file)"),
+    seed: int = options.seed(help="seed of the normal sample and the orderings"),
+    ppl_corpus: str = options.ppl_corpus("me-ppl-1k"),
     ppl_every: int = typer.Option(1, help="evaluate perplexity and edit success every k edits (and at the last)"),
-    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on the mean per-sentence perplexity"),
+    threshold: float = options.threshold(help="collapse threshold on the mean per-sentence perplexity"),
     group_size: int = typer.Option(None, help="cases per group (default n_edits; larger: trials sample from it)"),
-    warehouse: Path = typer.Option(
-        None, "--warehouse", "-w", help="warehouse root (default $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
-    ),
-    run_id: str = typer.Option(None, help="run id (default: a digest of the parameters; same command = resume)"),
+    warehouse: str = options.warehouse(),
+    run_id: str = options.run_id(),
     ppl_batch_size: int = typer.Option(16, help="perplexity batch size"),
     extra_corpus: str = typer.Option(
         None,
@@ -38,10 +33,13 @@ def sequential(
     ),
     extra_every: int = typer.Option(10, help="interval of --extra-corpus in edits"),
     sweep_run: str = typer.Option(None, help="hard group from this single-edit sweep run's ppl/hardcf rows only"),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain function)"),
-    hparams: Path = hparams_option(),
+    prefect: bool = options.prefect(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """Edit hard and normal cases one after another; record perplexity, edit success and weight change."""
+    """Edit hard and normal cases one after another; record perplexity, edit success and weight change.
+
+    Example: editcollapse sequential --model smollm2-135m --method rome --n-edits 10 --trials 2 --no-prefect
+    """
     from rich.table import Table
 
     from editcollapse.stages.sequential.config import SequentialConfig
@@ -68,7 +66,7 @@ def sequential(
     )
     result = run_stage(
         config,
-        None if warehouse is None else str(warehouse),
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sequential:sequential_editing",
         plain=_plain_sequential,

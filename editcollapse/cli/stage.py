@@ -47,11 +47,17 @@ def run_stage(
     **flow_options: Any,
 ) -> StageResult:
     """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
-    ``plain(config, Warehouse(warehouse))``. The flow is imported here, after :func:`prefect_defaults`:
+    ``plain(config, Warehouse(warehouse))``, after the config's ``preflight()``: a mistake (an unknown
+    model, an untrained editor …) raises before Prefect starts or a ``runs`` row is written, and the
+    entry point prints it as one line. The flow is imported here, after :func:`prefect_defaults`:
     Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
     is one line and exit code 2; a failing file system (a full disk, a read-only folder) one line and
-    exit code 1 (what was stored is kept: the same command resumes)."""
+    exit code 1 (what was stored is kept: the same command resumes); a missing file is left to the
+    entry point (one line, exit code 2)."""
+    preflight = getattr(config, "preflight", None)  # a config without one has nothing to check beforehand
     try:
+        if preflight is not None:
+            preflight()
         if prefect:
             prefect_defaults()
             return import_object(flow)(config=config, warehouse=warehouse, **flow_options)
@@ -62,8 +68,10 @@ def run_stage(
     except RunRefused as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    except OSError as error:  # a full disk, a read-only folder, a file that is not there
-        typer.echo(f"error: {error}", err=True)
+    except FileNotFoundError:  # a missing input: the entry point's one line, exit code 2
+        raise
+    except OSError as error:  # a full disk, a read-only folder
+        typer.echo(f"error: {error} — free space or make it writable, then run the same command: it resumes", err=True)
         raise typer.Exit(1) from error
 
 

@@ -7,12 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from editcollapse.cli import formatting
-from editcollapse.cli.hparams import hparams_option
+from editcollapse.cli import formatting, options
 from editcollapse.cli.stage import make_config, print_json, run_stage
-from editcollapse.cli.warehouse import WAREHOUSE_HELP
-from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
-from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.cli.warehouse import existing_warehouse
 
 if TYPE_CHECKING:
     from editcollapse.stages.sweep.plan import SweepConfig
@@ -21,23 +18,18 @@ if TYPE_CHECKING:
 
 
 def sweep(
-    model: str = typer.Option(EMBEDDED_MODEL, help="model name, local folder or hub id"),
-    method: str = typer.Option("rome", help="editing method (rome, r-rome, memit, ft, ft-l-inf)"),
+    model: str = options.model(),
+    method: str = options.method(),
     dataset: str = typer.Option("geofacts", help="case source name (geofacts, counterfact, zsre …) or file"),
-    limit: int = typer.Option(None, help="first N valid cases (default: all)"),
+    limit: int = options.limit("valid cases"),
     shard_size: int = typer.Option(10, help="cases per shard (the unit of work, resume and Parquet part)"),
-    ppl_corpus: str = typer.Option(
-        DEFAULT_PPL_CORPUS,
-        help="perplexity corpus (me-ppl-50 falls back to embedded-50 when the released file is not available)",
-    ),
-    run_id: str = typer.Option(
-        None, help="run id (default: a digest of the parameters; the same command resumes the same run)"
-    ),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
-    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
-    seed: int = typer.Option(0),
-    device: str = typer.Option(None, help="cpu, cuda … (default: cuda when available)"),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python, same tables)"),
+    ppl_corpus: str = options.ppl_corpus(),
+    run_id: str = options.run_id(),
+    warehouse: str = options.warehouse(),
+    threshold: float = options.threshold(),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    prefect: bool = options.prefect(),
     batch: int = typer.Option(
         10,
         help="edits computed together by the batched engine (ROME, r-ROME); "
@@ -51,9 +43,12 @@ def sweep(
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="compute again the cases the run stored as errors (after fixing their cause)"
     ),
-    hparams: Path = hparams_option(),
+    hparams: Path = options.hparams(),
 ) -> None:
-    """Single-edit sweep: edit the original model with each case, measure, keep every row."""
+    """Single-edit sweep: edit the original model with each case, measure, keep every row.
+
+    Example: editcollapse sweep --model smollm2-135m --method rome --limit 20 --no-prefect
+    """
     from editcollapse.stages.sweep.plan import SweepConfig
 
     if not prefect and task_runner != "local":
@@ -73,15 +68,15 @@ def sweep(
         batch=batch,
         retry_errors=retry_errors,
         hparams_file=hparams,
-    )
-    options = {"task_runner": task_runner} if prefect else {}
+    ).resolved()  # the corpus used (ME-PPL-50's offline fallback said once), for the preflight and the run
+    flow_options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
         config,
-        str(warehouse) if warehouse else None,
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sweep:single_edit_sweep",
         plain=_sweep_with_progress_bar,
-        **options,
+        **flow_options,
     )
     _print_summary(result)
 
@@ -122,16 +117,19 @@ def _print_summary(result: SweepResult) -> None:
 
 
 def hardcf(
-    threshold: float = typer.Option(COLLAPSE_THRESHOLD, help="collapse threshold on ME-PPL"),
-    method: str = typer.Option("rome", help="the editing method whose sweeps to read"),
+    threshold: float = options.threshold(),
+    method: str = options.method(help="the editing method whose sweeps to read"),
     model: list[str] = typer.Option(None, "--model", help="only sweeps of this model (repeat for several)"),
     run: list[str] = typer.Option(None, "--run", help="only this sweep run id (repeat for several)"),
     dataset: str = typer.Option(None, help="only cases of this dataset"),
-    warehouse: Path = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    warehouse: str = options.warehouse(),
     output: Path = typer.Option(None, "--output", "-o", help="JSON export (default <warehouse>/exports/<id>.json)"),
-    prefect: bool = typer.Option(True, help="run as a Prefect flow (--no-prefect: plain Python)"),
+    prefect: bool = options.prefect(),
 ) -> None:
-    """HardCF: cases whose single edit collapsed any model, stored and exported as JSON."""
+    """HardCF: cases whose single edit collapsed any model, stored and exported as JSON.
+
+    Example: editcollapse hardcf --method rome -w warehouse --no-prefect
+    """
     from editcollapse.stages.hardcf.config import HardCFConfig
     from editcollapse.stages.hardcf.select import run_selection
 
@@ -144,9 +142,10 @@ def hardcf(
         dataset=dataset,
         output=str(output) if output else None,
     )
+    existing_warehouse(warehouse)  # a read: never makes an empty warehouse
     result = run_stage(
         config,
-        str(warehouse) if warehouse else None,
+        warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardcf:select_hardcf",
         plain=run_selection,

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import typer
 
-from editcollapse.cli import formatting
+from editcollapse.cli import formatting, options
 from editcollapse.cli.formatting import cell
-
-WAREHOUSE_HELP = "warehouse root: a directory or an fsspec URL such as s3://bucket/wh (default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
 
 warehouse_app = typer.Typer(
     name="warehouse", help="Look after the warehouse: verify its parts, quarantine bad ones.", no_args_is_help=True
@@ -34,7 +32,7 @@ def existing_warehouse(root: str | None):
     try:
         return Warehouse(root).require_existing()
     except ValueError as error:
-        typer.echo(str(error), err=True)
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -55,7 +53,7 @@ def sql(
         "edit_metrics, ppl, hardcf, sequential, hardedit_candidates, hardedit, downstream; anything that "
         "would write (COPY, CREATE, DROP, ATTACH, INSTALL, SET …) is refused",
     ),
-    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    warehouse: str = options.warehouse(),
     output_format: OutputFormat = typer.Option(
         OutputFormat.table,
         "--format",
@@ -65,7 +63,10 @@ def sql(
     output: Path = typer.Option(None, "--output", "-o", help="file to write (csv/json default to stdout)"),
     max_rows: int = typer.Option(100, help="rows to print in table format"),
 ) -> None:
-    """Run a read-only DuckDB query over the warehouse tables."""
+    """Run a read-only DuckDB query over the warehouse tables.
+
+    Example: editcollapse sql "SELECT method, count(*) FROM edits GROUP BY method" -w warehouse
+    """
     import duckdb
 
     from editcollapse.cli.export import write_result
@@ -75,10 +76,10 @@ def sql(
     try:
         query = check_query(query)
     except ValueError as error:
-        typer.echo(str(error), err=True)
+        typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     if output_format is OutputFormat.parquet and output is None:
-        typer.echo("--format parquet needs --output FILE", err=True)
+        typer.echo("error: --format parquet needs a file — add --output FILE", err=True)
         raise typer.Exit(2)
     target = output if output is not None else Path(tempfile.mkdtemp()) / "result"
     try:
@@ -88,7 +89,7 @@ def sql(
             return
         write_result(session.sql(query).to_arrow_reader(), output_format.value, target)
     except duckdb.Error as error:
-        typer.echo(f"query failed: {error_line(error, store)}", err=True)
+        typer.echo(f"error: query failed: {error_line(error, store)}", err=True)
         raise typer.Exit(2) from None
     if output is None:
         sys.stdout.write(target.read_text())
@@ -114,19 +115,22 @@ def _print_table(cursor, max_rows: int) -> None:
 
 @warehouse_app.command("check")
 def check(
-    warehouse: str = typer.Option(None, "--warehouse", "-w", help=WAREHOUSE_HELP),
+    warehouse: str = options.warehouse(),
     table: list[str] = typer.Option(None, "--table", "-t", help="check only this table (repeatable)"),
     repair: bool = typer.Option(
         False, "--repair", help="move bad parts to <warehouse>/_quarantine/ (their stage recomputes them)"
     ),
 ) -> None:
     """Verify every part: where it lies, its Parquet footer, its columns against the table's schema,
-    and (sweep tables) its shard's completion mark. Exit 1 when bad parts remain."""
+    and (sweep tables) its shard's completion mark. Exit 1 when bad parts remain.
+
+    Example: editcollapse warehouse check -w warehouse --repair
+    """
     from editcollapse.warehouse.schemas import SCHEMAS
 
     unknown = sorted(set(table or []) - set(SCHEMAS))
     if unknown:
-        typer.echo(f"unknown table(s) {unknown}; known: {', '.join(SCHEMAS)}", err=True)
+        typer.echo(f"error: unknown table(s) {unknown} — use one of {', '.join(SCHEMAS)}", err=True)
         raise typer.Exit(2)
     store = existing_warehouse(warehouse)
     reports = store.check(table or None)

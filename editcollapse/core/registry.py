@@ -34,7 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownName(f"unknown {self.kind} {name!r}; choose one of {', '.join(self._entries)}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r} — choose one of {', '.join(self._entries)}") from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

@@ -148,7 +148,15 @@ def _source_files(source: str, download: bool) -> tuple[list[Path], str | None]:
     if path.is_file():
         return [path], None
     known = ", ".join([*GENERATED, *SOURCES])
-    raise DatasetError(f"unknown data source '{source}': not a known name ({known}) nor an existing path")
+    raise DatasetError(f"unknown data source '{source}' — use a known name ({known}) or an existing file or folder")
+
+
+def check_source(source: str) -> None:
+    """Raise what :func:`load_cases` would when ``source`` names no cases here (an unknown name, a
+    missing file, a released file that is neither on disk nor downloadable), without reading them:
+    a run's preflight. A released file is downloaded into the cache now, as the run would."""
+    if source not in GENERATED:
+        _source_files(source, download=True)
 
 
 def load_cases(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from editcollapse.core.errors import UserError
 from editcollapse.datasets.sources import SOURCES, locate
 
 #: Source mix of the released ME-PPL 10k file (paper Table 5).
@@ -224,10 +225,18 @@ def load_ppl_corpus(name: str) -> PplCorpus:
     if path.is_file():
         return read_ppl_file(path)
     known = ", ".join([*RELEASED, *EMBEDDED_SIZES])
-    raise KeyError(
-        f"unknown perplexity corpus '{name}' (known: {known}, or a path to a "
-        '[{"Corpus": ..., "Text": ...}] JSON file)'
+    raise UnknownCorpus(
+        f"unknown perplexity corpus '{name}' — use one of {known}, or a path to a "
+        '[{"Corpus": ..., "Text": ...}] JSON file'
     )
+
+
+class UnknownCorpus(UserError, KeyError):
+    """A perplexity corpus name that is neither known nor a file (a ``KeyError``, as before, whose text
+    is its message without the quotes ``KeyError`` adds)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def english_texts(name: str = "embedded") -> list[str]:

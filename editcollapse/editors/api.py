@@ -206,5 +206,12 @@ def load_hparams(method: str, model_name: str, path: str | Path | None = None) -
 
 def hparams_for(loaded: LoadedModel, method: str, path: str | Path | None = None) -> Hparams:
     """:func:`load_hparams` for a loaded model, with its revision (``model_revision``) for cache keys."""
-    hparams = load_hparams(method, loaded.name, path)
-    return hparams if hparams.model_revision is not None else replace(hparams, model_revision=loaded.revision)
+    return hparams_for_revision(method, loaded.name, loaded.revision, path)
+
+
+def hparams_for_revision(method: str, model_name: str, revision: str | None, path: str | Path | None = None) -> Hparams:
+    """:func:`load_hparams` (the packaged file, or the file at ``path``) with ``model_revision`` set to
+    ``revision`` (unless the file sets one): what :func:`hparams_for` gives once the model is loaded,
+    known before (a run's preflight)."""
+    hparams = load_hparams(method, model_name, path)
+    return hparams if hparams.model_revision is not None else replace(hparams, model_revision=revision)

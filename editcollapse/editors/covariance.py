@@ -205,7 +205,7 @@ def check_ready(hparams: CovarianceHparams) -> None:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise RunRefused(
             f"the key covariance of {hparams.model_name} on corpus {hparams.mom2_dataset!r} (mom2_adjustment) "
-            f"is not cached and cannot be computed here: {reason}; make the corpus available, or set "
+            f"is not cached and cannot be computed here ({reason}) — make the corpus available, or set "
             "mom2_dataset: embedded in the method's hparams file"
         ) from error
     return None

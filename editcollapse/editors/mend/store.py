@@ -57,7 +57,9 @@ def resolve_network_dir(hparams: MENDHparams) -> Path:
     if explicit:
         folder = Path(explicit).expanduser()
         if not (folder / NETWORK_FILE).is_file():
-            raise MENDNotTrained(f"mend_network {folder} holds no {NETWORK_FILE}")
+            raise MENDNotTrained(
+                f"mend_network {folder} holds no {NETWORK_FILE} — point mend_network at a trained network's folder"
+            )
         return folder
     model_name, revision = hparams.model_name, hparams.model_revision
     if not model_name or not revision:
@@ -71,7 +73,7 @@ def resolve_network_dir(hparams: MENDHparams) -> Path:
         return folder
     if (folder / CHECKPOINT_FILE).is_file():
         raise MENDNotTrained(
-            f"the MEND training of {model_name!r} in {folder} has not finished; run it again to "
+            f"the MEND training of {model_name!r} in {folder} has not finished — run it again to "
             f"resume from its checkpoint: `{train_command(model_name, hparams.train_data)}`"
         )
     others = sorted(str(p.parent) for p in (cache_dir() / "mend" / _safe(model_name)).glob(f"*/*/*/{META_FILE}"))
@@ -82,7 +84,7 @@ def resolve_network_dir(hparams: MENDHparams) -> Path:
     )
     raise MENDNotTrained(
         f"no trained MEND network for model {model_name!r} (revision {revision}, data {data_id}, hparams "
-        f"{hparams.training_hash()}) at {folder}. Train it first: `{train_command(model_name, hparams.train_data)}`"
+        f"{hparams.training_hash()}) at {folder} — train it first: `{train_command(model_name, hparams.train_data)}`"
         f"{hint}"
     )
 

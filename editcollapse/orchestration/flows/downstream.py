@@ -20,6 +20,7 @@ def downstream_eval(config: DownstreamConfig = DownstreamConfig(), warehouse: st
     ``config.tasks`` (see :func:`editcollapse.stages.downstream.pipeline.run_downstream`); publish artifacts."""
     from editcollapse.orchestration.tasks.downstream import evaluate_ref_task
 
+    config.preflight()  # a mistake fails here, with the command line's message, before any runs row
     result = run_downstream(config, Warehouse(warehouse), evaluate=evaluate_ref_task, log=run_logger(__name__))
     _publish(result)
     run_logger(__name__).info(f"downstream {result.run_id}: {result.headline()}")

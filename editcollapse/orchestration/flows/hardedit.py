@@ -23,6 +23,7 @@ def generate_hardedit_candidates(
     config: GenerationConfig = GenerationConfig(), warehouse: str | None = None
 ) -> GenerationResult:
     """Generate HardEdit candidates; return the run's counts (calls, parsed, valid, unique, rejections)."""
+    config.preflight()  # a mistake fails here, with the command line's message, before any runs row
     result = run_generation(config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__))
     publish_summary("hardedit-generation", result.to_dict())
     return result
@@ -35,6 +36,7 @@ def filter_hardedit(config: FilterConfig = FilterConfig(), warehouse: str | None
     Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
     the paper's JSON form to ``config.export`` (default ``<warehouse>/exports/<run id>.json``).
     """
+    config.preflight()  # a mistake fails here, with the command line's message, before any runs row
     result = run_filter(config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__))
     publish_summary("hardedit-filter", result.to_dict())
     return result

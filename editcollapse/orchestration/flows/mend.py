@@ -32,6 +32,7 @@ def train_mend(config: MENDTrainConfig = MENDTrainConfig(), progress_bar: bool =
     """Train MEND for ``config.model`` on ``config.dataset`` (default: the hparams' ``train_data``, the
     embedded geofacts training split) and return the result (folder, iterations, held-out losses, time;
     with ``config.heldout`` > 0 also edit metrics before/after on that many held-out cases)."""
+    config.preflight()  # a mistake fails here, with the command line's message, before any training
     key = artifact_key("mend-progress", f"{config.model}-{config.dataset or 'default'}")
     progress_id = create_progress_artifact(0.0, key=key, description=f"MEND training iterations of {config.model}")
     with ProgressBar(f"MEND {config.model}", enabled=progress_bar) as bar:

@@ -89,6 +89,7 @@ def sequential_editing(config: SequentialConfig = SequentialConfig(), warehouse:
     """Edit the hard and the normal group sequentially, ``config.trials`` orderings each (see the
     module doc and :class:`~editcollapse.stages.sequential.run.SequentialConfig`): one task run
     per trajectory, the unedited model measured once and shared by them."""
+    config.preflight()  # a mistake fails here, with the command line's message, before any runs row
     in_run = in_prefect_run()
     return run_sequential(
         config,

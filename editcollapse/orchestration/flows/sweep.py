@@ -53,6 +53,7 @@ def single_edit_sweep(
     result. ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
     ``threads:N``: see :mod:`editcollapse.orchestration.runners`)."""
     spec = config.resolved()
+    spec.preflight()  # a mistake fails here, with the command line's message, before any runs row
     runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
     store = Warehouse(warehouse)
     root = str(store.root)

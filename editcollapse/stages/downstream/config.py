@@ -40,3 +40,18 @@ class DownstreamConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a model, method, editor, perplexity corpus or
+        file the run would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.models.loading import check_model
+        from editcollapse.stages.preflight import check_edit_setup, check_file, check_ppl_corpus
+        from editcollapse.stages.sweep.plan import resolve_ppl_corpus
+
+        if self.edits == "none":  # the unedited model only
+            check_model(self.model, seed=self.seed)
+        else:
+            check_edit_setup(self.model, self.method, seed=self.seed, hparams_file=self.hparams_file)
+        check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))
+        check_file(self.include_path, "--include-path")
+        check_file(self.mmlu_file, "--mmlu-file")

@@ -69,6 +69,19 @@ class GenerationConfig:
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive (or None for the client default), got {self.timeout_s}")
 
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a local model, seed source or file the run
+        would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.models.loading import check_model
+        from editcollapse.stages.preflight import check_cases, check_file
+
+        if self.backend == "local":
+            check_model(self.local_model, seed=self.seed)
+        if self.seeds_source != PAPER_SEEDS:
+            check_cases(self.seeds_source)
+        check_file(self.subjects_file, "the subject repository")
+        check_file(self.template_file, "the prompt template")
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -98,3 +111,13 @@ class FilterConfig:
         object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         _check_at_least("shard_size", self.shard_size, 1)
         _check_at_least("limit", self.limit, 1, optional=True)
+
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a reference model, method, editor or
+        perplexity corpus the run would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.stages.preflight import check_edit_setup, check_ppl_corpus
+        from editcollapse.stages.sweep.plan import resolve_ppl_corpus
+
+        for model in self.reference_models:
+            check_edit_setup(model, self.method, seed=self.seed, hparams_file=self.hparams_file)
+        check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))

@@ -36,3 +36,16 @@ class MENDTrainConfig:
             raise ValueError(f"max_iters must be at least 1 (got {self.max_iters}); leave it unset for the hparams'")
         if self.heldout < 0:
             raise ValueError(f"heldout must be 0 (no held-out edits) or more (got {self.heldout})")
+
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a model, MEND hyperparameters or training data
+        the training would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.editors.api import load_hparams
+        from editcollapse.models.loading import check_model
+        from editcollapse.stages.preflight import check_cases
+
+        check_model(self.model)
+        load_hparams("mend", self.model)
+        for source in (self.dataset, self.val_dataset):
+            if source is not None:
+                check_cases(source)

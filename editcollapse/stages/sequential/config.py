@@ -67,3 +67,16 @@ class SequentialConfig:
         """``seq-<digest>``: re-running the same command resumes the same run."""
         digest = hashlib.sha256(json.dumps(self.parameters(), sort_keys=True).encode()).hexdigest()
         return f"seq-{digest[:12]}"
+
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, a model, method, editor, case source, HardCF
+        file or perplexity corpus the run would fail on (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.stages.preflight import check_cases, check_edit_setup, check_file, check_ppl_corpus
+
+        check_edit_setup(self.model, self.method, seed=self.seed, hparams_file=self.hparams_file)
+        check_cases(self.dataset)
+        if self.hard_source != "hardcf":
+            check_file(self.hard_source, "the hard-case file")
+        for corpus in (self.ppl_corpus, self.extra_corpus):
+            if corpus is not None:
+                check_ppl_corpus(corpus)

@@ -79,6 +79,15 @@ class SweepConfig:
         derived = self.run_id == default_run_id(self.parameters())
         return replace(self, ppl_corpus=corpus, run_id="" if derived else self.run_id)
 
+    def preflight(self) -> None:
+        """Refuse, before anything is loaded or written, what the run would fail on: the model, the
+        method and its editor's readiness, the cases and the perplexity corpus (:mod:`~editcollapse.stages.preflight`)."""
+        from editcollapse.stages.preflight import check_cases, check_edit_setup, check_ppl_corpus
+
+        check_edit_setup(self.model, self.method, seed=self.seed, hparams_file=self.hparams_file)
+        check_cases(self.dataset)
+        check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))
+
 
 def default_run_id(parameters: dict[str, Any]) -> str:
     """``sweep-<12 hex>``: a digest of the parameters (same command → same run → resume)."""

@@ -88,23 +88,27 @@ def prepare_sweep(
         ppl_corpus=spec.ppl_corpus,
         threshold=spec.threshold,
     )
-    for table in SWEPT_TABLES:
-        warehouse.remove_stray_temps(table, spec.model, spec.method, spec.run_id)
-    if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
-        warehouse.write_part(
-            "edits",
-            _invalid_rows(spec, errors),
-            model=spec.model,
-            method=spec.method,
-            run_id=spec.run_id,
-            shard=INVALID_PART,
-        )
-    if row.get("baseline_ppl_mean") is None:
-        row.update(_baseline(spec, resources))
-        write_run(warehouse, spec.model, spec.method, row)
-    pending = [index for index in range(len(shards)) if _to_compute(warehouse, spec, index)]
-    for index in sorted(set(range(len(shards))) - set(pending)):
-        warehouse.clear_dead_claim(spec.model, spec.method, spec.run_id, index)  # holder killed before releasing it
+    try:
+        for table in SWEPT_TABLES:
+            warehouse.remove_stray_temps(table, spec.model, spec.method, spec.run_id)
+        if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
+            warehouse.write_part(
+                "edits",
+                _invalid_rows(spec, errors),
+                model=spec.model,
+                method=spec.method,
+                run_id=spec.run_id,
+                shard=INVALID_PART,
+            )
+        if row.get("baseline_ppl_mean") is None:
+            row.update(_baseline(spec, resources))
+            write_run(warehouse, spec.model, spec.method, row)
+        pending = [index for index in range(len(shards)) if _to_compute(warehouse, spec, index)]
+        for index in sorted(set(range(len(shards))) - set(pending)):
+            warehouse.clear_dead_claim(spec.model, spec.method, spec.run_id, index)  # holder killed before releasing it
+    except BaseException:
+        _record_failure(warehouse, spec, row)
+        raise
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
 
 
@@ -199,11 +203,21 @@ def run_sweep(
     return finish_sweep(plan, warehouse)
 
 
+def _record_failure(warehouse: Warehouse, spec: SweepConfig, row: dict[str, Any]) -> None:
+    """Mark the ``runs`` row of a sweep that failed while it was being prepared (before any shard
+    ran) as failed (see :func:`mark_failed`)."""
+    _try_recording(spec.run_id, lambda: finish_run(warehouse, spec.model, spec.method, row, status="failed"))
+
+
 def mark_failed(plan: SweepPlan, warehouse: Warehouse) -> None:
     """Record a failed run, as far as the warehouse lets us: when the failure is the warehouse itself
-    (a full disk, a read-only folder) the row keeps saying ``running``, and the original error is
-    the one raised."""
+    (a full disk, a read-only folder) the row keeps saying ``running`` (the next run of the same
+    command takes it over), and the original error is the one raised."""
+    _try_recording(plan.spec.run_id, lambda: finish_sweep(plan, warehouse, status="failed"))
+
+
+def _try_recording(run_id: str, record: Callable[[], object]) -> None:
     try:
-        finish_sweep(plan, warehouse, status="failed")
+        record()
     except Exception as error:  # noqa: BLE001 - the caller re-raises the failure that matters
-        log.warning("run %s: could not record its failure (%s)", plan.spec.run_id, error)
+        log.warning("run %s: could not record its failure (%s)", run_id, error)
