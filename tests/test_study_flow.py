@@ -182,3 +182,21 @@ def test_a_failed_stage_skips_its_dependants_and_fails_the_study(harness, tmp_pa
         ("hardcf", "skipped"),
         ("analysis", "completed"),
     ]
+
+
+@pytest.mark.slow
+def test_the_study_command_ends_with_the_report_and_the_most_damaging_edits(harness, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from editcollapse.cli import app
+
+    cases_file, corpus = write_files(tmp_path, 3)
+    warehouse = tmp_path / "wh"
+    command = ["study", "--model", "tiny-gpt2", "--dataset", str(cases_file), "--ppl-corpus", str(corpus)]
+    command += ["--stage", "sweep", "--stage", "analysis", "-w", str(warehouse)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "most damaging edits of tiny-gpt2 / rome" in result.output
+    assert "hardedit:cases/0" in result.output and "Eiffel" in result.output  # a swept case in the table
+    report = result.output.split("report: ", 1)[1].split(" (open it", 1)[0].strip()
+    assert report == str(warehouse / "analysis" / "report.html") and (warehouse / "analysis" / "report.html").is_file()

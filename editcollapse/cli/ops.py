@@ -9,6 +9,7 @@ import typer
 
 from editcollapse.cli import options
 from editcollapse.cli.stage import make_config, prefect_defaults, run_stage
+from editcollapse.cli.sweep import print_most_damaging
 from editcollapse.cli.warehouse import error_line, existing_warehouse
 from editcollapse.stages.study import STAGES, DownstreamPart, HardEditPart, SequentialPart, StudyConfig
 
@@ -96,6 +97,10 @@ def study(
     result = state.result()
     for line in result.steps:
         typer.echo(f"{line['step']:18} {line['state']:10} {line['result']}")
+    if "sweep" in result.results:
+        print_most_damaging(result.results["sweep"])
+    if "analysis" in result.results:
+        typer.echo(f"report: {result.results['analysis'].html} (open it in a browser)")
 
 
 def analyse(

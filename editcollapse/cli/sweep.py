@@ -94,8 +94,6 @@ def _sweep_with_progress_bar(config: SweepConfig, warehouse: Warehouse) -> Sweep
 
 
 def _print_summary(result: SweepResult) -> None:
-    from rich.table import Table
-
     console = formatting.console()
     console.print(
         f"run [bold]{result.run_id}[/bold] ({result.model} / {result.method}): "
@@ -108,12 +106,19 @@ def _print_summary(result: SweepResult) -> None:
             f"{result.n_errors} cases failed (the edits table's error column says why): after fixing the cause, "
             "the same command with --retry-errors computes them again"
         )
-    table = Table(title="most damaging edits")
+    print_most_damaging(result)
+
+
+def print_most_damaging(result: SweepResult) -> None:
+    """The sweep's most damaging edits, worst first, as a table (the sweep's and the study's last words)."""
+    from rich.table import Table
+
+    table = Table(title=f"most damaging edits of {result.model} / {result.method} (run {result.run_id})")
     for column in ("case_id", "ME-PPL", "subject", "target_new", "prompt"):
         table.add_column(column)
     for edit in result.most_damaging:
         table.add_row(edit["case_id"], f"{edit['ppl_mean']:.4g}", edit["subject"], edit["target_new"], edit["prompt"])
-    console.print(table)
+    formatting.console().print(table)
 
 
 def hardcf(
