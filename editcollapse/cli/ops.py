@@ -46,9 +46,8 @@ def study(
         None, help="run id prefix: each step's run is <run-id>-<step> (default: each stage's digest of its parameters)"
     ),
     warehouse: str = options.warehouse(),
-    task_runner: str = typer.Option(
-        "local", help="where sweep shards run (local, threads:N, dask:N[:MEMORY], dask:ADDRESS)"
-    ),
+    task_runner: str = options.task_runner(),
+    batch: int = options.batch(),
     sequential_edits: int = typer.Option(SequentialPart.n_edits, help="edits per sequential trajectory"),
     sequential_trials: int = typer.Option(SequentialPart.trials, help="trajectories per group (hard, normal)"),
     hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
@@ -60,6 +59,9 @@ def study(
         DownstreamPart.limit,
         min=1,
         help=f"first N items per downstream task (at least 1; default {DownstreamPart.limit})",
+    ),
+    downstream_k: int = typer.Option(
+        DownstreamPart.k, min=1, help="the k most and k least damaging edits of the sweep evaluated downstream"
     ),
     stage: list[str] = typer.Option(None, help=f"run only these stages (repeat): {', '.join(STAGES)}"),
     hparams: Path = options.hparams(),
@@ -79,12 +81,13 @@ def study(
         threshold=threshold,
         seed=seed,
         device=device,
+        batch=batch,
         hparams_file=hparams,
         run_id=run_id,
         stages=tuple(stage or STAGES),
         sequential=make_config(SequentialPart, n_edits=sequential_edits, trials=sequential_trials),
         hardedit=make_config(HardEditPart, backend=hardedit_backend, calls=hardedit_calls, limit=hardedit_limit),
-        downstream=make_config(DownstreamPart, limit=downstream_limit),
+        downstream=make_config(DownstreamPart, limit=downstream_limit, k=downstream_k),
     )
     config.preflight()
     prefect_defaults()

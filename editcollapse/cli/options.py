@@ -14,6 +14,7 @@ import typer
 
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD, DEFAULT_PPL_CORPUS
 from editcollapse.core.defaults import EMBEDDED_MODEL
+from editcollapse.stages.sweep.plan import DEFAULT_BATCH
 
 WAREHOUSE_HELP = (
     "warehouse root: a directory or an fsspec URL such as s3://bucket/wh "
@@ -79,4 +80,23 @@ def hparams() -> Any:
         dir_okay=False,
         help="hyperparameters YAML of your own (default: the packaged file for the model; "
         "`editcollapse hparams show METHOD MODEL` prints it)",
+    )
+
+
+def batch() -> Any:
+    """``--batch N``: the sweep's batched engine."""
+    return typer.Option(
+        DEFAULT_BATCH,
+        min=1,
+        help="edits computed together by the batched engine (ROME, r-ROME); "
+        "1 = the one-at-a-time reference loop; other methods always run one at a time",
+    )
+
+
+def task_runner() -> Any:
+    """``--task-runner``: where the sweep's shards run."""
+    return typer.Option(
+        "local",
+        help="where sweep shards run: local, threads:N, dask (local cluster), "
+        "dask:N (N workers), dask:N:MEMORY, dask:tcp://HOST:8786 (a running scheduler)",
     )

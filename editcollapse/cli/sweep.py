@@ -30,16 +30,8 @@ def sweep(
     seed: int = options.seed(),
     device: str = options.device(),
     prefect: bool = options.prefect(),
-    batch: int = typer.Option(
-        10,
-        help="edits computed together by the batched engine (ROME, r-ROME); "
-        "1 = the one-at-a-time reference loop; other methods always run one at a time",
-    ),
-    task_runner: str = typer.Option(
-        "local",
-        help="where shards run: local, threads:N, dask (local cluster), "
-        "dask:N (N workers), dask:tcp://HOST:8786 (a running scheduler)",
-    ),
+    batch: int = options.batch(),
+    task_runner: str = options.task_runner(),
     retry_errors: bool = typer.Option(
         False, "--retry-errors", help="compute again the cases the run stored as errors (after fixing their cause)"
     ),
