@@ -187,7 +187,8 @@ def _load(model: str, device: str | None, seed: int) -> Any:
 
 def _identity(config: DownstreamConfig, loaded: Any, refs: list[EditRef], ppl_texts: list[str]) -> dict[str, Any]:
     """The run's identity (:mod:`~editcollapse.stages.identity`): its edits are the cases it reads
-    (each re-edited case's content, or the stored Deltas it applies); the hyperparameters and the
+    (each re-edited case's content; stored Deltas by their ref, which names their run, trajectory
+    and step, not by path: a moved warehouse is the same input); the hyperparameters and the
     editor's state count only when it edits."""
     from editcollapse.editors.api import check_ready, hparams_for
     from editcollapse.stages.identity import digest, edit_identity
@@ -197,7 +198,7 @@ def _identity(config: DownstreamConfig, loaded: Any, refs: list[EditRef], ppl_te
         hparams=hparams,
         editor_state=None if hparams is None else check_ready(config.method, hparams),
         model_revision=loaded.revision,
-        cases=digest([(ref.ref, ref.case and ref.case.to_row(), ref.delta_paths) for ref in refs]),
+        cases=digest([(ref.ref, ref.source_table, ref.case and ref.case.to_row()) for ref in refs]),
         ppl_texts=ppl_texts,
     )
 
