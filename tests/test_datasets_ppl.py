@@ -12,6 +12,7 @@ from editcollapse.datasets.ppl import (
     EMBEDDED_MIX,
     ME_PPL_MIX,
     PplCorpus,
+    cached_corpus,
     is_english_sentence,
     proportional_quotas,
     read_ppl_file,
@@ -81,7 +82,7 @@ def test_proportional_quotas() -> None:
 def test_released_me_ppl_files(shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EDITCOLLAPSE_DATA", str(shared_data))
     monkeypatch.setenv("EDITCOLLAPSE_CACHE", str(tmp_path))
-    load_ppl_corpus.cache_clear()
+    cached_corpus.cache_clear()
     full, thousand, fifty = (load_ppl_corpus(n) for n in ("me-ppl-10k", "me-ppl-1k", "me-ppl-50"))
     assert (len(full.texts), len(thousand.texts), len(fifty.texts)) == (10_000, 1_000, 50)
     assert full.mix() == ME_PPL_MIX  # paper Table 5
@@ -89,7 +90,7 @@ def test_released_me_ppl_files(shared_data: Path, monkeypatch: pytest.MonkeyPatc
     raw = json.loads((shared_data / "me-ppl" / "ME-PPL_50.json").read_text())
     assert fifty.texts == [r["Text"] for r in raw] and fifty.sources == [r["Corpus"] for r in raw]
     assert english_texts("me-ppl-50") == fifty.texts
-    load_ppl_corpus.cache_clear()
+    cached_corpus.cache_clear()
 
 
 def test_ppl_file_errors_name_the_record(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_embedded_corpus_is_reproducible_english() -> None:
     assert corpus.mix() == proportional_quotas(EMBEDDED_MIX, 50) == {"Wikipedia": 30, "News": 20}
     assert all(is_english_sentence(text) for text in corpus.texts)
     assert len(set(corpus.texts)) == 50
-    load_ppl_corpus.cache_clear()
+    cached_corpus.cache_clear()
     assert load_ppl_corpus("embedded-50") == corpus
     documents = english_texts("embedded")
     assert len(documents) > 10_000 and sum(len(d.split()) for d in documents) > 400_000

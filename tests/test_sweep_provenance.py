@@ -161,3 +161,39 @@ def test_a_mend_network_trained_again_changes_the_identity(tmp_path) -> None:
     assert first == mend_ready(hparams)
     (network / "meta.json").write_text(json.dumps({"iterations": 80}))  # trained again, in place
     assert mend_ready(hparams) != first
+
+
+class Killed(BaseException):
+    """A process killed while it writes (no handler of an ``Exception`` catches it)."""
+
+
+@pytest.mark.slow  # three sweeps of two cases on tiny-gpt2
+def test_a_retry_killed_before_its_mark_leaves_no_ppl_row_beside_an_error_row(tmp_path, monkeypatch) -> None:
+    cases_file, corpus = write_files(tmp_path, 2)
+    spec = SweepConfig(
+        model="tiny-gpt2", method="rome", dataset=str(cases_file), shard_size=2, ppl_corpus=str(corpus), batch=1
+    )
+    flaky = FlakyEditor(api.get_editor("rome"))
+    monkeypatch.setattr(api, "get_editor", lambda method: flaky)
+    store = Warehouse(tmp_path / "wh")
+    assert run_sweep(spec, store).n_errors == 1
+    flaky.broken = False
+    write_part = Warehouse.write_part
+
+    def killed_at_the_mark(self, table, rows, **keys):
+        if table == "edits" and keys["shard"] == 0:
+            raise Killed
+        return write_part(self, table, rows, **keys)
+
+    monkeypatch.setattr(Warehouse, "write_part", killed_at_the_mark)
+    with pytest.raises(Killed):
+        run_sweep(replace(spec, retry_errors=True), store)
+    monkeypatch.setattr(Warehouse, "write_part", write_part)
+    orphans = "SELECT case_id FROM ppl JOIN edits USING (run_id, case_id) WHERE edits.status = 'error'"
+    assert rows(store, orphans) == []  # the retried case's ppl row did not land without its edits row
+    assert not store.has_part("edits", spec.model, spec.method, spec.run_id, 0)  # the shard counts as not done
+
+    resumed = run_sweep(spec, store)  # a plain resume computes the unmarked shard again
+    assert (resumed.status, resumed.n_errors, resumed.n_cases) == ("completed", 0, 2)
+    assert rows(store, "SELECT count(*) FROM ppl") == [(2,)] and rows(store, orphans) == []
+    assert rows(store, "SELECT count(*) FROM edits WHERE status = 'ok'") == [(2,)]

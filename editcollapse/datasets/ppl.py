@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from editcollapse.core.errors import UserError
+from editcollapse.core.hparams_file import file_digest
 from editcollapse.datasets.sources import SOURCES, locate
 
 #: Source mix of the released ME-PPL 10k file (paper Table 5).
@@ -208,13 +209,21 @@ def embedded_corpus(name: str, *, seed: int = 0) -> PplCorpus:
     return sample_ppl_corpus(packaged_pools(), quotas, seed=seed, name=name)
 
 
-@lru_cache(maxsize=8)
 def load_ppl_corpus(name: str) -> PplCorpus:
     """A perplexity corpus by name (``me-ppl-50|1k|10k``, ``embedded-50|1k|5k``) or file path.
 
     Released ME-PPL files are found under a data root or downloaded (see :mod:`sources`).
-    Cached per process; treat the result as read-only.
+    Cached per process, a file by its content (an edited file is read again, so a long-lived
+    worker measures what a new process would); treat the result as read-only.
     """
+    path = Path(name)
+    own_file = name not in RELEASED and name not in EMBEDDED_SIZES and name != "me-ppl" and path.is_file()
+    return cached_corpus(name, file_digest(path) if own_file else None)
+
+
+@lru_cache(maxsize=8)
+def cached_corpus(name: str, content: str | None) -> PplCorpus:
+    """:func:`load_ppl_corpus` of ``name`` (a file of digest ``content``: the cache key), kept per process."""
     if name == "me-ppl":
         name = "me-ppl-10k"
     if name in RELEASED:

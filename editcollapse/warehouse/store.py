@@ -135,6 +135,11 @@ class Warehouse:
     def has_part(self, table: str, model: str, method: str, run_id: str, shard: int | str) -> bool:
         return self._parts.has(table, model, method, run_id, shard)
 
+    def remove_part(self, table: str, model: str, method: str, run_id: str, shard: int | str) -> None:
+        """Delete one part (nothing happens when it is not there): a stage unmarks a finished shard
+        before it rewrites it, so a writer killed half-way leaves a shard that is recomputed."""
+        self.backend.remove(layout.part_key(table, model, method, run_id, shard))
+
     def read_part(
         self, table: str, model: str, method: str, run_id: str, shard: int | str, columns: list[str] | None = None
     ) -> pa.Table:

@@ -121,6 +121,7 @@ def run_downstream(
         f"run {run_id}: {len(refs) - 1} edited model(s) + baseline of {model} on {', '.join(task_names)}"
         f" (limit {limit}, perplexity on {corpus})"
     )
+    loaded, ppl_texts = _load(model, config.device, config.seed), _ppl_texts(corpus)
     run_row = start_run(
         warehouse,
         model=model,
@@ -129,6 +130,8 @@ def run_downstream(
         stage=STAGE,
         dataset=config.edits,
         parameters=parameters,
+        identity=_identity(config, loaded, refs, ppl_texts),
+        model_revision=loaded.revision,
         ppl_corpus=corpus,
         threshold=COLLAPSE_THRESHOLD,
     )
@@ -139,9 +142,9 @@ def run_downstream(
         includes = [path for path in (suite, config.include_path) if path is not None]
         loaded_tasks = load_tasks(task_names, task_manager_for(task_names, includes))
         context = DownstreamContext(
-            loaded=_load(model, config.device, config.seed),
+            loaded=loaded,
             tasks=loaded_tasks,
-            ppl_texts=_ppl_texts(corpus),
+            ppl_texts=ppl_texts,
             method=method,
             run_id=run_id,
             limit=limit,
@@ -180,6 +183,24 @@ def _load(model: str, device: str | None, seed: int) -> Any:
     from editcollapse.models import load_model
 
     return load_model(model, device=device, seed=seed)
+
+
+def _identity(config: DownstreamConfig, loaded: Any, refs: list[EditRef], ppl_texts: list[str]) -> dict[str, Any]:
+    """The run's identity (:mod:`~editcollapse.stages.identity`): its edits are the cases it reads
+    (each re-edited case's content; stored Deltas by their ref, which names their run, trajectory
+    and step, not by path: a moved warehouse is the same input); the hyperparameters and the
+    editor's state count only when it edits."""
+    from editcollapse.editors.api import check_ready, hparams_for
+    from editcollapse.stages.identity import digest, edit_identity
+
+    hparams = None if config.edits == "none" else hparams_for(loaded, config.method, config.hparams_file)
+    return edit_identity(
+        hparams=hparams,
+        editor_state=None if hparams is None else check_ready(config.method, hparams),
+        model_revision=loaded.revision,
+        cases=digest([(ref.ref, ref.source_table, ref.case and ref.case.to_row()) for ref in refs]),
+        ppl_texts=ppl_texts,
+    )
 
 
 def _ppl_texts(corpus: str) -> list[str]:

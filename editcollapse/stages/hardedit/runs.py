@@ -209,6 +209,8 @@ def run_filter(
     Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
     the paper's JSON form to ``config.export`` (default ``<warehouse>/exports/<run id>.json``).
     """
+    from editcollapse.datasets import load_ppl_corpus
+    from editcollapse.stages.identity import cases_digest, models_identity
     from editcollapse.stages.sweep.plan import SweepConfig, resolve_ppl_corpus
     from editcollapse.stages.sweep.run import run_sweep
 
@@ -235,6 +237,14 @@ def run_filter(
     parameters |= hparams_file_parameters(config.hparams_file)
     run_id = config.run_id or f"hardedit-filter-{_digest(parameters)}"
     label = "+".join(models)
+    identity = models_identity(
+        method,
+        models,
+        hparams_file=config.hparams_file,
+        seed=config.seed,
+        cases=cases_digest(cases),
+        ppl_texts=load_ppl_corpus(corpus).texts,
+    )
     row = start_run(
         warehouse,
         model=label,
@@ -243,6 +253,7 @@ def run_filter(
         stage=FILTER_STAGE,
         dataset="hardedit",
         parameters=parameters,
+        identity=identity,
         n_cases=len(cases),
         ppl_corpus=corpus,
         threshold=threshold,

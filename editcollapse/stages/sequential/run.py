@@ -214,14 +214,43 @@ def run_sequential(
     ``run_trajectory`` runs one trajectory (default :func:`run_one`; the Prefect flow passes its
     task), ``publish`` receives the summary lines and figures before the run is marked completed."""
     from editcollapse.datasets import load_cases, load_ppl_corpus
-    from editcollapse.editors.api import hparams_for
+    from editcollapse.editors.api import check_ready, hparams_for
     from editcollapse.models import load_model
+    from editcollapse.stages.identity import digest, edit_identity
     from editcollapse.stages.sequential.measure import BaselineOnce, CorpusEvaluator
     from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse.runs import finish_run, start_run
 
     run_id = config.run_id or config.default_run_id()
     model, method = config.model, config.method
+    loaded = load_model(model)
+    hparams = hparams_for(loaded, method, config.hparams_file)
+    editor_state = check_ready(method, hparams)
+    texts = tuple(load_ppl_corpus(config.ppl_corpus).texts)
+    evaluate = BaselineOnce(CorpusEvaluator(texts, batch_size=config.ppl_batch_size))
+    extra = extra_texts = None
+    if config.extra_corpus is not None:
+        extra_texts = tuple(load_ppl_corpus(config.extra_corpus).texts)
+        extra = BaselineOnce(CorpusEvaluator(extra_texts, batch_size=config.ppl_batch_size, successes=False))
+    groups = build_groups(
+        config.hard_source,
+        load_cases(config.dataset).cases,
+        config.size,
+        config.seed,
+        warehouse=warehouse,
+        model=model,
+        method=method,
+        sweep_run=config.sweep_run,
+    )
+    identity = edit_identity(
+        hparams=hparams,
+        editor_state=editor_state,
+        model_revision=loaded.revision,
+        cases=digest([(m.role, m.case.to_row()) for m in (*groups.hard, *groups.normal)]),
+        ppl_texts=texts,
+    )
+    if extra_texts is not None:
+        identity["extra_corpus_digest"] = digest(list(extra_texts))
     run_row = start_run(
         warehouse,
         model=model,
@@ -230,32 +259,12 @@ def run_sequential(
         stage=TABLE,
         dataset=config.dataset,
         parameters=config.parameters(),
+        identity=identity,
+        model_revision=loaded.revision,
         ppl_corpus=config.ppl_corpus,
         threshold=config.threshold,
     )
     try:
-        loaded = load_model(model)
-        hparams = hparams_for(loaded, method, config.hparams_file)
-        corpus = load_ppl_corpus(config.ppl_corpus)
-        evaluate = BaselineOnce(CorpusEvaluator(tuple(corpus.texts), batch_size=config.ppl_batch_size))
-        extra = None
-        if config.extra_corpus is not None:
-            extra = BaselineOnce(
-                CorpusEvaluator(
-                    tuple(load_ppl_corpus(config.extra_corpus).texts), batch_size=config.ppl_batch_size, successes=False
-                )
-            )
-        pool = load_cases(config.dataset).cases
-        groups = build_groups(
-            config.hard_source,
-            pool,
-            config.size,
-            config.seed,
-            warehouse=warehouse,
-            model=model,
-            method=method,
-            sweep_run=config.sweep_run,
-        )
         log.info(
             "run %s: hard group %d collapsed + %d filled by single-edit perplexity; normal group %d random cases of %s",
             run_id,
@@ -282,7 +291,6 @@ def run_sequential(
         method,
         run_row,
         status="completed",
-        model_revision=loaded.revision,
         n_cases=sum(line["edits"] for line in lines),
         n_errors=sum(line["errors"] for line in lines),
         n_collapsed=sum(line["collapsed_at"] is not None for line in lines),

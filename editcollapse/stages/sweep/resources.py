@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from editcollapse.core.hparams_file import file_digest
@@ -64,9 +65,11 @@ def load_resources(spec: SweepConfig) -> SweepResources:
 
 def resources_key(spec: SweepConfig) -> tuple[Any, ...]:
     """What :func:`load_resources` depends on: two specs with one key share their resources (a
-    hyperparameters file by its path and content: an edited file is read again)."""
-    file = spec.hparams_file
-    return (spec.model, spec.method, spec.device, spec.seed, spec.ppl_corpus, file, file and file_digest(file))
+    hyperparameters file or a perplexity corpus file by its path and content: an edited file is
+    read again)."""
+    file, corpus = spec.hparams_file, Path(spec.ppl_corpus)
+    content = file_digest(corpus) if corpus.is_file() else None
+    return (spec.model, spec.method, spec.device, spec.seed, spec.ppl_corpus, content, file, file and file_digest(file))
 
 
 class ResourceCache:

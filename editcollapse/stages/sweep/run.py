@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from editcollapse.core.case import EditCase
-from editcollapse.stages.sweep.identity import sweep_identity
+from editcollapse.stages.identity import cases_digest, edit_identity
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
 from editcollapse.stages.sweep.shard import run_shard, shard_done, shard_errors
@@ -110,6 +110,17 @@ def prepare_sweep(
         _record_failure(warehouse, spec, row)
         raise
     return SweepPlan(spec=spec, shards=shards, pending=pending, run_row=row, n_invalid=len(errors))
+
+
+def sweep_identity(resources: SweepResources, cases: list[EditCase], errors: list[Any]) -> dict[str, str | None]:
+    """The identity of a sweep over ``cases`` (and the loader's rejected ``errors``) with ``resources``."""
+    return edit_identity(
+        hparams=resources.hparams,
+        editor_state=resources.editor_state,
+        model_revision=resources.loaded.revision,
+        cases=cases_digest(cases, errors),
+        ppl_texts=resources.ppl_texts,
+    )
 
 
 def _to_compute(warehouse: Warehouse, spec: SweepConfig, shard: int) -> bool:

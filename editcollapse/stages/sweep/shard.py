@@ -7,7 +7,9 @@ case is an ``edits`` row with status ``error`` and its message, and the shard go
 are written ``cases``, ``edit_metrics``, ``ppl`` and ``edits`` last: the ``edits`` part is the shard's
 completion mark, so a shard killed before it is recomputed and its other parts are replaced, never
 duplicated. With ``retry_errors`` a finished shard holding ``error`` rows computes those cases again
-and rewrites its parts with their new rows in place of the old ones (``edits`` last again).
+and rewrites its parts with their new rows in place of the old ones: its ``edits`` part is removed
+first and written last again, so a retry killed half-way leaves a shard that is computed again,
+never a retried case's rows in some tables and its old ``error`` row in ``edits``.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def run_shard(
             retried = [case for case in cases if case.case_id in errors]
             fresh = _shard_rows(spec, shard, retried, warehouse, resources, on_case)
             rows = _merged(warehouse, spec, shard, cases, fresh)
+            # unmarked until rewritten: a kill in between leaves a shard that is recomputed, never
+            # a retried case's new ppl row beside its old error row
+            warehouse.remove_part("edits", spec.model, spec.method, spec.run_id, shard)
         else:
             rows = _shard_rows(spec, shard, cases, warehouse, resources, on_case)
         return _write_shard(spec, shard, rows, warehouse)
