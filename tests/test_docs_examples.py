@@ -28,6 +28,7 @@ NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(?P<reason>.+?)\s*-->$")
 SHELL = {"", "bash", "console", "text", "sh"}
 TINY_MODEL = {"smollm2-135m": "tiny-gpt2"}  # model-loading examples run on the tiny random-weight model
 WRAPPERS = {"time", "/usr/bin/time", "-v"}  # words that may stand before `editcollapse` on a line
+PLACEHOLDER = re.compile(r"<\w[\w ]*>")  # `<data root>`: a value to fill in, not a redirection
 OPERATORS = {"|", "||", "&", "&&", ";", "<", ">", ">>", "2>", "(", ")"}
 
 
@@ -103,27 +104,41 @@ def test_python_example_runs(block: Block, in_folder: Path) -> None:
 
 
 def shell_lines(text: str) -> list[tuple[str, list[str]]]:
-    """A shell block's command lines, `\\` continuations joined; in a console block (`$ ` prompts)
-    each command with the output lines printed after it."""
+    """A shell block's command lines, `\\` continuations and quotes open across lines joined; in a
+    console block (`$ ` prompts) each command with the output lines printed after it."""
     lines = text.replace("\\\n", " ").splitlines()
-    if not text.lstrip().startswith("$ "):
-        return [(line, []) for line in lines]
+    console = text.lstrip().startswith("$ ")
     paired: list[tuple[str, list[str]]] = []
     for line in lines:
-        if line.startswith("$ "):
-            paired.append((line[2:], []))
-        else:
+        if paired and not closed(paired[-1][0]):
+            paired[-1] = (f"{paired[-1][0]}\n{line}", [])
+        elif console and not line.startswith("$ "):
             paired[-1][1].append(line)
+        else:
+            paired.append((line.removeprefix("$ ") if console else line, []))
     return paired
+
+
+def words_of(line: str) -> list[str]:
+    lexer = shlex.shlex(PLACEHOLDER.sub("placeholder", line), posix=True, punctuation_chars=True)
+    lexer.whitespace_split, lexer.commenters = True, "#"
+    return list(lexer)
+
+
+def closed(line: str) -> bool:
+    try:
+        words_of(line)
+    except ValueError:  # a quote still open
+        return False
+    return True
 
 
 def shell_commands(line: str) -> tuple[list[list[str]], list[str]]:
     """The commands of a shell line as words, split at pipes, redirections, `&` and `;`, comments
-    and `…` (options left out) dropped; and the files it redirects output to."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-    lexer.whitespace_split, lexer.commenters = True, "#"
+    and `…` (options left out) dropped, `<data root>` placeholders a word; and the files it
+    redirects output to."""
     try:
-        words = list(lexer)
+        words = words_of(line)
     except ValueError:  # an unclosed quote: not a shell line (a diagram, an output line)
         return [], []
     commands, written, current = [], [], []
@@ -222,3 +237,11 @@ def test_yaml_example_loads(block: Block) -> None:
         return  # not an hparams file: loading it as YAML is the check
     packaged = yaml.safe_load(hparams_path(method, "tiny-gpt2").read_text())
     method_spec(method).hparams_class().from_mapping({**packaged, **data}, source=block.name)
+
+
+def test_every_not_run_marker_stands_right_above_a_fence() -> None:
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        for index, line in enumerate(lines[:-1]):
+            if "not-run:" in line and line.lstrip().startswith("<!--"):
+                assert NOT_RUN.match(line.strip()) and FENCE.match(lines[index + 1]), f"{page.name}:{index + 1}"
