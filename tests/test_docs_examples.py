@@ -230,10 +230,10 @@ def test_sql_example_runs(block: Block, warehouse_root: Path) -> None:
 @pytest.mark.parametrize("block", params("yaml"))
 def test_yaml_example_loads(block: Block) -> None:
     data = yaml.safe_load(block.text)
-    method = data.get("alg_name", "").lower() or re.search(r"editors/(\w+)\.md", block.name)
-    if method is not None and not isinstance(method, str):
-        method = method[1]
-    if method is None:
+    editor_page = re.fullmatch(r"docs/editors/([\w-]+)\.md", str(block.page.relative_to(ROOT)))
+    named = isinstance(data, dict) and "alg_name" in data
+    method = str(data["alg_name"]).lower() if named else editor_page and editor_page[1]
+    if not method:
         return  # not an hparams file: loading it as YAML is the check
     packaged = yaml.safe_load(hparams_path(method, "tiny-gpt2").read_text())
     method_spec(method).hparams_class().from_mapping({**packaged, **data}, source=block.name)
