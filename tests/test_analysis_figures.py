@@ -54,6 +54,9 @@ def test_perplexity_error_bars_are_log_normal_and_positive() -> None:
     assert 0 < 20.0 - below < 20.0 and above > below  # never below zero, longer upwards
     assert (20.0 + above) / 20.0 == pytest.approx(20.0 / (20.0 - below))  # symmetric on the log axis
     assert error_bar("perplexity", 20.0, stderr=math.nan, n=100) is None
+    # a collapsed model (seen on a tiny model: 4.7e13 with a far larger stderr): no bar, no overflow
+    assert error_bar("perplexity", 4.663e13, stderr=1e20, n=100) is None
+    assert error_bar("perplexity", 1e300, stderr=1e302, n=100) is None  # exp fits, the product does not
     assert error_bar("bleu", 5.0, stderr=1.0, n=10) == (1.0, 1.0)  # a metric we know nothing of: as reported
 
 

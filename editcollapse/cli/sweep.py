@@ -60,7 +60,7 @@ def sweep(
         batch=batch,
         retry_errors=retry_errors,
         hparams_file=hparams,
-    ).resolved()  # the corpus used (ME-PPL-50's offline fallback said once), for the preflight and the run
+    )
     flow_options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
         config,

@@ -19,6 +19,7 @@ from typing import Any
 from editcollapse.core.collapse import COLLAPSE_THRESHOLD
 
 PROPORTIONS = {"acc", "acc_norm", "exact_match"}  # metrics that are a share of documents, in [0, 1]
+MAX_LOG_SPREAD = 700.0  # exp(700) ≈ 1e304: beyond it the log-normal bar overflows a float, so none is drawn
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def error_bar(metric: str, value: float, stderr: float, n: int | None) -> tuple[
     a proportion (acc, acc_norm, exact_match) gets the Wilson score interval at z = 1 over its
     ``n`` documents (clipped to [0, 1] when ``n`` is unknown), a perplexity (exp of a mean
     log-loss) the log-normal interval value·exp(±stderr/value) (the delta method), any other
-    metric the symmetric bar. None when there is no stderr."""
+    metric the symmetric bar. None when there is no stderr, or when the bar would not fit a float
+    (the perplexity of a collapsed model: 1e13 ± 1e20)."""
     if not (math.isfinite(stderr) and math.isfinite(value)):
         return None
     name = metric.split(",")[0]
@@ -96,8 +98,11 @@ def error_bar(metric: str, value: float, stderr: float, n: int | None) -> tuple[
             low, high = max(0.0, value - stderr), min(1.0, value + stderr)
         return max(0.0, value - low), max(0.0, high - value)
     if "perplexity" in name and value > 0:
+        if stderr / value > MAX_LOG_SPREAD:  # a collapsed model's perplexity: the bar would not fit a float
+            return None
         spread = math.exp(stderr / value)
-        return value - value / spread, value * spread - value
+        above = value * spread - value
+        return (value - value / spread, above) if math.isfinite(above) else None
     return stderr, stderr
 
 

@@ -106,13 +106,15 @@ def resolve_ppl_corpus(name: str) -> str:
     try:
         load_ppl_corpus(name)
     except DataUnavailable as error:
-        log.warning(
-            "ME-PPL-50 is not available here (%s); measuring perplexity on %s instead",
-            str(error).splitlines()[0],
-            FALLBACK_PPL_CORPUS,
-        )
+        message = f"ME-PPL-50 is not available here ({str(error).splitlines()[0]}); measuring perplexity on {FALLBACK_PPL_CORPUS} instead"
+        if message not in _FALLBACKS_SAID:  # the preflight, the run and each stage of a study resolve it
+            _FALLBACKS_SAID.add(message)
+            log.warning(message)
         return FALLBACK_PPL_CORPUS
     return name
+
+
+_FALLBACKS_SAID: set[str] = set()  # the fallback is said once per process
 
 
 def shard_cases(cases: list[EditCase], shard_size: int) -> list[list[EditCase]]:
