@@ -322,27 +322,30 @@ def _means(edits) -> dict[str, tuple[float, float]]:
     return summary
 
 
+SPREAD_CASES = 12  # the SmolLM2 ROME tests' edits (each ≈ 20 CPU-s)
+
+
 @pytest.fixture(scope="module")
-def smollm2_rome_20(smollm2):
-    """20 geofacts cases spread over the whole list (all relations, every template kind), each
-    edited alone on the original model."""
+def smollm2_rome_spread(smollm2):
+    """12 geofacts cases spread over the whole list (all relations, every template kind; 9 whose
+    prompt does not open with the subject), each edited alone on the original model."""
     from editcollapse.datasets import load_cases
 
     every = load_cases("geofacts").cases
-    return _rome_single_edits(smollm2, every[:: len(every) // 20][:20])
+    return _rome_single_edits(smollm2, every[:: len(every) // SPREAD_CASES][:SPREAD_CASES])
 
 
 @pytest.mark.slow
 @pytest.mark.smollm2
-def test_rome_single_edits_on_smollm2(smollm2_rome_20):
-    summary = _means(smollm2_rome_20)
+def test_rome_single_edits_on_smollm2(smollm2_rome_spread):
+    summary = _means(smollm2_rome_spread)
     assert summary["efficacy_success"][1] >= 0.9, summary
     assert summary["paraphrase_success"][1] >= summary["paraphrase_success"][0] + 0.3, summary
 
 
 @pytest.mark.slow
 @pytest.mark.smollm2
-def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_20):
+def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_spread):
     """The same edits, on the cases whose prompt does not open with the subject.
 
     Chosen by the template alone (before any edit): prompts that start with "{}" put the subject's
@@ -350,7 +353,7 @@ def test_rome_on_smollm2_prompts_not_opening_with_the_subject(smollm2_rome_20):
     is far from k* and the update is large: the single-edit collapse class this study measures.
     Locality is asserted where ROME's own assumptions hold.
     """
-    prefixed = [edit for edit in smollm2_rome_20 if not edit[0].prompt.startswith("{}")]
+    prefixed = [edit for edit in smollm2_rome_spread if not edit[0].prompt.startswith("{}")]
     assert len(prefixed) >= 8
     summary = _means(prefixed)
     assert summary["efficacy_success"][1] >= 0.9, summary

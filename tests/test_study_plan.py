@@ -158,3 +158,16 @@ def test_the_study_preflight_checks_the_steps_it_runs() -> None:
     with pytest.raises(ModelNotAvailable, match="unknown model 'no-such-model'"):
         StudyConfig(model="no-such-model", stages=("sweep",)).preflight()
     StudyConfig(model="no-such-model", stages=("analysis",)).preflight()  # the analysis loads no model
+
+
+def test_without_the_released_me_ppl_50_every_stage_measures_on_the_fallback(tmp_path, monkeypatch) -> None:
+    """A fresh machine has no ME-PPL-50 file: every stage of the study gets the embedded corpus the
+    sweep falls back to (one corpus for the whole study), and the preflight accepts it."""
+    from editcollapse.stages.sweep.plan import FALLBACK_PPL_CORPUS
+
+    monkeypatch.setenv("EDITCOLLAPSE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("EDITCOLLAPSE_CACHE", str(tmp_path / "cache"))
+    study = StudyConfig(model="tiny-gpt2", stages=("sweep", "sequential", "downstream"))
+    corpora = {step.name: step.build(study, {}).ppl_corpus for step in chosen_steps(study)}
+    assert corpora == dict.fromkeys(("sweep", "sequential", "downstream"), FALLBACK_PPL_CORPUS)
+    study.preflight()

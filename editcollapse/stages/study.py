@@ -24,7 +24,7 @@ from editcollapse.stages.hardcf.config import HardCFConfig
 from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
 from editcollapse.stages.result import StageResult
 from editcollapse.stages.sequential.config import SequentialConfig
-from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig
+from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig, resolve_ppl_corpus
 
 STAGES = ("sweep", "hardcf", "sequential", "hardedit", "downstream", "analysis")
 
@@ -123,7 +123,7 @@ def _sweep(study: StudyConfig, results: Results) -> SweepConfig:
         dataset=study.dataset,
         limit=study.limit,
         shard_size=study.shard_size,
-        ppl_corpus=study.ppl_corpus,
+        ppl_corpus=resolve_ppl_corpus(study.ppl_corpus),
         threshold=study.threshold,
         seed=study.seed,
         device=study.device,
@@ -154,7 +154,7 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
         n_edits=study.sequential.n_edits,
         trials=study.sequential.trials,
         seed=study.seed,
-        ppl_corpus=study.ppl_corpus,
+        ppl_corpus=resolve_ppl_corpus(study.ppl_corpus),
         threshold=study.threshold,
         hparams_file=study.hparams_file,
         run_id=study.step_run_id("sequential"),
@@ -181,7 +181,7 @@ def _filter(study: StudyConfig, results: Results) -> FilterConfig:
         method=study.method,
         candidate_runs=(results["hardedit-generate"].run_id,),
         limit=study.hardedit.limit,
-        ppl_corpus=study.ppl_corpus,
+        ppl_corpus=resolve_ppl_corpus(study.ppl_corpus),
         threshold=study.threshold,
         shard_size=study.shard_size,
         seed=study.seed,
@@ -206,7 +206,7 @@ def _downstream(study: StudyConfig, results: Results) -> DownstreamConfig:
         method=study.method,
         k=part.k,
         source_run=_sweep_run(results),
-        ppl_corpus=study.ppl_corpus,
+        ppl_corpus=resolve_ppl_corpus(study.ppl_corpus),
         seed=study.seed,
         device=study.device,
         hparams_file=study.hparams_file,
