@@ -96,6 +96,8 @@ def error_bar(metric: str, value: float, stderr: float, n: int | None) -> tuple[
             low, high = max(0.0, value - stderr), min(1.0, value + stderr)
         return max(0.0, value - low), max(0.0, high - value)
     if "perplexity" in name and value > 0:
+        if stderr / value > 700:  # exp overflows: an interval wider than any axis draws no bar
+            return None
         spread = math.exp(stderr / value)
         return value - value / spread, value * spread - value
     return stderr, stderr
