@@ -101,3 +101,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (tests that need it run where shared/ exists)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def bar_updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int | None]]:
+    """Every ``(completed, total)`` a stage reports to the progress bar of its flow or command
+    (the bar itself still draws)."""
+    from editcollapse.orchestration.progress import ProgressBar
+
+    updates: list[tuple[int, int | None]] = []
+    update = ProgressBar.update
+
+    def recorded(bar: ProgressBar, completed: int, total: int | None = None, text: str | None = None) -> None:
+        updates.append((completed, total))
+        update(bar, completed, total, text)
+
+    monkeypatch.setattr(ProgressBar, "update", recorded)
+    return updates

@@ -153,7 +153,7 @@ def test_prefect_flow_publishes_and_resumes(setup) -> None:
     assert {p: p.stat().st_mtime_ns for p in Warehouse(setup / "wh-flow").parts("downstream")} == stamps
 
 
-def test_cli_without_prefect(setup) -> None:
+def test_cli_without_prefect(setup, bar_updates) -> None:
     from typer.testing import CliRunner
 
     from editcollapse.cli import app
@@ -182,6 +182,7 @@ def test_cli_without_prefect(setup) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "baseline" in result.output and "perplexity" in result.output and "figure:" in result.output
+    assert bar_updates == [(0, 1), (1, 1)]  # the bar over the models: the baseline only
     rows = Warehouse(setup / "wh-cli").read("downstream").to_pylist()
     assert {(row["metric"], row["n"]) for row in rows} == {("acc", 3), ("perplexity", 3)}
 

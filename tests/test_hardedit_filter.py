@@ -111,8 +111,17 @@ def test_filter_config_rejects_bad_values_naming_the_field(tmp_path):
         run_filter(FilterConfig(candidate_runs=("gen-x",)), Warehouse(tmp_path))
 
 
+def test_filter_progress_counts_every_candidate_on_every_model() -> None:
+    from editcollapse.stages.hardedit.runs import _pairs_done
+
+    reported: list[tuple[int, int]] = []
+    for index in range(2):  # the second model's sweep at 3 of 5 cases comes after the first's 5
+        _pairs_done(lambda *pair: reported.append(pair), index, ["gpt2-xl", "gpt-j-6b"], 3, 5)
+    assert reported == [(3, 10), (8, 10)]
+
+
 @pytest.mark.slow
-def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
+def test_filter_on_tiny_gpt2_with_real_rome(tmp_path, bar_updates):
     warehouse = Warehouse(tmp_path / "wh")
     store_candidates(warehouse)
     corpus = tmp_path / "ppl.json"
@@ -132,6 +141,7 @@ def test_filter_on_tiny_gpt2_with_real_rome(tmp_path):
     assert summary.candidates == 1 and summary.kept == 1 and summary.errors == 0
     assert summary.kept_per_model == {"tiny-gpt2": 1} and summary.export == str(export)
     assert summary.headline() == "1 of 1 kept (ppl > 0)"
+    assert bar_updates == [(0, 1), (1, 1), (1, 1)]  # the start, the case, the end of its shard
     (row,) = warehouse.read("hardedit").to_pylist()
     assert (row["subject"], row["reference_model"], row["kept"]) == ("Nintendo", "tiny-gpt2", True)
     # the number is the sweep engine's post-edit ME-PPL of a real ROME edit

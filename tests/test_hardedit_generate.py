@@ -119,6 +119,10 @@ def backend(server: FakeOpenAI, budget: Budget | None = None, **config) -> OpenA
 
 
 def run_flow(server: FakeOpenAI, warehouse, n_calls: int, **kwargs):
+    return generate_hardedit_candidates.fn(config=config_for(server, n_calls, **kwargs), warehouse=str(warehouse))
+
+
+def config_for(server: FakeOpenAI, n_calls: int, **kwargs) -> GenerationConfig:
     settings = {
         "backend": "openai",
         "n_calls": n_calls,
@@ -130,7 +134,7 @@ def run_flow(server: FakeOpenAI, warehouse, n_calls: int, **kwargs):
         "requests_per_minute": 0,
         **kwargs,
     }
-    return generate_hardedit_candidates.fn(config=GenerationConfig(**settings), warehouse=str(warehouse))
+    return GenerationConfig(**settings)
 
 
 def messages(text: str) -> list[dict[str, str]]:
@@ -254,6 +258,26 @@ def test_failed_request_is_stored_and_the_run_goes_on(tmp_path):
         failed[0]["reject_reason"].startswith("call: request failed")
         and "AuthenticationError" in failed[0]["reject_reason"]
     )
+
+
+def test_generation_reports_progress_over_calls_and_a_resume_starts_at_the_stored_ones(tmp_path):
+    from editcollapse.stages.hardedit.runs import run_generation
+
+    progress: list[tuple[int, int]] = []
+
+    def generate(server: FakeOpenAI) -> None:
+        progress.clear()
+        run_generation(
+            config_for(server, n_calls=2), Warehouse(tmp_path / "wh"), on_progress=lambda *pair: progress.append(pair)
+        )
+
+    script = [("ok", json.dumps([sample(name)])) for name in ("Airbus", "Boeing")]
+    with FakeOpenAI(script) as server:
+        generate(server)
+    assert progress == [(0, 2), (1, 2), (2, 2)]
+    with FakeOpenAI([]) as server:  # the same run again: both calls stored, nothing asked
+        generate(server)
+    assert progress == [(2, 2)] and server.requests == []
 
 
 def test_budget_stops_the_run_early(tmp_path):

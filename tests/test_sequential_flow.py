@@ -152,7 +152,7 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
     assert {p: p.stat().st_mtime_ns for p in warehouse.parts("sequential")} == stamps
 
 
-def test_cli_runs_without_prefect(inputs: dict) -> None:
+def test_cli_runs_without_prefect(inputs: dict, bar_updates) -> None:
     from typer.testing import CliRunner
 
     from editcollapse.cli import app
@@ -185,6 +185,8 @@ def test_cli_runs_without_prefect(inputs: dict) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "hard" in result.output and "normal" in result.output
+    # the bar over 2 trajectories × 2 edits: the start, then steps 0-2 and the end of each trajectory
+    assert bar_updates == [(0, 4), (0, 4), (1, 4), (2, 4), (2, 4), (2, 4), (3, 4), (4, 4), (4, 4)]
     from editcollapse.warehouse import Warehouse
 
     parts = Warehouse(inputs["warehouse"]).parts("sequential")

@@ -40,7 +40,7 @@ def _candidates() -> str:
 
 
 @pytest.mark.slow
-def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
+def test_study_runs_every_stage_as_a_subflow(harness, tmp_path, capsys, monkeypatch) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
@@ -50,6 +50,7 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     from editcollapse.warehouse import Warehouse, connect
     from tests.test_hardedit_generate import FakeOpenAI
 
+    monkeypatch.setenv("COLUMNS", "200")  # room for each progress bar's label and count
     cases_file, corpus = write_files(tmp_path, 6)
     root = f"memory://study-{uuid.uuid4().hex[:8]}"
     with FakeOpenAI([("ok", _candidates())]) as llm:
@@ -77,6 +78,17 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
         "analysis",
     ]
     assert all(line["state"] == "completed" for line in result.steps), result.steps
+    # each stage's progress bar, one after another, ends full (on stderr; its last state is printed
+    # once when the output is not a terminal)
+    bars = [line for line in capsys.readouterr().err.splitlines() if "━" in line]
+    for label, count in (
+        ("sweep ", "6/6"),  # cases
+        ("sequential ", "4/4"),  # 2 trajectories × 2 edits
+        ("HardEdit generation", "1/1"),  # calls
+        ("HardEdit filter", "2/2"),  # candidates × reference models
+        ("downstream tiny-gpt2", "3/3"),  # baseline, most and least damaging edit
+    ):
+        assert any(line.startswith(label) and count in line for line in bars), (label, bars)
 
     # one tree: every stage is a child flow run of the study's run, with its own artifacts
     with get_client(sync_client=True) as client:
@@ -90,7 +102,9 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path) -> None:
     for key in (
         "study-stages-",
         "study-progress-",
+        "sweep-progress-",
         "sweep-summary-",
+        "sequential-progress-",
         "hardcf-",
         "sequential-summary-",
         "downstream-scores-",

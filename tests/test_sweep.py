@@ -95,8 +95,11 @@ def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_pat
     cases_file, corpus = write_files(tmp_path, 5)
     store = Warehouse(tmp_path / "wh")
     spec = spec_for(corpus, dataset=str(cases_file))
-    summary = run_sweep(spec, store)
+    progress: list[tuple[int, int]] = []
+    summary = run_sweep(spec, store, on_progress=lambda done, total: progress.append((done, total)))
     assert (summary.n_cases, summary.n_errors, summary.n_invalid) == (5, 0, 1)
+    # the start, each case, each shard's end (shards of 2, 2, 1)
+    assert [done for done, _ in progress] == [0, 1, 2, 2, 3, 4, 4, 5, 5] and {t for _, t in progress} == {5}
     for table in ("cases", "edits", "ppl"):
         counted = rows(store, f"SELECT count(*), count(DISTINCT case_id) FROM {table} WHERE shard IS NOT NULL")
         assert counted == [(5, 5)], table
@@ -120,8 +123,11 @@ def test_sweep_writes_every_case_exactly_once_and_rerun_computes_nothing(tmp_pat
     assert run[0][:4] == ("completed", 5, 0, 1) and math.isfinite(run[0][4])
     assert json.loads(run[0][5])["shard_size"] == 2
     parts = {p: p.stat().st_mtime_ns for p in store.parts("edits")}
-    again = run_sweep(spec, store)  # same parameters → same run id → nothing to compute
+    progress.clear()
+    again = run_sweep(spec, store, on_progress=lambda done, total: progress.append((done, total)))
+    # same parameters → same run id → nothing to compute: the stored cases count as done
     assert again.n_cases == 5 and {p: p.stat().st_mtime_ns for p in store.parts("edits")} == parts
+    assert progress == [(5, 5)]
     assert rows(store, "SELECT attempts FROM runs") == [(2,)]
 
 

@@ -91,6 +91,7 @@ def downstream(
         prefect=prefect,
         flow="editcollapse.orchestration.flows.downstream:downstream_eval",
         plain=run_downstream,
+        progress=f"downstream {model}",
     )
     console = formatting.console()
     scores = Table(title=f"downstream run {result.run_id}")

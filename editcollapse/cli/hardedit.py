@@ -83,6 +83,7 @@ def generate(
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:generate_hardedit_candidates",
         plain=run_generation,
+        progress="HardEdit generation",
     )
     print_json(result)
 
@@ -134,6 +135,7 @@ def filter_(
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:filter_hardedit",
         plain=run_filter,
+        progress="HardEdit filter",
     )
     print_json(result)
 

@@ -55,11 +55,11 @@ def train(
 
         result = train_mend(config=config)
     else:
-        from editcollapse.editors.mend.progress import ProgressBar
-        from editcollapse.stages.mend.run import run_training
+        from editcollapse.orchestration.progress import ProgressBar
+        from editcollapse.stages.mend.run import losses_text, run_training
 
-        with ProgressBar(f"MEND {model}", enabled=True) as bar:
-            result = run_training(config, on_iteration=bar.update)
+        with ProgressBar(f"MEND {model}") as bar:
+            result = run_training(config, on_iteration=lambda i, total, info: bar.update(i, total, losses_text(info)))
     print_json(result)
 
 

@@ -43,11 +43,13 @@ def run_stage(
     *,
     prefect: bool,
     flow: str,
-    plain: Callable[[Any, Any], StageResult],
+    plain: Callable[..., StageResult],
+    progress: str | None = None,
     **flow_options: Any,
 ) -> StageResult:
     """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
-    ``plain(config, Warehouse(warehouse))``, after the config's ``preflight()``: a mistake (an unknown
+    ``plain(config, Warehouse(warehouse))`` (with ``progress``, the label of its progress bar, also
+    ``on_progress=``: the flows draw their own), after the config's ``preflight()``: a mistake (an unknown
     model, an untrained editor …) raises before Prefect starts or a ``runs`` row is written, and the
     entry point prints it as one line. The flow is imported here, after :func:`prefect_defaults`:
     Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
@@ -64,7 +66,12 @@ def run_stage(
         from editcollapse.warehouse.store import Warehouse
 
         show_progress_lines()
-        return plain(config, Warehouse(warehouse))
+        if progress is None:
+            return plain(config, Warehouse(warehouse))
+        from editcollapse.orchestration.progress import ProgressBar
+
+        with ProgressBar(progress) as bar:
+            return plain(config, Warehouse(warehouse), on_progress=bar.update)
     except RunRefused as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

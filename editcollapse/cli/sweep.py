@@ -12,9 +12,7 @@ from editcollapse.cli.stage import make_config, print_json, run_stage
 from editcollapse.cli.warehouse import existing_warehouse
 
 if TYPE_CHECKING:
-    from editcollapse.stages.sweep.plan import SweepConfig
     from editcollapse.stages.sweep.summary import SweepResult
-    from editcollapse.warehouse.store import Warehouse
 
 
 def sweep(
@@ -61,28 +59,19 @@ def sweep(
         retry_errors=retry_errors,
         hparams_file=hparams,
     )
+    from editcollapse.stages.sweep.run import run_sweep
+
     flow_options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
         config,
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sweep:single_edit_sweep",
-        plain=_sweep_with_progress_bar,
+        plain=run_sweep,
+        progress=f"sweep {config.model} · {config.method}",
         **flow_options,
     )
     _print_summary(result)
-
-
-def _sweep_with_progress_bar(config: SweepConfig, warehouse: Warehouse) -> SweepResult:
-    """``run_sweep`` with a rich progress bar over the cases."""
-    from rich.progress import Progress
-
-    from editcollapse.stages.sweep.run import run_sweep
-
-    config = config.resolved()
-    with Progress() as progress:
-        bar = progress.add_task(f"sweep {config.run_id}", total=None)
-        return run_sweep(config, warehouse, on_case=lambda _: progress.advance(bar))
 
 
 def _print_summary(result: SweepResult) -> None:

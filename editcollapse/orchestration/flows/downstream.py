@@ -1,6 +1,6 @@
 """The downstream evaluation as a Prefect flow (see :mod:`editcollapse.stages.downstream.pipeline`): each
-model a task run; artifacts: a table of every score and a markdown report with the
-perplexity-vs-score correlations and the plot.
+model a task run, a progress bar and a progress artifact over the models; at the end a table
+artifact of every score and a markdown report with the perplexity-vs-score correlations and the plot.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from prefect import flow
 
 from editcollapse.orchestration.artifacts import png_data_uri, table_rows
+from editcollapse.orchestration.progress import ProgressBar, progress_artifact
 from editcollapse.orchestration.run_context import run_logger
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.downstream.pipeline import DownstreamResult, run_downstream
@@ -21,7 +22,11 @@ def downstream_eval(config: DownstreamConfig = DownstreamConfig(), warehouse: st
     from editcollapse.orchestration.tasks.downstream import evaluate_ref_task
 
     config.preflight()  # a mistake fails here, with the command line's message, before any runs row
-    result = run_downstream(config, Warehouse(warehouse), evaluate=evaluate_ref_task, log=run_logger(__name__))
+    artifact = progress_artifact(None, f"downstream evaluation of {config.model}: models evaluated")
+    with ProgressBar(f"downstream {config.model}", artifact=artifact) as bar:
+        result = run_downstream(
+            config, Warehouse(warehouse), evaluate=evaluate_ref_task, log=run_logger(__name__), on_progress=bar.update
+        )
     _publish(result)
     run_logger(__name__).info(f"downstream {result.run_id}: {result.headline()}")
     return result

@@ -2,8 +2,9 @@
 
 Thin Prefect wrappers around :mod:`editcollapse.stages.hardedit.runs`: each flow's parameter is
 the stage's config; it holds a slot of the ``gpu`` limit around its GPU work, logs to the run
-logger and publishes its result as a markdown artifact. ``.fn`` calls the plain function (no
-Prefect server).
+logger, shows a progress bar and a progress artifact (over the calls; over the edited (candidate,
+model) pairs) and publishes its result as a markdown artifact. ``.fn`` calls the plain function
+(no Prefect server).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from prefect import flow
 
 from editcollapse.orchestration.artifacts import publish_summary
 from editcollapse.orchestration.ops.concurrency import gpu_slot
+from editcollapse.orchestration.progress import ProgressBar, progress_artifact
 from editcollapse.orchestration.run_context import run_logger
 from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
 from editcollapse.stages.hardedit.runs import FilterResult, GenerationResult, run_filter, run_generation
@@ -24,7 +26,10 @@ def generate_hardedit_candidates(
 ) -> GenerationResult:
     """Generate HardEdit candidates; return the run's counts (calls, parsed, valid, unique, rejections)."""
     config.preflight()  # a mistake fails here, with the command line's message, before any runs row
-    result = run_generation(config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__))
+    with ProgressBar("HardEdit generation", artifact=progress_artifact(None, "HardEdit generation: calls done")) as bar:
+        result = run_generation(
+            config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__), on_progress=bar.update
+        )
     publish_summary("hardedit-generation", result.to_dict())
     return result
 
@@ -37,6 +42,10 @@ def filter_hardedit(config: FilterConfig = FilterConfig(), warehouse: str | None
     the paper's JSON form to ``config.export`` (default ``<warehouse>/exports/<run id>.json``).
     """
     config.preflight()  # a mistake fails here, with the command line's message, before any runs row
-    result = run_filter(config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__))
+    artifact = progress_artifact(None, "HardEdit filter: (candidate, reference model) edits done")
+    with ProgressBar("HardEdit filter", artifact=artifact) as bar:
+        result = run_filter(
+            config, Warehouse(warehouse), gpu=gpu_slot, log=run_logger(__name__), on_progress=bar.update
+        )
     publish_summary("hardedit-filter", result.to_dict())
     return result

@@ -3,28 +3,22 @@
 The network lands in the store every sweep reads (``<cache>/mend/<model>/<revision>/<data id>/
 <hparams hash>/``, see :mod:`editcollapse.editors.mend.store`); ``get_editor("mend")`` finds it
 from the model's hparams. A killed run started again continues from its last checkpoint; a
-finished one is reused, not retrained. Artifacts: a progress artifact updated during training, a
-table artifact with the held-out numbers and a markdown artifact naming the loss-curve PNG.
+finished one is reused, not retrained. A progress bar (with the latest losses) and a progress
+artifact follow the training iterations; at the end a table artifact with the held-out numbers and
+a markdown artifact naming the loss-curve PNG.
 """
 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from editcollapse.editors.mend.progress import ProgressBar
 from editcollapse.orchestration.flows.sweep import artifact_key
+from editcollapse.orchestration.progress import ProgressBar, progress_artifact
 from editcollapse.orchestration.run_context import config_run_name, run_logger
 from editcollapse.orchestration.tasks.mend import train_mend_task
 from editcollapse.stages.mend.config import MENDTrainConfig
-from editcollapse.stages.mend.run import MENDTrainResult
-
-PROGRESS_EVERY = 5  # iterations between progress-artifact updates (each is an API call)
+from editcollapse.stages.mend.run import MENDTrainResult, losses_text
 
 
 @flow(name="train-mend", flow_run_name=config_run_name("mend {model} · {dataset}"))
@@ -34,18 +28,11 @@ def train_mend(config: MENDTrainConfig = MENDTrainConfig(), progress_bar: bool =
     with ``config.heldout`` > 0 also edit metrics before/after on that many held-out cases)."""
     config.preflight()  # a mistake fails here, with the command line's message, before any training
     key = artifact_key("mend-progress", f"{config.model}-{config.dataset or 'default'}")
-    progress_id = create_progress_artifact(0.0, key=key, description=f"MEND training iterations of {config.model}")
-    with ProgressBar(f"MEND {config.model}", enabled=progress_bar) as bar:
-
-        def on_iteration(iteration: int, total: int, info: dict[str, float]) -> None:
-            bar.update(iteration, total, info)
-            if iteration % PROGRESS_EVERY == 0 or iteration == total:
-                update_progress_artifact(progress_id, 100.0 * iteration / total)
-
-        result = train_mend_task(config, on_iteration=on_iteration)
-    update_progress_artifact(
-        progress_id, 100.0 if result.finished else 100.0 * result.iterations / result.hparams["max_iters"]
-    )
+    artifact = progress_artifact(key, f"MEND training iterations of {config.model}")
+    with ProgressBar(f"MEND {config.model}", enabled=progress_bar, artifact=artifact) as bar:
+        result = train_mend_task(config, on_iteration=lambda i, total, info: bar.update(i, total, losses_text(info)))
+        total = result.hparams["max_iters"]
+        bar.update(total if result.finished else result.iterations, total)  # a reused network: no iterations ran
     _publish(result, key)
     return result
 

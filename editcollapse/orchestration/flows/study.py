@@ -6,12 +6,12 @@ generation and filter, downstream evaluation and the analysis. Each step's confi
 the study's config and the results before it (``editcollapse.stages.study``); this module only maps
 each step to its flow and runs it.
 
-Each subflow publishes its own artifacts (progress, tables, plots); the study adds a table
-artifact with one line per step and a progress artifact over the steps. A step that fails is
-recorded and the steps that do not need its output still run (the analysis always does); the study
-then ends failed, naming the failed steps. Every step writes to the same warehouse (a directory or
-an fsspec URL) and resumes from it: running the study again with the same config recomputes
-nothing that is stored.
+Each subflow shows its own progress bar on the terminal (one after another) and publishes its own
+artifacts (progress, tables, plots); the study adds a table artifact with one line per step and a
+progress artifact over the steps. A step that fails is recorded and the steps that do not need its
+output still run (the analysis always does); the study then ends failed, naming the failed steps.
+Every step writes to the same warehouse (a directory or an fsspec URL) and resumes from it:
+running the study again with the same config recomputes nothing that is stored.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _run_step(
     reason = step.nothing_to_do(results)
     if reason:
         return {"step": step.name, "state": "skipped", "result": reason}
-    options: dict[str, Any] = {"task_runner": task_runner, "progress_bar": False} if step.name == "sweep" else {}
+    options: dict[str, Any] = {"task_runner": task_runner} if step.name == "sweep" else {}
     try:
         stage_config = step.build(config, results)
     except ValueError as error:

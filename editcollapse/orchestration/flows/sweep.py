@@ -2,11 +2,12 @@
 
 Works with no server (Prefect's ephemeral mode) and against ``prefect server`` (set
 ``PREFECT_API_URL``). Re-running with the same run id (the default id is a digest of the
-parameters) computes only the shards missing from the warehouse. Artifacts: a progress artifact
-updated as shards finish, then a table artifact (summary, most damaging edits) and a markdown
-artifact (log-perplexity histogram). Shards run one at a time by default (``max_workers=1``: on
-a CPU machine parallel shards only compete for cores); the ``task_runner`` parameter (or
-``single_edit_sweep.with_options(task_runner=…)``) runs them elsewhere, e.g. on Dask.
+parameters) computes only the shards missing from the warehouse. A progress bar and a progress
+artifact follow the cases (with a task runner, as its shards finish); at the end a table artifact
+(summary, most damaging edits) and a markdown artifact (log-perplexity histogram). Shards run one
+at a time by default (``max_workers=1``: on a CPU machine parallel shards only compete for cores);
+the ``task_runner`` parameter (or ``single_edit_sweep.with_options(task_runner=…)``) runs them
+elsewhere, e.g. on Dask.
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ import re
 from contextlib import nullcontext
 
 from prefect import flow, unmapped
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from editcollapse.orchestration.progress import ProgressBar, progress_artifact
 from editcollapse.orchestration.run_context import run_logger
 from editcollapse.orchestration.runners import LOCAL, make_task_runner
 from editcollapse.orchestration.tasks.sweep import edit_shard_task, finish_sweep_task, prepare_sweep_task
@@ -51,7 +48,8 @@ def single_edit_sweep(
     """Edit the original ``config.model`` with each case of ``config.dataset`` (independently),
     measure the edit and ME-PPL perplexity, and keep every row in the warehouse; return the run's
     result. ``task_runner`` runs the shards elsewhere (``dask``, ``dask:4``, ``dask:tcp://host:8786``,
-    ``threads:N``: see :mod:`editcollapse.orchestration.runners`)."""
+    ``threads:N``: see :mod:`editcollapse.orchestration.runners`); ``progress_bar=False`` hides the
+    terminal bar (the progress artifact stays)."""
     spec = config.resolved()
     spec.preflight()  # a mistake fails here, with the command line's message, before any runs row
     runner = None if task_runner == LOCAL else make_task_runner(task_runner)  # a bad spec fails here
@@ -63,29 +61,28 @@ def single_edit_sweep(
         f"run {spec.run_id}: {plan.n_cases} cases in {len(plan.shards)} shards of {spec.shard_size}; "
         f"{done} already in {root}, {len(plan.pending)} to compute (ppl corpus {spec.ppl_corpus})"
     )
-    progress_id = create_progress_artifact(
-        progress=100.0 * done / len(plan.shards),
-        key=artifact_key("sweep-progress", spec.run_id),
-        description=f"shards of {spec.run_id} in the warehouse",
+    bar = ProgressBar(
+        f"sweep {spec.run_id}",
+        plan.n_cases,
+        completed=plan.n_stored,
+        enabled=progress_bar,
+        artifact=progress_artifact(artifact_key("sweep-progress", spec.run_id), f"cases of {spec.run_id} done"),
     )
-    pending_cases = sum(len(plan.shards[i]) for i in plan.pending)
-    with (
-        _ProgressBar(pending_cases, spec.run_id, enabled=progress_bar and runner is None) as bar,
-        runner or nullcontext(),
-    ):
+    with bar, runner or nullcontext():
         parameters = dict(
             spec=unmapped(spec),
             shard=plan.pending,
             cases=[plan.shards[i] for i in plan.pending],
-            warehouse_root=unmapped(root),  # a local bar cannot travel to other processes
+            warehouse_root=unmapped(root),
+            # the bar cannot travel to other processes: a task runner's shards move it as they end
             on_case=unmapped(bar.advance if runner is None else None),
         )
         futures = edit_shard_task.map(**parameters) if runner is None else runner.map(edit_shard_task, parameters)
+        finished = plan.n_stored
         try:
             for future in as_completed(futures):
-                future.result()
-                done += 1
-                update_progress_artifact(progress_id, 100.0 * done / len(plan.shards))
+                finished += len(plan.shards[future.result().shard])
+                bar.update(finished)  # a shard whose errors were retried counts whole
         except BaseException:
             finish_sweep_task(plan, root, status="failed")
             raise
@@ -133,29 +130,3 @@ def _publish(result: SweepResult, spec: SweepConfig) -> None:
         key=artifact_key("sweep-histogram", spec.run_id),
     )
     run_logger(__name__).info("summary: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-
-
-class _ProgressBar:
-    """A local rich progress bar over cases (thread-safe: tasks advance it from worker threads)."""
-
-    def __init__(self, total: int, run_id: str, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            disable=not enabled,
-        )
-        self._task = self._progress.add_task(f"sweep {run_id}", total=total)
-
-    def __enter__(self) -> _ProgressBar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def advance(self, case_id: str) -> None:
-        self._progress.advance(self._task)

@@ -27,6 +27,7 @@ from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.downstream.correlation import correlations, scatter_plot
 from editcollapse.stages.downstream.runner import load_tasks, task_manager_for
 from editcollapse.stages.downstream.selection import BASELINE_REF, EditRef, select_edits
+from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.result import StageResult, bulky
 from editcollapse.warehouse.store import Warehouse
 
@@ -69,13 +70,15 @@ def run_downstream(
     *,
     evaluate: Callable[[EditRef, Any], list[dict[str, Any]]] | None = None,
     log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__),
+    on_progress: OnProgress = ignore_progress,
 ) -> DownstreamResult:
     """Evaluate the unedited ``config.model`` and the edited models ``config.edits`` names on
     ``config.tasks``.
 
     ``edits``: see :func:`editcollapse.stages.downstream.selection.select_edits`. ``evaluate(ref,
     context)`` evaluates one model (default :func:`editcollapse.stages.downstream.evaluate.evaluate_ref`;
-    the flow passes its Prefect task).
+    the flow passes its Prefect task). ``on_progress(done, total)`` counts the models (the baseline
+    included; one already stored or failed counts as done).
     """
     from editcollapse.stages.downstream.evaluate import DownstreamContext, evaluate_ref
     from editcollapse.stages.sweep.plan import resolve_ppl_corpus
@@ -152,7 +155,7 @@ def run_downstream(
             bootstrap_iters=config.bootstrap_iters,
             hparams_file=config.hparams_file,
         )
-        failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref, log)
+        failed = _evaluate_all(refs, context, warehouse, model, method, evaluate or evaluate_ref, log, on_progress)
     except BaseException:
         finish_run(warehouse, model, method, run_row, status="failed")
         raise
@@ -217,10 +220,12 @@ def _evaluate_all(
     method: str,
     evaluate: Callable[[EditRef, Any], list[dict[str, Any]]],
     log: logging.Logger | logging.LoggerAdapter,
+    on_progress: OnProgress,
 ) -> dict[str, str]:
     """Evaluate every model whose part is missing; write its part; return {ref: error} of failures."""
     failed: dict[str, str] = {}
-    for ref in refs:
+    for done, ref in enumerate(refs):
+        on_progress(done, len(refs))  # the models before this one: evaluated, stored earlier or failed
         if store.has_part(TABLE, model, method, context.run_id, ref.ref):
             log.info(f"{ref.ref}: already in the warehouse")
             continue
@@ -238,6 +243,7 @@ def _evaluate_all(
             f"{ref.ref}: ppl {rows[0]['ppl_mean']:.4g}{recorded}; "
             + ", ".join(f"{r['task']} {r['metric']} {r['value']:.4g}" for r in rows)
         )
+    on_progress(len(refs), len(refs))
     return failed
 
 

@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from editcollapse.core.hparams_file import hparams_file_parameters
@@ -34,6 +35,7 @@ from editcollapse.stages.hardedit.generate import GenerationSettings, generate, 
 from editcollapse.stages.hardedit.prompt import load_seed_examples, load_template
 from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, write_export
 from editcollapse.stages.hardedit.subjects import load_subject_repository
+from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.result import StageResult
 from editcollapse.warehouse import Warehouse, build_catalog
 from editcollapse.warehouse.runs import finish_run, start_run
@@ -96,8 +98,10 @@ def run_generation(
     *,
     gpu: GpuSlot = nullcontext,
     log: Log = logging.getLogger(__name__),
+    on_progress: OnProgress = ignore_progress,
 ) -> GenerationResult:
-    """Generate HardEdit candidates, store every call's rows; return the run's counts."""
+    """Generate HardEdit candidates, store every call's rows; return the run's counts.
+    ``on_progress(done, total)`` counts the calls (those a resumed run finds stored count as done)."""
     template = load_template(config.template_file)
     repository = load_subject_repository(config.subjects_file)
     seeds = load_seed_examples(config.seeds_source)
@@ -150,6 +154,7 @@ def run_generation(
         n_calls=n_calls, subjects_per_prompt=config.subjects_per_prompt, n_points=config.n_points, seed=config.seed
     )
     outcomes = []
+    on_progress(len(done), n_calls)
     try:
         with gpu() if config.backend == "local" else nullcontext():  # a local generator occupies the GPU
             for outcome in generate(
@@ -177,6 +182,7 @@ def run_generation(
                     sum(v.valid for v in outcome.verdicts),
                     f" ({outcome.failure})" if outcome.failure else "",
                 )
+                on_progress(len(done) + len(outcomes), n_calls)
     except BaseException:
         finish_run(warehouse, label, GENERATE_METHOD, row, status="failed")
         raise
@@ -201,13 +207,24 @@ def run_generation(
     )
 
 
+def _pairs_done(on_progress: OnProgress, index: int, models: list[str], done: int, n_cases: int) -> None:
+    """The sweep of ``models[index]`` at ``done`` of ``n_cases`` as progress over every (candidate, model)."""
+    on_progress(index * n_cases + done, len(models) * n_cases)
+
+
 def run_filter(
-    config: FilterConfig, warehouse: Warehouse, *, gpu: GpuSlot = nullcontext, log: Log = logging.getLogger(__name__)
+    config: FilterConfig,
+    warehouse: Warehouse,
+    *,
+    gpu: GpuSlot = nullcontext,
+    log: Log = logging.getLogger(__name__),
+    on_progress: OnProgress = ignore_progress,
 ) -> FilterResult:
     """Single-edit sweep of the valid candidates on each reference model; keep those that collapsed it.
 
     Writes ``hardedit`` rows (every candidate, kept or not, per model) and the kept candidates in
     the paper's JSON form to ``config.export`` (default ``<warehouse>/exports/<run id>.json``).
+    ``on_progress(done, total)`` counts edited (candidate, model) pairs.
     """
     from editcollapse.datasets import load_ppl_corpus
     from editcollapse.stages.identity import cases_digest, models_identity
@@ -260,7 +277,7 @@ def run_filter(
     )
     all_rows: list[dict[str, Any]] = []
     try:
-        for name in models:
+        for index, name in enumerate(models):
             spec = SweepConfig(
                 model=name,
                 method=method,
@@ -273,7 +290,9 @@ def run_filter(
                 hparams_file=config.hparams_file,
             )
             with gpu():  # one model-editing job per GPU
-                sweep = run_sweep(spec, warehouse, cases=cases)
+                sweep = run_sweep(
+                    spec, warehouse, cases=cases, on_progress=partial(_pairs_done, on_progress, index, models)
+                )
             rows = filter_rows(
                 candidates,
                 warehouse.read("ppl", model=name, method=method, run_id=spec.run_id).to_pylist(),

@@ -123,6 +123,11 @@ class MENDTrainResult(StageResult):
         return f"{self.iterations} iterations in {self.train_time_s} s → {self.folder}"
 
 
+def losses_text(info: dict[str, float]) -> str:
+    """The latest training losses, shown beside the progress bar."""
+    return f"edit {info.get('loss/edit', float('nan')):.3f} loc {info.get('loss/loc', float('nan')):.4f}"
+
+
 def run_training(config: MENDTrainConfig, *, on_iteration: ProgressFn | None = None) -> MENDTrainResult:
     """Load ``config.model``, train (or resume, or reuse) its MEND network in the cache's store; with
     ``config.heldout`` > 0 also edit and measure that many held-out cases. No warehouse: the network

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from editcollapse.editors.hparams import Hparams
 from editcollapse.models.loading import LoadedModel
+from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.result import StageResult
 from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.sequential.groups import Member, trial_order
@@ -199,6 +201,11 @@ class SequentialResult(StageResult):
         )
 
 
+def _step_done(on_progress: OnProgress, before: int, total: int, row: dict[str, Any]) -> None:
+    """A trajectory's step as progress over the run (``before``: the steps of the trajectories before it)."""
+    on_progress(before + row["step"], total)
+
+
 def run_sequential(
     config: SequentialConfig,
     warehouse: Warehouse,
@@ -206,13 +213,16 @@ def run_sequential(
     run_trajectory: TrajectoryRunner = run_one,
     publish: Publisher | None = None,
     log: logging.Logger | logging.LoggerAdapter = logging.getLogger(__name__),
+    on_progress: OnProgress = ignore_progress,
 ) -> SequentialResult:
     """Edit the hard and the normal group sequentially, ``config.trials`` orderings each, with one
     ``runs`` row.
 
     The unedited model's measurement (step 0) is computed once and shared by the trajectories.
     ``run_trajectory`` runs one trajectory (default :func:`run_one`; the Prefect flow passes its
-    task), ``publish`` receives the summary lines and figures before the run is marked completed."""
+    task), ``publish`` receives the summary lines and figures before the run is marked completed.
+    ``on_progress(done, total)`` counts edit steps over every trajectory (one that collapsed early
+    counts whole)."""
     from editcollapse.datasets import load_cases, load_ppl_corpus
     from editcollapse.editors.api import check_ready, hparams_for
     from editcollapse.models import load_model
@@ -275,8 +285,18 @@ def run_sequential(
         )
         edit = make_edit(method, hparams)
         rows: list[dict[str, Any]] = []
-        for trajectory in plan_trajectories(groups, config):
-            rows.extend(run_trajectory(loaded, edit, evaluate, warehouse, config, run_id, trajectory, extra=extra))
+        trajectories = plan_trajectories(groups, config)
+        total, done = sum(len(t.members) for t in trajectories), 0
+        on_progress(done, total)
+        for trajectory in trajectories:
+            on_step = partial(_step_done, on_progress, done, total)
+            rows.extend(
+                run_trajectory(
+                    loaded, edit, evaluate, warehouse, config, run_id, trajectory, on_step=on_step, extra=extra
+                )
+            )
+            done += len(trajectory.members)
+            on_progress(done, total)
         lines = summary(rows)
         figures = write_plots(rows, run_folder(warehouse, config, run_id), config, run_id)
         if publish is not None:

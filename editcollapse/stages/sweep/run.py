@@ -16,6 +16,7 @@ from typing import Any
 
 from editcollapse.core.case import EditCase
 from editcollapse.stages.identity import cases_digest, edit_identity
+from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
 from editcollapse.stages.sweep.shard import run_shard, shard_done, shard_errors
@@ -44,6 +45,11 @@ class SweepPlan:
     @property
     def n_cases(self) -> int:
         return sum(len(shard) for shard in self.shards)
+
+    @property
+    def n_stored(self) -> int:
+        """Cases of the shards already in the warehouse (done before this invocation)."""
+        return self.n_cases - sum(len(self.shards[index]) for index in self.pending)
 
 
 def load_sweep_cases(spec: SweepConfig) -> tuple[list[EditCase], list[Any]]:
@@ -196,18 +202,34 @@ def run_sweep(
     *,
     cases: list[EditCase] | None = None,
     on_case: Callable[[str], None] | None = None,
+    on_progress: OnProgress = ignore_progress,
 ) -> SweepResult:
     """Resolve the perplexity corpus (:meth:`SweepConfig.resolved`), prepare, run every missing
-    shard here (loading the model once), finish; return the run's result."""
+    shard here (loading the model once), finish; return the run's result. ``on_case(case_id)``
+    after each computed case; ``on_progress(done, total)`` over the run's cases."""
     spec = config.resolved()
     cache = ResourceCache()
     plan = prepare_sweep(spec, warehouse, cache=cache, cases=cases)
     log.info(
         "run %s: %d cases in %d shards, %d to compute", spec.run_id, plan.n_cases, len(plan.shards), len(plan.pending)
     )
+    done = plan.n_stored
+
+    def case_done(case_id: str) -> None:
+        nonlocal done
+        done += 1
+        on_progress(done, plan.n_cases)
+        if on_case is not None:
+            on_case(case_id)
+
+    on_progress(done, plan.n_cases)
+    finished = done
     try:
         for index in plan.pending:
-            run_shard(spec, index, plan.shards[index], warehouse, cache=cache, on_case=on_case)
+            run_shard(spec, index, plan.shards[index], warehouse, cache=cache, on_case=case_done)
+            finished += len(plan.shards[index])  # a shard whose errors were retried counts whole
+            done = finished
+            on_progress(done, plan.n_cases)
     except BaseException:
         mark_failed(plan, warehouse)
         raise
