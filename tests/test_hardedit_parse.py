@@ -125,6 +125,26 @@ def test_parser_salvages_a_cut_off_answer_and_says_so():
     assert any("never closed" in e for e in parsed.errors)
 
 
+def test_parser_keeps_a_run_on_record_once_its_four_fields_are_complete():
+    """SmolLM2's answer (a demo run): the four fields, then a field it repeats until the token cap."""
+    text = (
+        '`{\n  "prompt": "Thunder\'s occupation is",\n  "target_new": "architect",\n  "subject": "Thunder",\n'
+        '  "ground_truth": "actor",\n  "subject_specific_specific_specific_spec'
+    )
+    parsed = extract_records(text)
+    assert parsed.records == [
+        {"prompt": "Thunder's occupation is", "target_new": "architect", "subject": "Thunder", "ground_truth": "actor"}
+    ]
+    assert any("never closed" in e for e in parsed.errors)
+    assert extract_records('{"prompt": "A is", "subject": "A", "target_new": "x", "grou').records == []
+
+
+def test_parser_survives_what_python_cannot_hash():
+    """``{{...}}`` reads as a set holding a dict in Python: literal_eval raises TypeError, not ValueError."""
+    parsed = extract_records('{"subjects": [{{"subject": "A"}}]}')
+    assert [r["subject"] for r in parsed.records] == ["A"]
+
+
 def test_parser_keeps_the_good_objects_of_a_broken_list():
     parsed = extract_records('[{"subject": "A"}, {"subject": B}, {"subject": "C"}]')
     assert [r["subject"] for r in parsed.records] == ["A", "C"]

@@ -4,7 +4,9 @@ all tables in one warehouse (an fsspec ``memory://`` URL), the analysis at the e
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import uuid
 
 import pytest
@@ -140,9 +142,27 @@ def test_study_runs_every_stage_as_a_subflow(harness, tmp_path, capsys, monkeypa
 def test_gpu_slot_occupies_the_gpu_tag_limit(harness) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     from editcollapse.orchestration.ops.concurrency import GPU_LIMIT, gpu_slot
     from editcollapse.orchestration.ops.setup import setup_server
+
+    @flow
+    def without_a_limit() -> str:
+        with gpu_slot():
+            return "ran"
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+        client.delete_global_concurrency_limit_by_name(GPU_LIMIT)  # as on a server nobody set up
+    said: list[str] = []
+    listener = logging.Handler()
+    listener.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("prefect").addHandler(listener)
+    try:
+        assert without_a_limit() == "ran"
+    finally:
+        logging.getLogger("prefect").removeHandler(listener)
+    assert said and not [line for line in said if "do not exist" in line]  # no warning where there is no limit
 
     setup_server(pool="gpu-test", gpu_limit=1)
 

@@ -4,7 +4,9 @@ Generators answer with a JSON list in a code fence, a bare list, prose around it
 an object wrapping the list (``{"data": [...]}``), trailing commas, typographic quotes, Python-style
 single quotes, or an answer cut off mid-list. The parser scans for balanced JSON values (aware of
 strings), repairs the common slips, and falls back to the complete objects inside a value it cannot
-read, so one broken record costs that record only.
+read, so one broken record costs that record only. An object cut off (or run on) after all four
+record fields is kept from those fields: small local generators often finish a record and then
+ramble on inside it until the token cap.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ TRAILING_COMMA = re.compile(r",\s*([\]}])")
 MISSING_COMMA = re.compile(r"}\s*{")
 TYPOGRAPHIC = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 RECORD_KEYS = {"prompt", "subject", "target_new", "ground_truth"}
+STRING_FIELD = re.compile(r'\s*"([^"\\]+)"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,?')
 
 
 @dataclass
@@ -73,7 +76,7 @@ def _loads(span: str) -> Any:
             continue
     try:
         return ast.literal_eval(attempts[-1])
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as error:  # TypeError: {{...}}
         raise ValueError(f"not JSON even after repairs ({type(error).__name__})") from error
 
 
@@ -94,6 +97,19 @@ def _flatten(value: Any, where: str, answer: ParsedAnswer) -> None:
             answer.errors.append(f"{where}: an object without any of the fields {sorted(RECORD_KEYS)}")
         for item in wrapped:
             _flatten(item, where, answer)
+
+
+def _leading_fields(block: str, start: int) -> dict[str, str]:
+    """The string fields an unclosed object at ``start`` opens with, up to the first that is not one."""
+    fields: dict[str, str] = {}
+    index = start + 1
+    while match := STRING_FIELD.match(block, index):
+        try:
+            fields.setdefault(match.group(1), json.loads(f'"{match.group(2)}"'))
+        except json.JSONDecodeError:
+            break
+        index = match.end()
+    return fields
 
 
 def _scan(block: str, answer: ParsedAnswer) -> bool:
@@ -119,6 +135,10 @@ def _scan(block: str, answer: ParsedAnswer) -> bool:
             if not cut_off:
                 answer.errors.append(f"value at character {index} is never closed (answer cut off?)")
                 cut_off = True
+            fields = _leading_fields(block, index) if block[index] == "{" else {}
+            if RECORD_KEYS <= set(fields):
+                answer.records.append({key: fields[key] for key in sorted(RECORD_KEYS)})
+                found = True
             index += 1  # unclosed: look for complete objects inside it
     return found
 
