@@ -37,7 +37,7 @@ STUDY = StudyConfig(
     seed=7,
     device="cpu",
     sequential=SequentialPart(n_edits=2, trials=1),
-    hardedit=HardEditPart(backend="openai", calls=1, model="gpt-x", base_url="http://llm", limit=4),
+    hardedit=HardEditPart(backend="openai", calls=1, max_new_tokens=300, model="gpt-x", base_url="http://llm", limit=4),
     downstream=DownstreamPart(tasks=("ec_lastword",), limit=3, k=1),
 )
 
@@ -82,6 +82,7 @@ def test_later_steps_read_the_runs_of_earlier_ones() -> None:
         "http://llm",
         1,
     )
+    assert generation.max_new_tokens == 300
 
 
 def test_without_the_sweep_hardcf_reads_every_sweep() -> None:

@@ -52,6 +52,9 @@ def study(
     sequential_trials: int = typer.Option(SequentialPart.trials, help="trajectories per group (hard, normal)"),
     hardedit_backend: str = typer.Option("local", help="local (offline chat model) or openai (EDITCOLLAPSE_LLM_*)"),
     hardedit_calls: int = typer.Option(HardEditPart.calls, help="HardEdit generation calls"),
+    hardedit_max_new_tokens: int = typer.Option(
+        HardEditPart.max_new_tokens, min=1, help="completion length cap of each HardEdit generation call"
+    ),
     hardedit_limit: int = typer.Option(
         None, min=1, help="first N valid HardEdit candidates the filter edits (at least 1; omit for all)"
     ),
@@ -86,7 +89,13 @@ def study(
         run_id=run_id,
         stages=tuple(stage or STAGES),
         sequential=make_config(SequentialPart, n_edits=sequential_edits, trials=sequential_trials),
-        hardedit=make_config(HardEditPart, backend=hardedit_backend, calls=hardedit_calls, limit=hardedit_limit),
+        hardedit=make_config(
+            HardEditPart,
+            backend=hardedit_backend,
+            calls=hardedit_calls,
+            max_new_tokens=hardedit_max_new_tokens,
+            limit=hardedit_limit,
+        ),
         downstream=make_config(DownstreamPart, limit=downstream_limit, k=downstream_k),
     )
     config.preflight()

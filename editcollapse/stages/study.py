@@ -43,10 +43,11 @@ class SequentialPart:
 class HardEditPart:
     """HardEdit's own knobs: the generator (``local``: an offline chat model, ``model`` or the
     embedded default; ``openai``: ``model`` at ``base_url`` or the ``EDITCOLLAPSE_LLM_*``
-    variables), its calls, and how many valid candidates the filter edits."""
+    variables), its calls and their completion length, and how many valid candidates the filter edits."""
 
     backend: str = "local"
     calls: int = 5
+    max_new_tokens: int = GenerationConfig.max_new_tokens
     model: str | None = None
     base_url: str | None = None
     limit: int | None = None
@@ -167,6 +168,7 @@ def _generation(study: StudyConfig, results: Results) -> GenerationConfig:
     return GenerationConfig(
         backend=part.backend,
         n_calls=part.calls,
+        max_new_tokens=part.max_new_tokens,
         model=None if local else part.model,
         local_model=(part.model or EMBEDDED_MODEL) if local else EMBEDDED_MODEL,
         base_url=part.base_url,
