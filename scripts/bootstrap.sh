@@ -31,7 +31,7 @@ locked_install_with_uv() {
         --python "$venv/bin/python" --no-deps -r "$venv/lock-without-torch.txt" -e . || return 1
 }
 "$python" -m venv "$venv"
-pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+pip=("$venv/bin/pip" install -qq --disable-pip-version-check)  # -qq: errors only (a machine's pip.conf may name missing indexes)
 "${pip[@]}" "${lock[@]}" torch==2.13.0
 if [ -z "${EDITCOLLAPSE_UNLOCKED:-}" ] && locked_install_with_uv; then
     :

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -21,6 +22,7 @@ from safetensors import safe_open
 from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.core.errors import UserError
 from editcollapse.core.paths import cache_dir
+from editcollapse.models.quiet import transformers_bars_off
 from editcollapse.models.registry import EMBEDDED_GGUF, embedded_gguf_path
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,14 @@ def convert_gguf(gguf: Path, target: Path, fingerprint: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to an fp32 safetensors cache at %s (once)", gguf.name, target)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with transformers_bars_off():  # de-quantizing, loading and writing: a one-off of about 20 s
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        _save(model, tokenizer, target, fingerprint)
+
+
+def _save(model: Any, tokenizer: Any, target: Path, fingerprint: str) -> None:
+    """Save the de-quantized model and tokenizer with their manifest, atomically at ``target``."""
     # The GGUF loader marks the model as quantized; it is plain fp32 now and must save as such.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as transformers_logging
 
 from editcollapse.core.defaults import EMBEDDED_MODEL
 from editcollapse.core.errors import UserError
 from editcollapse.models.archmap import ArchMap, arch_map_for
 from editcollapse.models.embedded import ensure_embedded_cache
+from editcollapse.models.quiet import transformers_bars_off
 from editcollapse.models.registry import KNOWN_MODELS
 from editcollapse.models.tiny import TINY_NAMES, build_tiny
 
@@ -68,15 +68,8 @@ def _check_local_folder(folder: Path) -> None:
 def _from_pretrained(source: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer at ``source``, without transformers' "Loading weights" bar: a stage
     loads its model once per shard, and its own progress bar is the one to watch."""
-    bar_was_on = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    finally:
-        if bar_was_on:
-            transformers_logging.enable_progress_bar()
-    return model, tokenizer
+    with transformers_bars_off():
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype), AutoTokenizer.from_pretrained(source)
 
 
 def _load_from_hub(hub_id: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
