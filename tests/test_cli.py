@@ -105,6 +105,10 @@ TINY_SWEEP = ["sweep", "--model", "tiny-gpt2", "--ppl-corpus", "embedded-50", "-
             ["sequential", "--model", "tiny-gpt2", "--dataset", "geofacts", "--hard-source", "/no/hard.json"],
             ["/no/hard.json does not exist"],
         ),
+        (
+            ["hardedit", "generate", "--model", "no-such-model", "--no-prefect"],
+            ["unknown model 'no-such-model'", "smollm2-135m"],
+        ),
         (["sweep", "--limit", "0"], ["--limit", "editcollapse sweep --help"]),
         (["hardedit", "filter", "--limit", "0"], ["--limit", "editcollapse hardedit filter --help"]),
         (["downstream", "--limit", "0"], ["--limit", "editcollapse downstream --help"]),

@@ -23,9 +23,10 @@ def generate(
         "OpenAI-compatible endpoint; EDITCOLLAPSE_LLM_BASE_URL/_MODEL/_API_KEY)",
     ),
     calls: int = typer.Option(5, help="generation calls (each asks for --points samples)"),
-    local_model: str = options.model(help="model of the local backend"),
     model: str = typer.Option(
-        None, help="model of the openai backend (default $EDITCOLLAPSE_LLM_MODEL or gpt-3.5-turbo)"
+        None,
+        help="the generator: with local, a model name, local folder or hub id (default smollm2-135m); "
+        "with openai, the endpoint's model (default $EDITCOLLAPSE_LLM_MODEL or gpt-3.5-turbo)",
     ),
     base_url: str = typer.Option(
         None, help="endpoint of the openai backend (default $EDITCOLLAPSE_LLM_BASE_URL or $OPENAI_BASE_URL)"
@@ -53,15 +54,14 @@ def generate(
 
     Example: editcollapse hardedit generate --backend local --calls 2 --no-prefect
     """
-    from editcollapse.stages.hardedit.config import GenerationConfig
+    from editcollapse.stages.hardedit.config import GenerationConfig, generator_fields
     from editcollapse.stages.hardedit.runs import run_generation
 
     config = make_config(
         GenerationConfig,
         backend=backend,
         n_calls=calls,
-        local_model=local_model,
-        model=model,
+        **generator_fields(backend, model),
         base_url=base_url,
         seed=seed,
         seeds_source=seeds,

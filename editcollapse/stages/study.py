@@ -21,7 +21,7 @@ from editcollapse.core.hparams_file import checked_hparams_file
 from editcollapse.stages.analysis.config import AnalysisConfig
 from editcollapse.stages.downstream.config import DownstreamConfig
 from editcollapse.stages.hardcf.config import HardCFConfig
-from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
+from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig, generator_fields
 from editcollapse.stages.result import StageResult
 from editcollapse.stages.sequential.config import SequentialConfig
 from editcollapse.stages.sweep.plan import DEFAULT_BATCH, SweepConfig, resolve_ppl_corpus
@@ -164,13 +164,11 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
 
 def _generation(study: StudyConfig, results: Results) -> GenerationConfig:
     part = study.hardedit
-    local = part.backend == "local"
     return GenerationConfig(
         backend=part.backend,
         n_calls=part.calls,
         max_new_tokens=part.max_new_tokens,
-        model=None if local else part.model,
-        local_model=(part.model or EMBEDDED_MODEL) if local else EMBEDDED_MODEL,
+        **generator_fields(part.backend, part.model),
         base_url=part.base_url,
         seed=study.seed,
         run_id=study.step_run_id("hardedit-generate"),

@@ -26,6 +26,15 @@ def _check_at_least(name: str, value: float | None, minimum: float, *, optional:
         raise ValueError(f"{name} must be at least {minimum:g}{unset}, got {value}")
 
 
+def generator_fields(backend: str, model: str | None) -> dict[str, str | None]:
+    """``local_model`` and ``model`` of a :class:`GenerationConfig` from one ``model`` option: the
+    local backend's model (default the embedded one) or the openai backend's (default from the
+    environment), as the CLI and the study name the generator."""
+    if backend == "local":
+        return {"local_model": model or EMBEDDED_MODEL, "model": None}
+    return {"local_model": EMBEDDED_MODEL, "model": model}
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """One generation run: the chat backend, the prompt's ingredients, the budget and the retries.
