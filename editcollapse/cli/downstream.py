@@ -59,7 +59,7 @@ def downstream(
     from rich.table import Table
 
     from editcollapse.stages.downstream.catalog import PAPER_TASKS
-    from editcollapse.stages.downstream.pipeline import default_tasks, run_downstream
+    from editcollapse.stages.downstream.pipeline import default_tasks
 
     names = [name.strip() for name in tasks.split(",") if name.strip()] if tasks else default_tasks(mmlu_file)
     if paper_tasks:
@@ -90,7 +90,7 @@ def downstream(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.downstream:downstream_eval",
-        plain=run_downstream,
+        plain="editcollapse.stages.downstream.pipeline:run_downstream",
         progress=f"downstream {model}",
     )
     console = formatting.console()

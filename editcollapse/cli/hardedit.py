@@ -55,7 +55,6 @@ def generate(
     Example: editcollapse hardedit generate --backend local --calls 2 --no-prefect
     """
     from editcollapse.stages.hardedit.config import GenerationConfig, generator_fields
-    from editcollapse.stages.hardedit.runs import run_generation
 
     config = make_config(
         GenerationConfig,
@@ -82,7 +81,7 @@ def generate(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:generate_hardedit_candidates",
-        plain=run_generation,
+        plain="editcollapse.stages.hardedit.runs:run_generation",
         progress="HardEdit generation",
     )
     print_json(result)
@@ -112,7 +111,6 @@ def filter_(
     Example: editcollapse hardedit filter --model smollm2-135m --limit 20 --no-prefect
     """
     from editcollapse.stages.hardedit.config import FilterConfig
-    from editcollapse.stages.hardedit.runs import run_filter
 
     config = make_config(
         FilterConfig,
@@ -134,7 +132,7 @@ def filter_(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardedit:filter_hardedit",
-        plain=run_filter,
+        plain="editcollapse.stages.hardedit.runs:run_filter",
         progress="HardEdit filter",
     )
     print_json(result)

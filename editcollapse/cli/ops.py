@@ -134,7 +134,6 @@ def analyse(
     import duckdb
 
     from editcollapse.stages.analysis.config import AnalysisConfig
-    from editcollapse.stages.analysis.run import run_analysis
 
     store = existing_warehouse(warehouse)
     config = make_config(AnalysisConfig, threshold=threshold, output=output)
@@ -144,7 +143,7 @@ def analyse(
             warehouse,
             prefect=prefect,
             flow="editcollapse.orchestration.flows.analysis:analyse_study",
-            plain=run_analysis,
+            plain="editcollapse.stages.analysis.run:run_analysis",
         )
     except duckdb.Error as error:
         typer.echo(f"error: analysis failed: {error_line(error, store)}", err=True)

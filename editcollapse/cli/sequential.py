@@ -69,7 +69,7 @@ def sequential(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sequential:sequential_editing",
-        plain=_plain_sequential,
+        plain="editcollapse.cli.sequential:plain_sequential",
     )
     table = Table(title=f"sequential run {result.run_id}")
     columns = (
@@ -96,7 +96,7 @@ def sequential(
         console.print(f"figure: {figure}")
 
 
-def _plain_sequential(config, store):
+def plain_sequential(config, store):
     """The flow's function without Prefect: the same steps, with the per-step log lines."""
     from editcollapse.orchestration.flows.sequential import sequential_editing
 

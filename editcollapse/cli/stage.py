@@ -43,16 +43,16 @@ def run_stage(
     *,
     prefect: bool,
     flow: str,
-    plain: Callable[..., StageResult],
+    plain: str,
     progress: str | None = None,
     **flow_options: Any,
 ) -> StageResult:
-    """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or
-    ``plain(config, Warehouse(warehouse))`` (with ``progress``, the label of its progress bar, also
+    """The flow at ``flow`` (``"package.module:name"``) as a Prefect flow run, or the function at
+    ``plain`` (the same form) as ``plain(config, Warehouse(warehouse))`` (with ``progress``, the label of its progress bar, also
     ``on_progress=``: the flows draw their own), after the config's ``preflight()``: a mistake (an unknown
     model, an untrained editor …) raises before Prefect starts or a ``runs`` row is written, and the
-    entry point prints it as one line. The flow is imported here, after :func:`prefect_defaults`:
-    Prefect reads its settings once, when it is first imported. A refused run (:class:`RunRefused`)
+    entry point prints it as one line. Both are imported here, after the preflight (a refused run
+    loads no torch) and :func:`prefect_defaults` (Prefect reads its settings once, when it is first imported). A refused run (:class:`RunRefused`)
     is one line and exit code 2; a failing file system (a full disk, a read-only folder) one line and
     exit code 1 (what was stored is kept: the same command resumes); a missing file is left to the
     entry point (one line, exit code 2)."""
@@ -66,12 +66,13 @@ def run_stage(
         from editcollapse.warehouse.store import Warehouse
 
         show_progress_lines()
+        run = import_object(plain)
         if progress is None:
-            return plain(config, Warehouse(warehouse))
+            return run(config, Warehouse(warehouse))
         from editcollapse.orchestration.progress import ProgressBar
 
         with ProgressBar(progress) as bar:
-            return plain(config, Warehouse(warehouse), on_progress=bar.update)
+            return run(config, Warehouse(warehouse), on_progress=bar.update)
     except RunRefused as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

@@ -59,7 +59,6 @@ def sweep(
         retry_errors=retry_errors,
         hparams_file=hparams,
     )
-    from editcollapse.stages.sweep.run import run_sweep
 
     flow_options = {"task_runner": task_runner} if prefect else {}
     result = run_stage(
@@ -67,7 +66,7 @@ def sweep(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.sweep:single_edit_sweep",
-        plain=run_sweep,
+        plain="editcollapse.stages.sweep.run:run_sweep",
         progress=f"sweep {config.model} · {config.method}",
         **flow_options,
     )
@@ -117,7 +116,6 @@ def hardcf(
     Example: editcollapse hardcf --method rome -w warehouse --no-prefect
     """
     from editcollapse.stages.hardcf.config import HardCFConfig
-    from editcollapse.stages.hardcf.select import run_selection
 
     config = make_config(
         HardCFConfig,
@@ -134,7 +132,7 @@ def hardcf(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.hardcf:select_hardcf",
-        plain=run_selection,
+        plain="editcollapse.stages.hardcf.select:run_selection",
     )
     print_json(result)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 
 from editcollapse.orchestration.flows.analysis import analyse_study
 from editcollapse.orchestration.flows.downstream import downstream_eval
@@ -27,6 +27,7 @@ from editcollapse.orchestration.flows.hardcf import select_hardcf
 from editcollapse.orchestration.flows.hardedit import filter_hardedit, generate_hardedit_candidates
 from editcollapse.orchestration.flows.sequential import sequential_editing
 from editcollapse.orchestration.flows.sweep import artifact_key, single_edit_sweep
+from editcollapse.orchestration.progress import progress_artifact
 from editcollapse.orchestration.run_context import config_run_name, run_logger
 from editcollapse.orchestration.runners import LOCAL
 from editcollapse.stages.result import StageResult
@@ -53,9 +54,7 @@ def editcollapse_study(
     root = Warehouse(warehouse).location
     steps = chosen_steps(config)
     label = f"{config.model}-{config.method}-{config.dataset}"
-    progress = create_progress_artifact(
-        0.0, key=artifact_key("study-progress", label), description=f"steps of the study done: {len(steps)}"
-    )
+    publish = progress_artifact(artifact_key("study-progress", label), f"steps of the study done: {len(steps)}")
     results: dict[str, StageResult] = {}
     lines: list[dict[str, str]] = []
     failed: set[str] = set()
@@ -63,7 +62,8 @@ def editcollapse_study(
         line = _run_step(step, config, results, failed, root, task_runner)
         lines.append(line)
         run_logger(__name__).info(f"{line['step']}: {line['state']} — {line['result']}")
-        update_progress_artifact(progress, 100.0 * (done + 1) / len(steps))
+        if publish is not None:
+            publish(100.0 * (done + 1) / len(steps))
     create_table_artifact(
         lines,
         key=artifact_key("study-stages", label),
