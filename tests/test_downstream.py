@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -14,7 +15,13 @@ from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.models import load_model
 from editcollapse.stages.downstream import correlation
 from editcollapse.stages.downstream.catalog import build_local_tasks
-from editcollapse.stages.downstream.runner import evaluate_model, load_tasks, scores_from_results, task_manager_for
+from editcollapse.stages.downstream.runner import (
+    MODEL_OBJECT_NOTES,
+    evaluate_model,
+    load_tasks,
+    scores_from_results,
+    task_manager_for,
+)
 from editcollapse.stages.downstream.suites import (
     SuiteDataError,
     geofacts_mc_task,
@@ -121,9 +128,18 @@ def tiny_suite(tmp_path_factory):
     return load_tasks(names, task_manager_for(names, [folder]))
 
 
-def test_tiny_model_scores_and_edits_change_them(tiny_suite) -> None:
+def test_tiny_model_scores_and_edits_change_them(tiny_suite, capsys) -> None:
     loaded = load_model("tiny-llama", device="cpu")
-    scores = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4, bootstrap_iters=1000)
+    said: list[str] = []
+    listener = logging.Handler(logging.WARNING)
+    listener.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("lm_eval").addHandler(listener)
+    try:
+        scores = evaluate_model(loaded.model, loaded.tokenizer, tiny_suite, batch_size=4, bootstrap_iters=1000)
+    finally:
+        logging.getLogger("lm_eval").removeHandler(listener)
+    out, err = capsys.readouterr()  # lm-eval's bars and prints stay off the terminal (stdout holds JSON results)
+    assert (out, err) == ("", "") and not [line for line in said if line.startswith(MODEL_OBJECT_NOTES)]
     by_key = {(s.task, s.metric): s for s in scores}
     assert set(by_key) == {
         ("ec_lastword_embedded", "perplexity"),

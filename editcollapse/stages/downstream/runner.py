@@ -7,10 +7,12 @@ once (:func:`load_tasks`) and reused for every model of a comparison.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,31 @@ log = logging.getLogger(__name__)
 
 # lm-eval's own default (its command line does not expose it), so our stderrs equal its stderrs.
 DEFAULT_BOOTSTRAP_ITERS = 100_000
+
+# What lm-eval's HFLM warns on every call when handed a model object: exactly what we do, on purpose.
+MODEL_OBJECT_NOTES = ("`pretrained` model kwarg is not of type `str`", "Passed an already-initialized model")
+
+
+class _DropModelObjectNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(MODEL_OBJECT_NOTES)
+
+
+@contextlib.contextmanager
+def lm_eval_quiet() -> Iterator[None]:
+    """Keep lm-eval's and datasets' own output (their bars, "bootstrapping for stddev" printed on
+    stdout, where a command's JSON result goes) out of the terminal: it goes to this module's debug
+    log instead, and the stage's progress bar stays the one to watch."""
+    huggingface_log = logging.getLogger("lm_eval.models.huggingface")
+    if not any(isinstance(f, _DropModelObjectNotes) for f in huggingface_log.filters):
+        huggingface_log.addFilter(_DropModelObjectNotes())
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            yield
+    finally:
+        if said.getvalue().strip():
+            log.debug("lm-eval's own output:\n%s", said.getvalue()[-4000:])
 
 
 @dataclass(frozen=True)
@@ -66,7 +93,8 @@ def load_tasks(names: Sequence[str], manager: Any) -> LoadedTasks:
     unreachable: dict[str, str] = {}
     for name in names:
         try:
-            loaded = manager.load([name])["tasks"]
+            with lm_eval_quiet():
+                loaded = manager.load([name])["tasks"]
         except Exception as error:  # lm-eval and datasets raise many types for missing data
             unreachable[name] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
             log.warning("task %s is not available here: %s", name, unreachable[name])
@@ -101,15 +129,16 @@ def evaluate_model(
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
     if not tasks.tasks:
         raise ValueError(f"no task to evaluate (unreachable: {tasks.unreachable or 'none requested'})")
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    results = simple_evaluate(
-        lm,
-        tasks=list(tasks.tasks.values()),
-        limit=limit,
-        log_samples=False,
-        bootstrap_iters=bootstrap_iters,
-        task_manager=tasks.manager,
-    )
+    with lm_eval_quiet():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        results = simple_evaluate(
+            lm,
+            tasks=list(tasks.tasks.values()),
+            limit=limit,
+            log_samples=False,
+            bootstrap_iters=bootstrap_iters,
+            task_manager=tasks.manager,
+        )
     return scores_from_results(results)
 
 
