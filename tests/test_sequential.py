@@ -312,6 +312,13 @@ def test_resume_refuses_another_plan(tmp_path: Path) -> None:
         store.check_plan(["a", "c"])
 
 
+def test_the_device_is_an_execution_detail_not_part_of_the_run() -> None:
+    from editcollapse.stages.sequential.config import SequentialConfig
+
+    assert "device" not in SequentialConfig(device="cpu").parameters()
+    assert SequentialConfig(device="cpu").default_run_id() == SequentialConfig().default_run_id()
+
+
 def test_groups_from_a_hardcf_file_are_filled_from_the_ppl_table(tmp_path: Path) -> None:
     from editcollapse.stages.sequential.sources import build_groups
     from editcollapse.warehouse import Warehouse

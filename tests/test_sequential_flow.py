@@ -92,6 +92,7 @@ def test_flow_writes_rows_figures_and_resumes(inputs: dict) -> None:
         extra_every=2,
         dataset=inputs["dataset"],
         ppl_corpus=inputs["ppl_corpus"],
+        device="cpu",
     )
     with prefect_test_harness(server_startup_timeout=180):  # the shared CPU can be slow to start it
         result = sequential_editing(config=config, warehouse=inputs["warehouse"])

@@ -59,7 +59,9 @@ def test_every_stage_gets_the_shared_settings() -> None:
     assert (sweep.ppl_corpus, sweep.threshold, sweep.seed, sweep.device) == ("corpus.txt", 500.0, 7, "cpu")
     for name in ("sequential", "hardedit-filter", "downstream"):
         config = configs[name]
-        assert (config.method, config.ppl_corpus, config.seed) == ("r-rome", "corpus.txt", 7), name
+        assert (config.method, config.ppl_corpus, config.seed, config.device) == ("r-rome", "corpus.txt", 7, "cpu"), (
+            name
+        )
     assert configs["hardcf"].threshold == configs["analysis"].threshold == configs["sequential"].threshold == 500.0
 
 

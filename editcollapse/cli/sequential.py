@@ -26,6 +26,7 @@ def sequential(
     warehouse: str = options.warehouse(),
     run_id: str = options.run_id(),
     ppl_batch_size: int = typer.Option(16, help="perplexity batch size"),
+    device: str = options.device(),
     extra_corpus: str = typer.Option(
         None,
         help="a second perplexity corpus (e.g. me-ppl-1k), measured every "
@@ -62,6 +63,7 @@ def sequential(
         sweep_run=sweep_run,
         run_id=run_id,
         ppl_batch_size=ppl_batch_size,
+        device=device,
         hparams_file=hparams,
     )
     result = run_stage(

@@ -157,6 +157,7 @@ def _sequential(study: StudyConfig, results: Results) -> SequentialConfig:
         seed=study.seed,
         ppl_corpus=resolve_ppl_corpus(study.ppl_corpus),
         threshold=study.threshold,
+        device=study.device,
         hparams_file=study.hparams_file,
         run_id=study.step_run_id("sequential"),
     )

@@ -15,7 +15,7 @@ from editcollapse.core.hparams_file import checked_hparams_file, hparams_file_pa
 @dataclass(frozen=True)
 class SequentialConfig:
     """Every parameter of a sequential run (the default run id is a digest of those that decide its
-    rows: all but ``run_id`` and ``ppl_batch_size``)."""
+    rows: all but ``run_id``, ``ppl_batch_size`` and ``device``)."""
 
     model: str = EMBEDDED_MODEL
     method: str = "rome"
@@ -33,6 +33,7 @@ class SequentialConfig:
     sweep_run: str | None = None  # hard group from this single-edit sweep's rows only (default: all)
     run_id: str | None = None  # default: :meth:`default_run_id` (same settings → same run → resume)
     ppl_batch_size: int = 16
+    device: str | None = None  # where the model runs (default: cuda when available); not part of the run's identity
     hparams_file: str | None = None  # hyperparameters YAML of one's own (default: the packaged file for the model)
 
     def __post_init__(self) -> None:
@@ -54,7 +55,7 @@ class SequentialConfig:
         """Every field that decides the rows; the ones added later are left out while unset, so
         older run ids stay valid. A hyperparameters file adds its content's digest."""
         values = asdict(self)
-        del values["run_id"], values["ppl_batch_size"]
+        del values["run_id"], values["ppl_batch_size"], values["device"]
         for name in ("extra_corpus", "sweep_run"):
             if values[name] is None:
                 del values[name]

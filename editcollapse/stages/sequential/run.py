@@ -233,7 +233,7 @@ def run_sequential(
 
     run_id = config.run_id or config.default_run_id()
     model, method = config.model, config.method
-    loaded = load_model(model)
+    loaded = load_model(model, device=config.device)
     hparams = hparams_for(loaded, method, config.hparams_file)
     editor_state = check_ready(method, hparams)
     texts = tuple(load_ppl_corpus(config.ppl_corpus).texts)
