@@ -266,24 +266,24 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def geofacts10():
+def geofacts5():
     from editcollapse.datasets import load_cases
 
-    return load_cases("geofacts", limit=10).cases
+    return load_cases("geofacts", limit=5).cases
 
 
 @pytest.mark.slow
-def test_memit_batch_of_10_on_smollm2(smollm2, geofacts10):
+def test_memit_batch_of_5_on_smollm2(smollm2, geofacts5):
     from editcollapse.evaluation.edit_metrics import measure_cases
 
     # few covariance samples keep the test short (cached after the first run); the study uses the YAML's count
     hparams = replace(load_hparams("memit", "smollm2-135m"), model_revision=smollm2.revision, mom2_n_samples=200)
     saved = snapshot(smollm2.model)
-    pre = mean_metrics(measure_cases(smollm2.model, smollm2.tokenizer, geofacts10))
-    delta = get_editor("memit").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, geofacts10, hparams)
+    pre = mean_metrics(measure_cases(smollm2.model, smollm2.tokenizer, geofacts5))
+    delta = get_editor("memit").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, geofacts5, hparams)
     assert_bit_identical(smollm2.model, saved)
     with delta.applied(smollm2.model):
-        post = mean_metrics(measure_cases(smollm2.model, smollm2.tokenizer, geofacts10))
+        post = mean_metrics(measure_cases(smollm2.model, smollm2.tokenizer, geofacts5))
     assert_bit_identical(smollm2.model, saved)
     assert post["efficacy_success"] >= 0.9, (pre, post)
     assert post["paraphrase_success"] >= pre["paraphrase_success"] + 0.3, (pre, post)
@@ -291,12 +291,12 @@ def test_memit_batch_of_10_on_smollm2(smollm2, geofacts10):
 
 
 @pytest.mark.slow
-def test_ft_l_inf_runs_on_smollm2(smollm2, geofacts10):
+def test_ft_l_inf_runs_on_smollm2(smollm2, geofacts5):
     from editcollapse.evaluation.edit_metrics import measure_cases
 
     hparams = load_hparams("ft-l-inf", "smollm2-135m")
     saved = snapshot(smollm2.model)
-    case = geofacts10[:1]
+    case = geofacts5[:1]
     pre = measure_cases(smollm2.model, smollm2.tokenizer, case)[0]
     delta = get_editor("ft-l-inf").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, case, hparams)
     assert_bit_identical(smollm2.model, saved)
