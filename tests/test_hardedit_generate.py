@@ -244,6 +244,7 @@ def test_generation_flow_stores_everything_and_dedupes_across_runs(tmp_path):
         again = run_flow(server, warehouse, n_calls=4, seed=1)
         assert server.requests == []
     assert again.skipped_calls == 4 and again.calls == 0
+    assert again.headline() == first.headline() and again.rejected_by_reason == first.rejected_by_reason
     valid = [r["subject"] for r in Warehouse(warehouse).read("hardedit_candidates").to_pylist() if r["valid"]]
     assert sorted(valid) == ["Kyoto", "Nintendo", "Sega", "Sony", "Xbox"]
 

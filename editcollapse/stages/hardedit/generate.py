@@ -13,6 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from editcollapse.stages.hardedit.backends import BudgetExhausted, ChatBackend, GenerationFailed
 from editcollapse.stages.hardedit.parse import extract_records
@@ -104,19 +105,27 @@ def generate(
         yield outcome
 
 
-def summarise(outcomes: list[CallOutcome]) -> dict[str, object]:
-    """Counts for a report: calls, records parsed, valid before/after dedupe, rejections by reason."""
-    verdicts = [v for outcome in outcomes for v in outcome.verdicts]
-    reasons = Counter(v.reason.split(":", 1)[0] for v in verdicts if not v.valid)
-    duplicates = reasons.get("duplicate", 0)
+def invocation_counts(outcomes: list[CallOutcome]) -> dict[str, int]:
+    """What this invocation spent: calls made, requests sent (retries included), tokens."""
     return {
         "calls": len(outcomes),
-        "failed_calls": sum(1 for o in outcomes if o.failure and not o.verdicts),
         "requests": sum(o.attempts for o in outcomes),
         "prompt_tokens": sum(o.prompt_tokens or 0 for o in outcomes),
         "completion_tokens": sum(o.completion_tokens or 0 for o in outcomes),
-        "records_parsed": len(verdicts),
-        "valid_before_dedupe": sum(1 for v in verdicts if v.valid) + duplicates,
-        "unique_valid": sum(1 for v in verdicts if v.valid),
+    }
+
+
+def record_counts(rows: list[dict[str, Any]]) -> dict[str, object]:
+    """A run's verdicts from its stored ``hardedit_candidates`` rows (so a resumed run counts the
+    calls stored before it too): calls without a record, records parsed, valid before and after
+    dedupe, rejections by check."""
+    records = [row for row in rows if row["sample_index"] >= 0]
+    reasons = Counter(row["reject_reason"].split(":", 1)[0] for row in records if not row["valid"])
+    valid = sum(1 for row in records if row["valid"])
+    return {
+        "failed_calls": sum(1 for row in rows if row["sample_index"] < 0),
+        "records_parsed": len(records),
+        "valid_before_dedupe": valid + reasons.get("duplicate", 0),
+        "unique_valid": valid,
         "rejected_by_reason": dict(reasons.most_common()),
     }

@@ -31,7 +31,7 @@ from editcollapse.core.hparams_file import hparams_file_parameters
 from editcollapse.stages.hardedit.backends import build_backend
 from editcollapse.stages.hardedit.candidates import filter_rows, load_candidates, valid_subjects
 from editcollapse.stages.hardedit.config import FilterConfig, GenerationConfig
-from editcollapse.stages.hardedit.generate import GenerationSettings, generate, summarise
+from editcollapse.stages.hardedit.generate import GenerationSettings, generate, invocation_counts, record_counts
 from editcollapse.stages.hardedit.prompt import load_seed_examples, load_template
 from editcollapse.stages.hardedit.records import candidate_case, export_records, outcome_rows, write_export
 from editcollapse.stages.hardedit.subjects import load_subject_repository
@@ -54,14 +54,15 @@ def _digest(payload: Any) -> str:
 
 @dataclass(frozen=True)
 class GenerationResult(StageResult):
-    """A generation run: its id and generator, the calls made now and the verdicts on their records."""
+    """A generation run: its id and generator, what this invocation spent, and the verdicts on the
+    records of the whole run (a resumed run counts the calls stored before it too)."""
 
     run_id: str
     model: str  # the generator (the local model or the endpoint's model)
     backend: str
     calls: int  # calls made by this invocation (a resumed run skips the stored ones)
     skipped_calls: int  # calls already stored by an earlier invocation of the same run
-    failed_calls: int  # calls that yielded no record (request failed for good, no JSON)
+    failed_calls: int  # calls of the run that yielded no record (request failed for good, no JSON)
     requests: int  # requests sent, retries included
     prompt_tokens: int
     completion_tokens: int
@@ -203,7 +204,8 @@ def run_generation(
         backend=chat.name,
         skipped_calls=len(done),
         budget={"requests": chat.budget.requests, "tokens": chat.budget.tokens},
-        **summarise(outcomes),
+        **invocation_counts(outcomes),
+        **record_counts(stored),
     )
 
 
