@@ -18,15 +18,15 @@ from editcollapse.editors.rome.hparams import ROMEHparams
 # Computed with the plain-dict hyperparameters before the typed classes existed (commit 3234e7f):
 # hparams_hash(load_hparams(method, stem)), the same with model_revision "rev-1" (what hparams_for adds),
 # and for MEND the store's training hash with "rev-1". Stored hparams_hash values and MEND store keys
-# must not change.
+# must not change unless a setting does (ROME on GPT-2-XL: mom2_adjustment as EasyEdit has it, 2026-12-03).
 OLD_HASHES = {
     ("rome", "gpt-j-6b"): ("d7eec27253e04f8f", "46c7fb2f3ad707dd", None),
-    ("rome", "gpt2-xl"): ("c678a6507d71ccc0", "f1aff5a33c0b2193", None),
+    ("rome", "gpt2-xl"): ("c4bc70415bf6d374", "b71aedc1ae3594c1", None),  # mom2_adjustment false since 2026-12-03
     ("rome", "llama-2-7b"): ("ea23a717c8400f3d", "5309bc47bff084f8", None),
     ("rome", "smollm2-135m"): ("18a7854687611883", "b75547036890ea65", None),
     ("rome", "tiny"): ("78a8fced96ba8f94", "e0cad2680670ddc2", None),
     ("r-rome", "gpt-j-6b"): ("d7eec27253e04f8f", "46c7fb2f3ad707dd", None),
-    ("r-rome", "gpt2-xl"): ("c678a6507d71ccc0", "f1aff5a33c0b2193", None),
+    ("r-rome", "gpt2-xl"): ("c4bc70415bf6d374", "b71aedc1ae3594c1", None),
     ("r-rome", "llama-2-7b"): ("ea23a717c8400f3d", "5309bc47bff084f8", None),
     ("r-rome", "smollm2-135m"): ("18a7854687611883", "b75547036890ea65", None),
     ("r-rome", "tiny"): ("78a8fced96ba8f94", "e0cad2680670ddc2", None),

@@ -1,10 +1,13 @@
 """ROME's context templates: short texts sampled from the model itself, put in front of the prompt.
 
-As in the reference implementations (kmeng01/rome, EasyEdit ``get_context_templates``): the bare
-``"{}"`` first, then for each ``(length, n_gen)`` in ``length_params`` ``n_gen // 5`` samples from
-each of the starters "The", "Therefore", "Because", "I", "You", top-k (k=5) sampling, ``length``
-tokens in all (starter included); braces removed, ``". {}"`` appended. ROME uses
-``[[5, 10], [10, 10]]`` (21 templates), MEMIT ``[[10, 5]]`` (6 templates).
+As EasyEdit's ``get_context_templates`` for ROME and MEMIT samples them (the scheme of
+kmeng01/memit, which the paper's EasyEdit pipeline ran): the bare ``"{}"`` first, then for each
+``(length, n_gen)`` in ``length_params`` ``n_gen // 5`` samples from each of the starters "The",
+"Therefore", "Because", "I", "You", top-k (k=5) sampling, ``length`` tokens in all (starter
+included); braces removed, ``". {}"`` appended. ROME uses ``[[5, 10], [10, 10]]`` (21 templates),
+MEMIT ``[[10, 5]]`` (6 templates). The original kmeng01/rome samples otherwise (20 + 20 texts of 5
+and 10 tokens continuing ``<|endoftext|>``, a fixed list); ``context_templates`` in the
+hyperparameters can give such templates verbatim.
 
 Hyperparameters that list ``context_templates`` get those, verbatim, instead (:func:`templates_for`).
 
