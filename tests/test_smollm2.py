@@ -41,7 +41,7 @@ def test_same_architecture_random_weights_is_collapsed(smollm2) -> None:
 
 
 @requires_smollm2
-def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, smollm2) -> None:
+def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, smollm2, capsys) -> None:
     from editcollapse.models import load_model
 
     source = embedded_cache_dir()
@@ -51,7 +51,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, smollm2) -> None:
     weights = copy / "model.safetensors"
     with weights.open("r+b") as handle:  # overwrite the safetensors header with garbage
         handle.write(b"\xff" * 64)
+    capsys.readouterr()
     reloaded = load_model("smollm2-135m", device="cpu")
+    assert capsys.readouterr().err == ""  # the conversion draws no third-party bar
     reference = smollm2.model.state_dict()
     for key, value in reloaded.model.state_dict().items():
         assert torch.equal(value, reference[key]), key

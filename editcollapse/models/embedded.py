@@ -7,7 +7,9 @@ file sizes, safetensors header) and rebuilt when anything is off, never silently
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -84,7 +86,9 @@ def convert_gguf(gguf: Path, target: Path, fingerprint: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to an fp32 safetensors cache at %s (once)", gguf.name, target)
-    with transformers_bars_off():  # de-quantizing, loading and writing: a one-off of about 20 s
+    # No bars for this one-off of about 20 s (loading, writing), and none from the GGUF reader, whose
+    # plain tqdm bar ("Converting and de-quantizing GGUF tensors") transformers' switch does not reach.
+    with transformers_bars_off(), contextlib.redirect_stderr(io.StringIO()):
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         _save(model, tokenizer, target, fingerprint)
