@@ -8,16 +8,21 @@ templates, whether keys are consistent (r-ROME), the hyperparameters' hash, and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from editcollapse.core.case import EditCase
+from editcollapse.core.tokens import pad_id_of
 from editcollapse.editors.covariance import hparams_covariance
 from editcollapse.editors.rome.context_templates import templates_for
 from editcollapse.editors.rome.hparams import ROMEHparams
+from editcollapse.editors.rome.keys import Located, fill, locate
 from editcollapse.models.archmap import ArchMap
+from editcollapse.models.hooks import module_io_at
 
 
 @dataclass
@@ -67,6 +72,36 @@ class ROMESite:
     @property
     def mlp(self) -> nn.Module:
         return self.model.get_submodule(self.mlp_name)
+
+    def locate(self, case: EditCase) -> list[Located]:
+        """``case``'s prompt behind every context template, tokenised, with its lookup token; row 0 is
+        the bare prompt (template ``"{}"``). Raises ``ValueError`` when the subject is not found."""
+        return [
+            locate(self.tokenizer, fill(template, case.prompt), case.subject, self.hparams.fact_token)
+            for template in self.templates
+        ]
+
+    def template_keys(self, located: Sequence[Sequence[Located]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rewrite module's input (the key) and output at the lookup token of every text of
+        ``located`` (one list per case, one text per template), from one forward pass that stops at
+        the rewrite module: (cases, templates, d_in) and (cases, templates, d_out)."""
+        texts = [item for case in located for item in case]
+        inputs, outputs = module_io_at(
+            self.model,
+            self.rewrite,
+            [item.ids for item in texts],
+            [item.position for item in texts],
+            pad_id_of(self.tokenizer),
+        )
+        shape = (len(located), len(self.templates), -1)
+        return inputs.view(shape), outputs.view(shape)
+
+    def solved_key(self, keys: torch.Tensor, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key ``k`` the update is solved for and the module's output ``W k`` there, from one
+        case's (templates, d) keys and outputs: ROME's bare prompt (row 0), or r-ROME's average."""
+        if self.consistent:
+            return keys.mean(0), outputs.mean(0)
+        return keys[0], outputs[0]
 
     def left_vectors(self, k_stars: torch.Tensor) -> torch.Tensor:
         """``C⁻¹k*/‖C⁻¹k*‖`` for each row of ``k_stars`` (float64 solves; C factorised once per site),

@@ -1,0 +1,67 @@
+"""The screen: ROME's key side (k·u, k*, u, W k) from forward passes alone, equal to a real edit's; the
+risk bound holds; the stage stores one row per case, resumes after SIGKILL, and feeds the sweep."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from editcollapse.core.case import EditCase
+from editcollapse.editors.api import hparams_for
+from editcollapse.editors.rome.editor import compute_rome_update
+from editcollapse.editors.rome.screen import ScreenedCase, screen_cases
+from editcollapse.editors.rome.site import ROMESite
+from editcollapse.models import load_model
+from tests.sweep_cases import tiny_cases
+
+RTOL = 1e-5  # batch shapes change float32 rounding; observed differences are ~1e-7
+
+
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama"])
+def tiny(request):
+    return load_model(request.param, device="cpu")
+
+
+def _close(actual: float, expected: float) -> bool:
+    return math.isclose(actual, expected, rel_tol=RTOL, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["rome", "r-rome"])
+def test_screen_equals_what_a_real_edit_computes_and_bounds_its_size(tiny, method) -> None:
+    hparams = hparams_for(tiny, "rome")
+    consistent = method == "r-rome"
+    site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams, consistent_keys=consistent)
+    cases = tiny_cases(3)
+    screened = screen_cases(site, cases)
+    for case, screen in zip(cases, screened, strict=True):
+        assert isinstance(screen, ScreenedCase)
+        update = compute_rome_update(tiny.model, tiny.tokenizer, tiny.arch, case, hparams, consistent_keys=consistent)
+        assert torch.allclose(screen.u, update.u, rtol=RTOL, atol=1e-6)
+        assert torch.allclose(screen.k_star, update.k_star, rtol=RTOL, atol=1e-6)
+        assert torch.allclose(screen.init, update.target.init, rtol=1e-4, atol=1e-5)
+        values, diagnostics = screen.values(), update.diagnostics(tiny.tokenizer)
+        for name in ("denominator", "k_bare_norm", "k_star_norm", "cos_k_bare_k_star", "v_init_norm"):
+            assert _close(values[name], diagnostics[name]), name
+        for name in ("subject_first_token", "subject_last_token", "lookup_token", "bos", "layer", "n_templates"):
+            assert values[name] == diagnostics[name], name
+        assert values["consistent_keys"] is consistent
+        assert (values["output_gap_norm"] == 0.0) is not consistent
+        # the bound: ‖ΔW‖_F = ‖r‖ (‖u‖ = 1) never exceeds the risk (up to float rounding)
+        assert diagnostics["right_norm"] <= values["risk"] * (1 + 1e-4)
+        assert values["risk"] == pytest.approx(
+            (values["output_gap_norm"] + hparams.clamp_norm_factor * values["v_init_norm"])
+            / abs(values["denominator"])
+        )
+
+
+def test_a_case_whose_subject_is_not_in_its_prompt_is_reported_and_the_others_go_on(tiny) -> None:
+    site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
+    good = tiny_cases(2)
+    bad = EditCase(case_id="bad", dataset="test", prompt="{} is in", subject="", target_new=" Rome", target_true=" Paris")
+    results = screen_cases(site, [good[0], bad, good[1]])
+    assert isinstance(results[1], ValueError) and "empty subject" in str(results[1])
+    assert all(isinstance(results[index], ScreenedCase) for index in (0, 2))
+    alone = screen_cases(site, [good[1]])[0]
+    assert _close(results[2].values()["denominator"], alone.values()["denominator"])
