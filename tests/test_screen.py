@@ -14,6 +14,9 @@ from editcollapse.editors.rome.editor import compute_rome_update
 from editcollapse.editors.rome.screen import ScreenedCase, screen_cases
 from editcollapse.editors.rome.site import ROMESite
 from editcollapse.models import load_model
+from editcollapse.stages.screen.config import ScreenConfig
+from editcollapse.stages.screen.run import run_screen
+from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import tiny_cases
 
 RTOL = 1e-5  # batch shapes change float32 rounding; observed differences are ~1e-7
@@ -51,17 +54,52 @@ def test_screen_equals_what_a_real_edit_computes_and_bounds_its_size(tiny, metho
         # the bound: ‖ΔW‖_F = ‖r‖ (‖u‖ = 1) never exceeds the risk (up to float rounding)
         assert diagnostics["right_norm"] <= values["risk"] * (1 + 1e-4)
         assert values["risk"] == pytest.approx(
-            (values["output_gap_norm"] + hparams.clamp_norm_factor * values["v_init_norm"])
-            / abs(values["denominator"])
+            (values["output_gap_norm"] + hparams.clamp_norm_factor * values["v_init_norm"]) / abs(values["denominator"])
         )
 
 
 def test_a_case_whose_subject_is_not_in_its_prompt_is_reported_and_the_others_go_on(tiny) -> None:
     site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
     good = tiny_cases(2)
-    bad = EditCase(case_id="bad", dataset="test", prompt="{} is in", subject="", target_new=" Rome", target_true=" Paris")
+    bad = EditCase(
+        case_id="bad", dataset="test", prompt="{} is in", subject="", target_new=" Rome", target_true=" Paris"
+    )
     results = screen_cases(site, [good[0], bad, good[1]])
     assert isinstance(results[1], ValueError) and "empty subject" in str(results[1])
     assert all(isinstance(results[index], ScreenedCase) for index in (0, 2))
     alone = screen_cases(site, [good[1]])[0]
     assert _close(results[2].values()["denominator"], alone.values()["denominator"])
+
+
+def _bad_case() -> EditCase:
+    return EditCase(case_id="test:bad", dataset="test", prompt="{} is in", subject="", target_new=" Rome")
+
+
+def test_the_stage_stores_one_row_per_case_and_a_rerun_computes_nothing(tmp_path) -> None:
+    cases = [*tiny_cases(4), _bad_case()]
+    config = ScreenConfig(model="tiny-gpt2", dataset="test", shard_size=2, batch=3)
+    store = Warehouse(tmp_path / "wh")
+    progress: list[tuple[int, int]] = []
+    result = run_screen(config, store, cases=cases, on_progress=lambda done, total: progress.append((done, total)))
+    assert (result.n_cases, result.n_ok, result.n_invalid, result.n_errors) == (5, 4, 1, 0)
+    assert progress[0] == (0, 5) and progress[-1] == (5, 5)
+    rows = {row["case_id"]: row for row in store.read("screen").to_pylist()}
+    assert sorted(rows) == sorted(case.case_id for case in cases)
+    assert rows["test:bad"]["status"] == "invalid" and "empty subject" in rows["test:bad"]["error"]
+    loaded = load_model("tiny-gpt2", device="cpu")
+    site = ROMESite.build(loaded.model, loaded.tokenizer, loaded.arch, hparams_for(loaded, "rome"))
+    for case, screened in zip(cases[:4], screen_cases(site, cases[:4]), strict=True):
+        assert _close(rows[case.case_id]["risk"], screened.values()["risk"])
+    assert result.riskiest[0]["risk"] == max(row["risk"] for row in rows.values() if row["status"] == "ok")
+    stamps = {part: part.stat().st_mtime_ns for part in store.parts("screen")}
+    again = run_screen(config, store, cases=cases)
+    assert {part: part.stat().st_mtime_ns for part in store.parts("screen")} == stamps
+    assert again.n_cases == 5
+    run = connect(store).execute("SELECT stage, status, attempts, n_cases FROM runs").fetchall()
+    assert run == [("screen", "completed", 2, 5)]
+
+
+def test_screen_refuses_methods_without_a_rank_one_denominator() -> None:
+    for method in ("memit", "ft", "mend"):
+        with pytest.raises(ValueError, match=f"screen does not apply to method '{method}'.* — screen with"):
+            ScreenConfig(method=method)

@@ -89,10 +89,10 @@ class SweepConfig:
         check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))
 
 
-def default_run_id(parameters: dict[str, Any]) -> str:
-    """``sweep-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
+def default_run_id(parameters: dict[str, Any], prefix: str = "sweep") -> str:
+    """``<prefix>-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
     digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
-    return f"sweep-{digest[:12]}"
+    return f"{prefix}-{digest[:12]}"
 
 
 def resolve_ppl_corpus(name: str) -> str:

@@ -100,7 +100,7 @@ def prepare_sweep(
         if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
             warehouse.write_part(
                 "edits",
-                _invalid_rows(spec, errors),
+                invalid_rows(spec.run_id, errors),
                 model=spec.model,
                 method=spec.method,
                 run_id=spec.run_id,
@@ -143,14 +143,14 @@ def _baseline(spec: SweepConfig, resources: SweepResources) -> dict[str, float]:
     return {"baseline_ppl_mean": float(result.mean_per_text), "baseline_ppl_corpus": float(result.corpus)}
 
 
-def _invalid_rows(spec: SweepConfig, errors: list[Any]) -> list[dict[str, Any]]:
-    """One ``invalid`` row per rejected record (file, index), with all its problems."""
+def invalid_rows(run_id: str, errors: list[Any]) -> list[dict[str, Any]]:
+    """One ``invalid`` row per record the loader rejected (file, index), with all its problems."""
     grouped: dict[tuple[str, int], list[str]] = {}
     for error in errors:
         grouped.setdefault((str(error.file), error.index), []).append(f"field {error.field!r}: {error.reason}")
     return [
         {
-            "run_id": spec.run_id,
+            "run_id": run_id,
             "case_id": f"invalid:{Path(file).name}#{index}",
             "shard": None,
             "status": "invalid",
