@@ -3,11 +3,19 @@ risk bound holds; the stage stores one row per case, resumes after SIGKILL, and 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from editcollapse.cli import app
 from editcollapse.core.case import EditCase
 from editcollapse.editors.api import hparams_for
 from editcollapse.editors.rome.editor import compute_rome_update
@@ -17,7 +25,7 @@ from editcollapse.models import load_model
 from editcollapse.stages.screen.config import ScreenConfig
 from editcollapse.stages.screen.run import run_screen
 from editcollapse.warehouse import Warehouse, connect
-from tests.sweep_cases import tiny_cases
+from tests.sweep_cases import tiny_cases, write_files
 
 RTOL = 1e-5  # batch shapes change float32 rounding; observed differences are ~1e-7
 
@@ -103,3 +111,60 @@ def test_screen_refuses_methods_without_a_rank_one_denominator() -> None:
     for method in ("memit", "ft", "mend"):
         with pytest.raises(ValueError, match=f"screen does not apply to method '{method}'.* — screen with"):
             ScreenConfig(method=method)
+
+
+def test_cli_screens_a_file_and_refuses_memit_in_one_line(tmp_path) -> None:
+    cases_file, _ = write_files(tmp_path, 3)
+    root = str(tmp_path / "wh")
+    command = ["screen", "--model", "tiny-gpt2", "--dataset", str(cases_file), "-w", root, "--no-prefect"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
+    assert (printed["n_cases"], printed["n_ok"], printed["n_invalid"]) == (4, 3, 1)  # the loader's rejected record
+    assert connect(root).execute("SELECT count(*) FROM screen WHERE status = 'invalid'").fetchone() == (1,)
+    refused = CliRunner().invoke(app, [*command, "--method", "memit"])
+    assert refused.exit_code == 2
+    assert refused.output.count("\n") == 1 and refused.output.startswith("error: screen does not apply to method")
+
+
+KILL_SCRIPT = """
+import sys, time
+from editcollapse.stages.screen import run as screen_run
+from editcollapse.stages.screen.config import ScreenConfig
+from editcollapse.warehouse import Warehouse
+cases_file, root, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+original = screen_run.screen_cases
+def paused(site, cases):  # a tiny model screens a case in milliseconds: leave time to kill it mid-run
+    time.sleep(pause)
+    return original(site, cases)
+screen_run.screen_cases = paused
+screen_run.run_screen(ScreenConfig(model="tiny-gpt2", dataset=cases_file, shard_size=1, batch=1), Warehouse(root))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> None:
+    n = 8
+    cases_file, _ = write_files(tmp_path, n)
+    command = [sys.executable, "-c", KILL_SCRIPT, str(cases_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*command, str(whole), "0"], check=True, env=env, timeout=300)
+    process = subprocess.Popen([*command, str(killed), "0.5"], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list((killed / "screen").rglob("part-0*.parquet"))) < 2:
+            assert process.poll() is None, "the screen ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert 2 <= len(list((killed / "screen").rglob("part-0*.parquet"))) < n
+    assert connect(killed).execute("SELECT status FROM runs").fetchall() == [("running",)]
+    subprocess.run([*command, str(killed), "0"], check=True, env=env, timeout=300)
+    query = "SELECT case_id, shard, status, error, denominator, k_star_norm, risk FROM screen ORDER BY ALL"
+    assert connect(killed).execute(query).fetchall() == connect(whole).execute(query).fetchall()
+    assert len(connect(killed).execute(query).fetchall()) == n + 1  # and the loader's rejected record
+    assert connect(killed).execute("SELECT status, attempts, n_cases FROM runs").fetchall() == [("completed", 2, n + 1)]
