@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -24,6 +25,8 @@ from editcollapse.editors.rome.site import ROMESite
 from editcollapse.models import load_model
 from editcollapse.stages.screen.config import ScreenConfig
 from editcollapse.stages.screen.run import run_screen
+from editcollapse.stages.sweep.plan import SweepConfig
+from editcollapse.stages.sweep.run import run_sweep
 from editcollapse.warehouse import Warehouse, connect
 from tests.sweep_cases import tiny_cases, write_files
 
@@ -168,3 +171,33 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path) -> Non
     assert connect(killed).execute(query).fetchall() == connect(whole).execute(query).fetchall()
     assert len(connect(killed).execute(query).fetchall()) == n + 1  # and the loader's rejected record
     assert connect(killed).execute("SELECT status, attempts, n_cases FROM runs").fetchall() == [("completed", 2, n + 1)]
+
+
+def test_a_sweep_of_the_top_n_screened_cases_sweeps_exactly_those(tmp_path) -> None:
+    cases_file, corpus = write_files(tmp_path, 5)
+    store = Warehouse(tmp_path / "wh")
+    screen = run_screen(ScreenConfig(model="tiny-gpt2", dataset=str(cases_file)), store)
+    risks = connect(store).execute("SELECT case_id FROM screen WHERE status = 'ok' ORDER BY risk DESC").fetchall()
+    expected = sorted(case_id for (case_id,) in risks[:2])
+    spec = SweepConfig(
+        model="tiny-gpt2",
+        dataset=str(cases_file),
+        ppl_corpus=str(corpus),
+        shard_size=1,
+        screen_run=screen.run_id,
+        top=2,
+        select="lookup_token >= 0",
+    )
+    assert spec.run_id != replace(spec, run_id="", screen_run=None, top=None, select=None).run_id
+    result = run_sweep(spec, store)
+    swept = connect(store).execute(f"SELECT case_id, status FROM edits WHERE run_id = '{spec.run_id}' ORDER BY 1")
+    assert swept.fetchall() == [(case_id, "ok") for case_id in expected]  # no invalid row: it was never screened
+    assert result.n_cases == 2
+    with pytest.raises(ValueError, match=r"^the --select filter 'no_such_column > 1' fails on the screen table: .* — "):
+        run_sweep(replace(spec, run_id="other", select="no_such_column > 1"), store)
+    with pytest.raises(ValueError, match=r"^screen run 'missing' has no rows in .* — run `editcollapse screen` first"):
+        run_sweep(replace(spec, run_id="other", screen_run="missing"), store)
+    with pytest.raises(ValueError, match="limit and screen_run both choose the cases — use top"):
+        replace(spec, limit=3)
+    with pytest.raises(ValueError, match=r"top and select choose among a screen run's cases — name it"):
+        SweepConfig(top=3)

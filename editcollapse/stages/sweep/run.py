@@ -19,6 +19,7 @@ from editcollapse.stages.identity import cases_digest, edit_identity
 from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
+from editcollapse.stages.sweep.selection import select_screened
 from editcollapse.stages.sweep.shard import run_shard, shard_done, shard_errors
 from editcollapse.stages.sweep.summary import SweepResult, run_summary
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
@@ -69,12 +70,15 @@ def prepare_sweep(
     perplexity once per run, and list the shards to compute: those not yet in the warehouse, and
     with ``spec.retry_errors`` those holding ``error`` rows (a finished shard's claim left by a
     killed worker is deleted). ``cases`` overrides loading ``spec.dataset`` (then ``spec.limit``
-    still applies); the resources come from ``cache``."""
+    still applies); with ``spec.screen_run`` only the screened selection of them is swept
+    (:func:`~editcollapse.stages.sweep.selection.select_screened`); the resources come from ``cache``."""
     errors: list[Any] = []
     if cases is None:
         cases, errors = load_sweep_cases(spec)
     elif spec.limit is not None:
         cases = cases[: spec.limit]
+    if spec.screen_run is not None:  # the loader's rejected records were never screened: not selected
+        cases, errors = select_screened(warehouse, cases, spec.screen_run, top=spec.top, where=spec.select), []
     if not cases:
         raise ValueError(f"no valid cases to sweep in {spec.dataset!r} ({len(errors)} rejected records)")
     check_unique_ids(cases)
