@@ -10,6 +10,7 @@ forward pass fails on an ``error`` row (a batch that fails is redone case by cas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -131,20 +132,17 @@ def run_screen(
         pending = [index for index in range(len(shards)) if not shard_done(warehouse, config, index)]
         done = len(cases) - sum(len(shards[index]) for index in pending)
         on_progress(done, len(cases))
-        site = (
-            ROMESite.build(
-                loaded.model, loaded.tokenizer, loaded.arch, hparams, consistent_keys=config.method == "r-rome"
-            )
-            if pending
-            else None
-        )
+        if pending:
+            consistent = config.method == "r-rome"
+            site = ROMESite.build(loaded.model, loaded.tokenizer, loaded.arch, hparams, consistent_keys=consistent)
         for index in pending:
             rows: list[dict[str, Any]] = []
             for start in range(0, len(shards[index]), config.batch):
                 batch = shards[index][start : start + config.batch]
+                outcomes = _screened(site, batch)
                 rows.extend(
                     screen_row(config.run_id, index, case, outcome, site.hparams_hash)
-                    for case, outcome in zip(batch, _screened(site, batch), strict=True)
+                    for case, outcome in zip(batch, outcomes, strict=True)
                 )
                 done += len(batch)
                 on_progress(done, len(cases))
@@ -152,7 +150,8 @@ def run_screen(
                 TABLE, rows, model=config.model, method=config.method, run_id=config.run_id, shard=index
             )
     except BaseException:
-        finish_run(warehouse, config.model, config.method, row, status="failed")
+        with contextlib.suppress(Exception):  # a warehouse that cannot record it: the original error matters
+            finish_run(warehouse, config.model, config.method, row, status="failed")
         raise
     result = screen_summary(warehouse, config, seconds=time.perf_counter() - started)
     finish_run(
