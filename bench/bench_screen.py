@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--method", default="rome")
     parser.add_argument("--dataset", default="counterfact")
     parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--project", type=int, default=21_919, help="cases to project the full cost to")
     args = parser.parse_args()
 

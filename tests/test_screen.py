@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 
 from editcollapse.cli import app
 from editcollapse.core.case import EditCase
+from editcollapse.core.tokens import pad_id_of
 from editcollapse.editors.api import hparams_for
 from editcollapse.editors.rome.editor import compute_rome_update
 from editcollapse.editors.rome.screen import ScreenedCase, screen_cases
 from editcollapse.editors.rome.site import ROMESite
 from editcollapse.models import load_model
+from editcollapse.models.hooks import module_io_at
 from editcollapse.stages.screen.config import ScreenConfig
 from editcollapse.stages.screen.run import run_screen
 from editcollapse.stages.sweep.plan import SweepConfig
@@ -201,3 +203,16 @@ def test_a_sweep_of_the_top_n_screened_cases_sweeps_exactly_those(tmp_path) -> N
         replace(spec, limit=3)
     with pytest.raises(ValueError, match=r"top and select choose among a screen run's cases — name it"):
         SweepConfig(top=3)
+
+
+def test_template_keys_cut_at_the_lookup_token_equal_a_padded_pass_over_whole_texts(tiny) -> None:
+    site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
+    located = [site.locate(case) for case in tiny_cases(3)]
+    keys, outputs = site.template_keys(located)
+    texts = [text for case in located for text in case]
+    assert any(text.position < len(text.ids) - 1 for text in texts)  # some texts go on after the lookup
+    whole_keys, whole_outputs = module_io_at(
+        tiny.model, site.rewrite, [t.ids for t in texts], [t.position for t in texts], pad_id_of(tiny.tokenizer)
+    )
+    assert torch.allclose(keys.flatten(0, 1), whole_keys, rtol=RTOL, atol=1e-6)
+    assert torch.allclose(outputs.flatten(0, 1), whole_outputs, rtol=RTOL, atol=1e-6)

@@ -20,7 +20,7 @@ def screen(
         DEFAULT_SHARD_SIZE, min=1, help="cases per shard (the unit of resume and Parquet part)"
     ),
     batch: int = typer.Option(
-        DEFAULT_BATCH, min=1, help="cases per forward pass (each with all its context templates)"
+        DEFAULT_BATCH, min=1, help="cases screened together (their texts run in groups of equal length)"
     ),
     run_id: str = options.run_id(),
     warehouse: str = options.warehouse(),

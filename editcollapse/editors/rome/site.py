@@ -23,6 +23,7 @@ from editcollapse.editors.rome.hparams import ROMEHparams
 from editcollapse.editors.rome.keys import Located, fill, locate
 from editcollapse.models.archmap import ArchMap
 from editcollapse.models.hooks import module_io_at
+from editcollapse.models.layers import equal_length_groups
 
 
 @dataclass
@@ -83,18 +84,28 @@ class ROMESite:
 
     def template_keys(self, located: Sequence[Sequence[Located]]) -> tuple[torch.Tensor, torch.Tensor]:
         """The rewrite module's input (the key) and output at the lookup token of every text of
-        ``located`` (one list per case, one text per template), from one forward pass that stops at
-        the rewrite module: (cases, templates, d_in) and (cases, templates, d_out)."""
-        texts = [item for case in located for item in case]
-        inputs, outputs = module_io_at(
-            self.model,
-            self.rewrite,
-            [item.ids for item in texts],
-            [item.position for item in texts],
-            pad_id_of(self.tokenizer),
-        )
+        ``located`` (one list per case, one text per template), from forward passes that stop at the
+        rewrite module: (cases, templates, d_in) and (cases, templates, d_out)."""
+        # Nothing after the lookup token reaches it (causal attention), so each text is cut there, and
+        # texts of equal length run together: no FLOP goes to tokens after the lookup or to padding.
+        sequences = [item.ids[: item.position + 1] for case in located for item in case]
+        inputs: torch.Tensor | None = None
+        outputs: torch.Tensor | None = None
+        for group in equal_length_groups([len(sequence) for sequence in sequences]):
+            group_inputs, group_outputs = module_io_at(
+                self.model,
+                self.rewrite,
+                [sequences[index] for index in group],
+                [len(sequences[index]) - 1 for index in group],
+                pad_id_of(self.tokenizer),
+            )
+            if inputs is None or outputs is None:
+                inputs = group_inputs.new_empty((len(sequences), group_inputs.shape[1]))
+                outputs = group_outputs.new_empty((len(sequences), group_outputs.shape[1]))
+            rows = torch.tensor(group, device=inputs.device)
+            inputs[rows], outputs[rows] = group_inputs, group_outputs
         shape = (len(located), len(self.templates), -1)
-        return inputs.view(shape), outputs.view(shape)
+        return inputs.view(shape), outputs.view(shape)  # type: ignore[union-attr]
 
     def solved_key(self, keys: torch.Tensor, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The key ``k`` the update is solved for and the module's output ``W k`` there, from one

@@ -11,7 +11,7 @@ from editcollapse.stages.sweep.plan import default_run_id
 
 SCREEN_METHODS = ("rome", "r-rome")
 DEFAULT_SHARD_SIZE = 500  # a shard is seconds of forward passes: large shards, few parts
-DEFAULT_BATCH = 16  # cases per forward pass (each with all its context templates)
+DEFAULT_BATCH = 64  # cases whose texts (every context template) run together, in groups of equal length
 
 
 @dataclass(frozen=True)
