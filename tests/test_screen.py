@@ -216,3 +216,21 @@ def test_template_keys_cut_at_the_lookup_token_equal_a_padded_pass_over_whole_te
     )
     assert torch.allclose(keys.flatten(0, 1), whole_keys, rtol=RTOL, atol=1e-6)
     assert torch.allclose(outputs.flatten(0, 1), whole_outputs, rtol=RTOL, atol=1e-6)
+
+
+def test_flow_takes_a_deployment_mapping_and_publishes_the_riskiest_cases(tmp_path, monkeypatch) -> None:
+    from prefect.client.orchestration import get_client
+
+    from editcollapse.orchestration.flows.screen import screen_cases_flow
+    from editcollapse.orchestration.flows.sweep import artifact_key
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # a busy 2-core machine
+    cases_file, _ = write_files(tmp_path, 3)
+    config = {"model": "tiny-gpt2", "method": "r-rome", "dataset": str(cases_file), "shard_size": 2}
+    result = screen_cases_flow(config=config, warehouse=str(tmp_path / "wh"), progress_bar=False)
+    assert (result.n_cases, result.n_ok, result.n_invalid) == (4, 3, 1)
+    with get_client(sync_client=True) as client:
+        keys = {artifact.key: artifact for artifact in client.read_artifacts()}
+    assert artifact_key("screen-progress", result.run_id) in keys
+    riskiest = keys[artifact_key("screen-riskiest", result.run_id)]
+    assert result.riskiest[0]["case_id"] in str(riskiest.data)
