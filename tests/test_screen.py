@@ -205,12 +205,15 @@ def test_a_sweep_of_the_top_n_screened_cases_sweeps_exactly_those(tmp_path) -> N
         SweepConfig(top=3)
 
 
-def test_template_keys_cut_at_the_lookup_token_equal_a_padded_pass_over_whole_texts(tiny) -> None:
+def test_template_keys_cut_and_sharing_template_prefixes_equal_a_padded_pass_over_whole_texts(tiny) -> None:
     site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
     located = [site.locate(case) for case in tiny_cases(3)]
     keys, outputs = site.template_keys(located)
     texts = [text for case in located for text in case]
     assert any(text.position < len(text.ids) - 1 for text in texts)  # some texts go on after the lookup
+    prefixes = [site.prefix_ids(template) for template in range(len(site.templates))] * len(located)
+    shared = [bool(prefix) and text.ids[: len(prefix)] == prefix for text, prefix in zip(texts, prefixes)]
+    assert sum(shared) == len(texts) - len(located)  # every text behind a context template reuses its tokens
     whole_keys, whole_outputs = module_io_at(
         tiny.model, site.rewrite, [t.ids for t in texts], [t.position for t in texts], pad_id_of(tiny.tokenizer)
     )
