@@ -85,9 +85,21 @@ def module_io_at(
 
 
 @torch.no_grad()
-def prefix_cache(model: nn.Module, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, the keys and values of the text ``ids`` (batch size 1): a prefix that
-    :func:`module_io_at` continues many texts from."""
+def prefix_cache(model: nn.Module, ids: Sequence[int], until: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys and values of the text ``ids`` (batch size 1), up to the layer of module
+    ``until`` (the pass stops once it has run): a prefix that :func:`module_io_at` continues many
+    texts from, when it stops at that module too."""
+    from transformers import DynamicCache
+
     tokens = torch.tensor([list(ids)], device=model_device(model))
-    cache = model(input_ids=tokens, attention_mask=torch.ones_like(tokens), use_cache=True).cache
+    cache = DynamicCache()
+
+    def stop(*_: object) -> None:
+        raise StopForward
+
+    with forward_hook(until, stop):
+        try:
+            model(input_ids=tokens, attention_mask=torch.ones_like(tokens), cache=cache, use_cache=True)
+        except StopForward:
+            pass
     return [(layer.keys, layer.values) for layer in cache.layers]

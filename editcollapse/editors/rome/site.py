@@ -102,7 +102,11 @@ class ROMESite:
             splits.append(len(prefix) if shared else 0)
             key = (index % n_templates if shared else -1, len(sequence) - splits[-1])
             groups.setdefault(key, []).append(index)
-        caches = {template: prefix_cache(self.model, prefixes[template]) for template, _ in groups if template >= 0}
+        caches = {
+            template: prefix_cache(self.model, prefixes[template], self.rewrite)
+            for template, _ in groups
+            if template >= 0
+        }
         inputs: torch.Tensor | None = None
         outputs: torch.Tensor | None = None
         for (template, length), group in groups.items():
