@@ -25,6 +25,7 @@ from editcollapse.editors.rome.screen import ScreenedCase, screen_cases
 from editcollapse.editors.rome.site import ROMESite
 from editcollapse.models import load_model
 from editcollapse.models.hooks import module_io_at
+from editcollapse.models.tiny import TINY_NAMES
 from editcollapse.stages.screen.config import ScreenConfig
 from editcollapse.stages.screen.run import run_screen
 from editcollapse.stages.sweep.plan import SweepConfig
@@ -205,7 +206,9 @@ def test_a_sweep_of_the_top_n_screened_cases_sweeps_exactly_those(tmp_path) -> N
         SweepConfig(top=3)
 
 
-def test_template_keys_cut_and_sharing_template_prefixes_equal_a_padded_pass_over_whole_texts(tiny) -> None:
+@pytest.mark.parametrize("name", TINY_NAMES)
+def test_template_keys_cut_and_sharing_template_prefixes_equal_a_padded_pass_over_whole_texts(name) -> None:
+    tiny = load_model(name, device="cpu")
     site = ROMESite.build(tiny.model, tiny.tokenizer, tiny.arch, hparams_for(tiny, "rome"))
     located = [site.locate(case) for case in tiny_cases(3)]
     keys, outputs = site.template_keys(located)
