@@ -8,7 +8,7 @@ from editcollapse.warehouse import Warehouse
 
 
 def fill(store: Warehouse) -> None:
-    """Sweep (two models), HardCF, HardEdit, one sequential and one downstream run."""
+    """Sweep (two models), HardCF, HardEdit, one sequential and one downstream run, one screen."""
     ppl = [12.0, 30.0, 2000.0, float("inf")]
     store.write_part(
         "ppl",
@@ -96,4 +96,24 @@ def fill(store: Warehouse) -> None:
         method="rome",
         run_id="d",
         shard="all",
+    )
+    screened = [(0.031, 640.0), (0.9, 22.0), (4.5, 4.4), (None, None)]  # (k·u, risk) of the sweep's cases
+    store.write_part(
+        "screen",
+        [
+            {
+                "run_id": "r1",
+                "case_id": f"c{i}",
+                "status": "ok" if risk is not None else "invalid",
+                "denominator": ku,
+                "risk": risk,
+                "bos": False,
+                "subject_first_token": 0,
+            }
+            for i, (ku, risk) in enumerate(screened)
+        ],
+        model="m1",
+        method="rome",
+        run_id="r1",
+        shard=0,
     )

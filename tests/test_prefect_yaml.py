@@ -88,7 +88,15 @@ def test_recurring_deployments_have_schedules_and_model_stages_the_gpu_tag() -> 
     for deployment in DEPLOYMENTS:
         if any(
             stage in deployment["entrypoint"]
-            for stage in ("sweep.py", "sequential.py", "hardedit.py", "downstream.py", "study.py", "mend.py")
+            for stage in (
+                "sweep.py",
+                "screen.py",
+                "sequential.py",
+                "hardedit.py",
+                "downstream.py",
+                "study.py",
+                "mend.py",
+            )
         ):
             assert "gpu" in deployment["tags"], deployment["name"]
 

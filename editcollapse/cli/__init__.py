@@ -15,6 +15,7 @@ from editcollapse.cli import hparams as hparams_cli
 from editcollapse.cli import mend as mend_cli
 from editcollapse.cli import models as models_cli
 from editcollapse.cli import ops as ops_cli
+from editcollapse.cli import screen as screen_cli
 from editcollapse.cli import sequential as sequential_cli
 from editcollapse.cli import sweep as sweep_cli
 from editcollapse.cli import warehouse as warehouse_cli
@@ -50,6 +51,7 @@ models_cli.register(app)
 sequential_cli.register(app)
 warehouse_cli.register(app)
 sweep_cli.register(app)
+screen_cli.register(app)
 hardedit_cli.register(app)
 downstream_cli.register(app)
 ops_cli.register(app)

@@ -34,6 +34,13 @@ def sweep(
         False, "--retry-errors", help="compute again the cases the run stored as errors (after fixing their cause)"
     ),
     hparams: Path = options.hparams(),
+    screen_run: str = typer.Option(
+        None, help="sweep only cases of this screen run (`editcollapse screen`), riskiest first by --top/--select"
+    ),
+    top: int = typer.Option(None, min=1, help="with --screen-run: the N cases of highest risk"),
+    select: str = typer.Option(
+        None, help='with --screen-run: a SQL condition over the screen table, e.g. "bos = false AND risk > 500"'
+    ),
 ) -> None:
     """Single-edit sweep: edit the original model with each case, measure, keep every row.
 
@@ -58,6 +65,9 @@ def sweep(
         batch=batch,
         retry_errors=retry_errors,
         hparams_file=hparams,
+        screen_run=screen_run,
+        top=top,
+        select=select,
     )
 
     flow_options = {"task_runner": task_runner} if prefect else {}

@@ -122,6 +122,40 @@ EDITS = pa.schema(
     ]
 )
 
+SCREEN_KEY_COLUMNS = (
+    "layer",
+    "consistent_keys",
+    "denominator",
+    "subject_first_token",
+    "subject_last_token",
+    "lookup_token",
+    "prompt_tokens",
+    "bos",
+    "cos_k_bare_k_star",
+    "k_bare_norm",
+    "k_star_norm",
+    "v_init_norm",
+    "n_templates",
+)
+"""The diagnostics of a ROME edit that the screen computes too, before editing: same names, same values."""
+
+SCREEN = pa.schema(
+    [
+        ("run_id", pa.string(), False),
+        ("case_id", pa.string(), False),
+        ("shard", pa.int32()),
+        ("status", pa.string()),  # "ok" | "invalid" (the subject cannot be located; rejected by the loader) | "error"
+        ("error_type", pa.string()),
+        ("error", pa.string()),
+        ("subject", pa.string()),
+        ("prompt", pa.string()),  # with {} for the subject
+        ("hparams_hash", pa.string()),
+        *[(name, DIAGNOSTIC_COLUMNS[name]) for name in SCREEN_KEY_COLUMNS],
+        ("output_gap_norm", pa.float64()),  # ‖init − W k‖: 0 for ROME (k is the bare key), r-ROME's offset
+        ("risk", pa.float64()),  # upper bound of ‖ΔW‖_F: (output_gap_norm + clamp · v_init_norm) / |denominator|
+    ]
+)
+
 EDIT_METRICS = pa.schema(
     [
         ("run_id", pa.string(), False),
@@ -264,6 +298,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "hardedit_candidates": HARDEDIT_CANDIDATES,
     "hardedit": HARDEDIT,
     "downstream": DOWNSTREAM,
+    "screen": SCREEN,
 }
 
 

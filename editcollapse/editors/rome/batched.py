@@ -34,7 +34,7 @@ from editcollapse.core.delta import Delta
 from editcollapse.core.tokens import pad_id_of, pad_right
 from editcollapse.editors.rome.editor import ROMEUpdate
 from editcollapse.editors.rome.hparams import LocateEditHparams, ROMEHparams
-from editcollapse.editors.rome.keys import Located, fill, locate
+from editcollapse.editors.rome.keys import Located, locate
 from editcollapse.editors.rome.site import ROMESite
 from editcollapse.editors.rome.target_vector import (
     EARLY_STOP_LOSS,
@@ -45,7 +45,7 @@ from editcollapse.editors.rome.target_vector import (
     target_token_ids,
 )
 from editcollapse.models.archmap import ArchMap
-from editcollapse.models.hooks import forward_hook, model_device, module_io_at
+from editcollapse.models.hooks import forward_hook, model_device
 from editcollapse.models.layers import equal_length_groups, hidden_below, skipping_below
 
 BATCHED_METHODS = ("rome", "r-rome")
@@ -92,9 +92,7 @@ class BatchedROME:
 
     def _prepare(self, case: EditCase) -> _Prepared:
         fact_token = self.hparams.fact_token
-        located = [
-            locate(self.tokenizer, fill(template, case.prompt), case.subject, fact_token) for template in self.templates
-        ]
+        located = self.site.locate(case)
         kl_located = [locate(self.tokenizer, kl, case.subject, fact_token) for kl in KL_PROMPTS]
         return _Prepared(
             case=case,
@@ -115,26 +113,14 @@ class BatchedROME:
                 results[index] = error
         if prepared:
             items = [item for _, item in prepared]
-            n_templates = len(self.templates)
-            inputs, outputs = module_io_at(
-                self.model,
-                self.rewrite,
-                [loc.ids for item in items for loc in item.located],
-                [loc.position for item in items for loc in item.located],
-                pad_id_of(self.tokenizer),
-            )
-            keys = inputs.view(len(items), n_templates, -1)
-            outs = outputs.view(len(items), n_templates, -1)
+            keys, outs = self.site.template_keys([item.located for item in items])
             us = self.site.left_vectors(keys.mean(1))
             targets = optimise_target_vectors(
                 self.model, self.arch, self.site.layer, self.mlp, items, self.hparams, pad_id_of(self.tokenizer)
             )
             for position, ((index, item), target) in enumerate(zip(prepared, targets, strict=True)):
                 u = us[position]
-                if self.site.consistent:
-                    key, output = keys[position].mean(0), outs[position].mean(0)
-                else:  # templates[0] is "{}": the bare prompt, where ROME takes k and W k
-                    key, output = keys[position, 0], outs[position, 0]
+                key, output = self.site.solved_key(keys[position], outs[position])
                 right = (target.target - output) / torch.dot(key, u)
                 results[index] = ROMEUpdate(
                     param_name=f"{self.site.rewrite_name}.weight",

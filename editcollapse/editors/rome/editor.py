@@ -31,7 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta
 from editcollapse.editors.rome.hparams import ROMEHparams
-from editcollapse.editors.rome.keys import Located, has_bos, keys_at_templates
+from editcollapse.editors.rome.keys import Located, has_bos
 from editcollapse.editors.rome.site import ROMESite
 from editcollapse.editors.rome.target_vector import TargetVector, optimise_target_vector
 from editcollapse.models.archmap import ArchMap
@@ -83,21 +83,12 @@ class ROMEUpdate:
 
     def diagnostics(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
         """The numbers that explain the update's size (JSON-able), for the ``edits`` table."""
-        bare = self.located[0]
         return {
+            **key_diagnostics(tokenizer, self.keys, self.key, self.u, self.located[0]),
             "layer": self.layer,
             "consistent_keys": self.consistent_keys,
-            "denominator": float(torch.dot(self.key, self.u)),
             "right_norm": float(self.right.norm()),
             "delta_fro": float(self.right.double().norm() * self.u.double().norm()),
-            "subject_first_token": bare.subject_span[0],
-            "subject_last_token": bare.subject_span[1],
-            "lookup_token": bare.position,
-            "prompt_tokens": len(bare.ids),
-            "bos": has_bos(tokenizer, bare.ids),
-            "cos_k_bare_k_star": _cosine(self.keys[0], self.k_star),
-            "k_bare_norm": float(self.keys[0].norm()),
-            "k_star_norm": float(self.k_star.norm()),
             "v_init_norm": float(self.target.init.norm()),
             "v_delta_norm": float(self.target.delta.norm()),
             "target_nll": self.target.nll,
@@ -105,6 +96,26 @@ class ROMEUpdate:
             "v_steps": self.target.steps,
             "n_templates": len(self.templates),
         }
+
+
+def key_diagnostics(
+    tokenizer: PreTrainedTokenizerBase, keys: torch.Tensor, key: torch.Tensor, u: torch.Tensor, bare: Located
+) -> dict[str, Any]:
+    """What the denominator ``k · u`` of one update is made of, known before any optimisation: the
+    edit's diagnostics and the screen (:mod:`editcollapse.editors.rome.screen`) share it. ``keys``:
+    (templates, d_in), row 0 the bare prompt ``bare``; ``key``: the key solved for; ``u``: the left vector."""
+    k_star = keys.mean(0)
+    return {
+        "denominator": float(torch.dot(key, u)),
+        "subject_first_token": bare.subject_span[0],
+        "subject_last_token": bare.subject_span[1],
+        "lookup_token": bare.position,
+        "prompt_tokens": len(bare.ids),
+        "bos": has_bos(tokenizer, bare.ids),
+        "cos_k_bare_k_star": _cosine(keys[0], k_star),
+        "k_bare_norm": float(keys[0].norm()),
+        "k_star_norm": float(k_star.norm()),
+    }
 
 
 def compute_rome_update(
@@ -124,15 +135,14 @@ def compute_rome_update(
     site = ROMESite.build(model, tokenizer, arch, hparams, consistent_keys=consistent_keys)
     rewrite = site.rewrite
     templates = list(site.templates)
-    keys, outputs, located = keys_at_templates(
-        model, tokenizer, rewrite, templates, case.prompt, case.subject, hparams.fact_token
-    )
+    located = site.locate(case)
+    case_keys, case_outputs = site.template_keys([located])
+    keys, outputs = case_keys[0], case_outputs[0]
     u = site.left_vectors(keys.mean(0, keepdim=True))[0]
     target = optimise_target_vector(
         model, tokenizer, site.mlp_name, case.prompt, case.subject, case.target_new, templates, hparams
     )
-    # templates[0] is "{}": row 0 is the bare prompt, where ROME takes k and W k.
-    key, output = (keys.mean(0), outputs.mean(0)) if site.consistent else (keys[0], outputs[0])
+    key, output = site.solved_key(keys, outputs)
     right = (target.target - output) / torch.dot(key, u)
     return ROMEUpdate(
         param_name=f"{site.rewrite_name}.weight",

@@ -22,6 +22,7 @@ from editcollapse.core.hparams_file import checked_hparams_file, hparams_file_pa
 log = logging.getLogger(__name__)
 
 FALLBACK_PPL_CORPUS = "embedded-50"  # built from packaged English text: works offline
+SELECTION = ("screen_run", "top", "select")  # a screened selection (editcollapse.stages.sweep.selection)
 DEFAULT_BATCH = 10  # edits per batch of the batched engine (editcollapse.stages.sweep.batched); 1: one at a time
 
 
@@ -45,6 +46,9 @@ class SweepConfig:
     batch: int = DEFAULT_BATCH  # edits computed together (ROME/r-ROME); 1 = the one-at-a-time reference loop
     retry_errors: bool = False  # compute again the cases stored as errors (status "error") of finished shards
     hparams_file: str | None = None  # hyperparameters YAML of one's own (default: the packaged file for the model)
+    screen_run: str | None = None  # sweep only cases of this screen run (editcollapse.stages.sweep.selection) …
+    top: int | None = None  # … the riskiest N of them …
+    select: str | None = None  # … that pass this SQL condition over the screen table's columns
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -53,9 +57,20 @@ class SweepConfig:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1 (or None for all cases), got {self.limit}")
+        self._check_selection()
         object.__setattr__(self, "hparams_file", checked_hparams_file(self.hparams_file))
         if not self.run_id:
             object.__setattr__(self, "run_id", default_run_id(self.parameters()))
+
+    def _check_selection(self) -> None:
+        if self.screen_run is None:
+            if self.top is not None or self.select is not None:
+                raise ValueError("top and select choose among a screen run's cases — name it (--screen-run)")
+            return
+        if self.limit is not None:
+            raise ValueError("limit and screen_run both choose the cases — use top (--top N) instead of limit")
+        if self.top is not None and self.top < 1:
+            raise ValueError(f"top must be at least 1, got {self.top}")
 
     def parameters(self) -> dict[str, Any]:
         """The parameters recorded in the ``runs`` row (the run id, device, batch and retry_errors
@@ -67,7 +82,10 @@ class SweepConfig:
         for execution_option in ("run_id", "device", "batch", "retry_errors"):
             params.pop(execution_option)
         file = params.pop("hparams_file")
-        return params | hparams_file_parameters(file)
+        selection = {name: params.pop(name) for name in SELECTION}
+        if self.screen_run is None:
+            selection = {}  # without one the parameters, and so the run ids, are those of before it existed
+        return params | hparams_file_parameters(file) | selection
 
     def resolved(self) -> SweepConfig:
         """This config with its perplexity corpus resolved (:func:`resolve_ppl_corpus`: ME-PPL-50
@@ -89,10 +107,10 @@ class SweepConfig:
         check_ppl_corpus(resolve_ppl_corpus(self.ppl_corpus))
 
 
-def default_run_id(parameters: dict[str, Any]) -> str:
-    """``sweep-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
+def default_run_id(parameters: dict[str, Any], prefix: str = "sweep") -> str:
+    """``<prefix>-<12 hex>``: a digest of the parameters (same command → same run → resume)."""
     digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()
-    return f"sweep-{digest[:12]}"
+    return f"{prefix}-{digest[:12]}"
 
 
 def resolve_ppl_corpus(name: str) -> str:

@@ -19,6 +19,7 @@ from editcollapse.stages.identity import cases_digest, edit_identity
 from editcollapse.stages.progress import OnProgress, ignore_progress
 from editcollapse.stages.sweep.plan import SweepConfig, check_unique_ids, shard_cases
 from editcollapse.stages.sweep.resources import ResourceCache, SweepResources
+from editcollapse.stages.sweep.selection import select_screened
 from editcollapse.stages.sweep.shard import run_shard, shard_done, shard_errors
 from editcollapse.stages.sweep.summary import SweepResult, run_summary
 from editcollapse.warehouse.runs import finish_run, start_run, write_run
@@ -69,12 +70,15 @@ def prepare_sweep(
     perplexity once per run, and list the shards to compute: those not yet in the warehouse, and
     with ``spec.retry_errors`` those holding ``error`` rows (a finished shard's claim left by a
     killed worker is deleted). ``cases`` overrides loading ``spec.dataset`` (then ``spec.limit``
-    still applies); the resources come from ``cache``."""
+    still applies); with ``spec.screen_run`` only the screened selection of them is swept
+    (:func:`~editcollapse.stages.sweep.selection.select_screened`); the resources come from ``cache``."""
     errors: list[Any] = []
     if cases is None:
         cases, errors = load_sweep_cases(spec)
     elif spec.limit is not None:
         cases = cases[: spec.limit]
+    if spec.screen_run is not None:  # the loader's rejected records were never screened: not selected
+        cases, errors = select_screened(warehouse, cases, spec.screen_run, top=spec.top, where=spec.select), []
     if not cases:
         raise ValueError(f"no valid cases to sweep in {spec.dataset!r} ({len(errors)} rejected records)")
     check_unique_ids(cases)
@@ -100,7 +104,7 @@ def prepare_sweep(
         if errors and not warehouse.has_part("edits", spec.model, spec.method, spec.run_id, INVALID_PART):
             warehouse.write_part(
                 "edits",
-                _invalid_rows(spec, errors),
+                invalid_rows(spec.run_id, errors),
                 model=spec.model,
                 method=spec.method,
                 run_id=spec.run_id,
@@ -143,14 +147,14 @@ def _baseline(spec: SweepConfig, resources: SweepResources) -> dict[str, float]:
     return {"baseline_ppl_mean": float(result.mean_per_text), "baseline_ppl_corpus": float(result.corpus)}
 
 
-def _invalid_rows(spec: SweepConfig, errors: list[Any]) -> list[dict[str, Any]]:
-    """One ``invalid`` row per rejected record (file, index), with all its problems."""
+def invalid_rows(run_id: str, errors: list[Any]) -> list[dict[str, Any]]:
+    """One ``invalid`` row per record the loader rejected (file, index), with all its problems."""
     grouped: dict[tuple[str, int], list[str]] = {}
     for error in errors:
         grouped.setdefault((str(error.file), error.index), []).append(f"field {error.field!r}: {error.reason}")
     return [
         {
-            "run_id": spec.run_id,
+            "run_id": run_id,
             "case_id": f"invalid:{Path(file).name}#{index}",
             "shard": None,
             "status": "invalid",
