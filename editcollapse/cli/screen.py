@@ -34,7 +34,6 @@ def screen(
     Example: editcollapse screen --model smollm2-135m --method rome --dataset counterfact --no-prefect
     """
     from editcollapse.stages.screen.config import ScreenConfig
-    from editcollapse.stages.screen.run import run_screen
 
     config = make_config(
         ScreenConfig,
@@ -54,7 +53,7 @@ def screen(
         warehouse,
         prefect=prefect,
         flow="editcollapse.orchestration.flows.screen:screen_cases_flow",
-        plain=run_screen,
+        plain="editcollapse.stages.screen.run:run_screen",
         progress=f"screen {config.model} · {config.method}",
     )
     print_json(result)
