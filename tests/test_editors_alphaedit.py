@@ -136,8 +136,12 @@ def test_alphaedit_leaves_the_preserved_keys_unchanged(tiny, hparams):
     values, vectors = torch.linalg.eigh(covariance)
     kept = vectors[:, values >= threshold]  # the directions the corpus' keys occupy
     assert torch.linalg.matrix_norm(update @ kept) <= 1e-6 * torch.linalg.matrix_norm(update)
-    # the first layer's keys are the ones carried (no layer before it changed): solve again without P
+    # the first layer's keys are the ones carried (no layer before it changed): the reference code's
+    # dense solve on the same keys, residuals and P gives the same ΔW; without P it moves the corpus' keys
     keys = delta.carry[f"{module}.weight"]
+    projection, _ = alphaedit_module.hparams_projection(tiny.model, tiny.tokenizer, module, hparams)
+    reference = reference_update(keys, residuals.T, projection, None, float(hparams.L2))
+    assert torch.linalg.matrix_norm(update - reference) <= 1e-9 * torch.linalg.matrix_norm(reference)
     identity = torch.eye(keys.shape[1], dtype=torch.float64)
     r, x = alphaedit_module.projected_update(keys, residuals.T, identity, None, float(hparams.L2))
     projected, unprojected = preserved_change(update), preserved_change(r @ x.T)
