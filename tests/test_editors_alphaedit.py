@@ -175,3 +175,27 @@ def test_the_second_edit_preserves_the_first_edits_keys(tiny, hparams):
     both = first + cached  # a trajectory's running sum carries both edits' keys, in order
     assert all(torch.equal(both.carry[name][:1], keys) for name, keys in first.carry.items())
     assert {rows.shape[0] for rows in both.carry.values()} == {2}
+
+
+@pytest.mark.slow
+def test_alphaedit_single_edits_on_smollm2(smollm2):
+    """The packaged SmolLM2 file: three of the six spread geofacts cases its settings were chosen on
+    (bench/alphaedit_smollm2.py), each edited alone: learned, neighbourhood kept, model unchanged."""
+    from editcollapse.datasets import load_cases
+    from editcollapse.evaluation.edit_metrics import measure_cases
+
+    everything = load_cases("geofacts").cases
+    cases = everything[:: len(everything) // 6][:3]
+    hparams = replace(load_hparams("alphaedit", "smollm2-135m"), model_revision=smollm2.revision)
+    saved = snapshot(smollm2.model)
+    pre = measure_cases(smollm2.model, smollm2.tokenizer, cases)
+    post = []
+    for case in cases:
+        delta = get_editor("alphaedit").edit(smollm2.model, smollm2.tokenizer, smollm2.arch, [case], hparams)
+        assert_bit_identical(smollm2.model, saved)
+        with delta.applied(smollm2.model):
+            post += measure_cases(smollm2.model, smollm2.tokenizer, [case])
+    assert_bit_identical(smollm2.model, saved)
+    assert all(row["efficacy_success"] == 1.0 for row in post), post
+    neighbourhood = [sum(row["neighborhood_success"] for row in rows) / len(rows) for rows in (pre, post)]
+    assert neighbourhood[1] >= neighbourhood[0] - 0.1, neighbourhood

@@ -39,6 +39,7 @@ OLD_HASHES = {
     ("alphaedit", "gpt-j-6b"): ("d5630703440811c9", "946a8afd26e8799e", None),
     ("alphaedit", "gpt2-xl"): ("5ca5b8bd89ce4a28", "701f82a481beedcd", None),
     ("alphaedit", "llama-2-7b"): ("693a9d39ecfe4ba8", "f8397a6d772f6b8a", None),
+    ("alphaedit", "smollm2-135m"): ("004a2b8b60894a10", "72e95f0cbb1fa65c", None),
     ("alphaedit", "tiny"): ("882457f4bae5ebb8", "7a85e5d7e5ec7353", None),
     ("ft", "gpt-j-6b"): ("9583b5f0d8f2660b", "fc21a9e8509feea5", None),
     ("ft", "gpt2-xl"): ("757991fde789177f", "11b6bf237ee27150", None),
