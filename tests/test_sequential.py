@@ -334,7 +334,6 @@ def test_each_edit_is_given_the_sum_of_the_earlier_ones_also_after_a_resume(tmp_
     assert seen == [None, ("pool:0", "pool:1")]  # step 1 recomputed on the unedited model, then step 3
 
 
-@pytest.mark.slow
 def test_alphaedit_resumes_with_the_keys_of_the_stored_steps(tmp_path: Path) -> None:
     """AlphaEdit's key cache is the stored Deltas' ``carry``: a resumed trajectory computes what an
     uninterrupted one computes, its cache included (``earlier_keys`` grows 0, 1, 2 per layer)."""
