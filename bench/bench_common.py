@@ -1,7 +1,7 @@
 """What the editor measurement scripts share: the metrics they report, the cases they pick, a NaN-aware mean.
 
-Imported by ``bench/rome_layer_sweep.py``, ``bench/rome_variants.py`` and
-``bench/memit_ft_smollm2.py`` (run as scripts, so this folder is on ``sys.path``).
+Imported by ``bench/rome_layer_sweep.py``, ``bench/rome_variants.py``, ``bench/memit_ft_smollm2.py`` and
+``bench/alphaedit_smollm2.py`` (run as scripts, so this folder is on ``sys.path``).
 """
 
 from __future__ import annotations

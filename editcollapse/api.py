@@ -18,7 +18,7 @@ from editcollapse.core.case import EditCase, NeighborhoodPrompt
 from editcollapse.core.collapse import DEFAULT_PPL_CORPUS
 from editcollapse.core.delta import Delta
 from editcollapse.datasets import load_cases, load_ppl_corpus
-from editcollapse.editors.api import check_ready, get_editor, hparams_for, methods
+from editcollapse.editors.api import check_ready, edit_after, get_editor, hparams_for, methods
 from editcollapse.editors.hparams import Hparams
 from editcollapse.evaluation.edit_metrics import locality_reference, measure_cases
 from editcollapse.evaluation.perplexity import PerplexityResult
@@ -62,13 +62,17 @@ def resolve_hparams(lm: LoadedModel, method: str, hparams: HparamsSource = None)
     return hparams_for(lm, method, hparams)
 
 
-def edit(lm: LoadedModel, cases: Cases, method: str = "rome", hparams: HparamsSource = None) -> Delta:
-    """The weight change ``method`` computes for ``cases`` (ROME, r-ROME, FT, MEND: one case; MEMIT:
-    several); ``lm`` is left as it was. An editor that cannot edit yet (a key covariance it cannot
-    compute, an untrained MEND) is refused with the command that fixes it."""
+def edit(
+    lm: LoadedModel, cases: Cases, method: str = "rome", hparams: HparamsSource = None, earlier: Delta | None = None
+) -> Delta:
+    """The weight change ``method`` computes for ``cases`` (ROME, r-ROME, FT, MEND: one case; MEMIT,
+    AlphaEdit: several); ``lm`` is left as it was. In a sequence, apply the earlier Deltas to ``lm``
+    and pass their sum as ``earlier``: AlphaEdit keeps their keys preserved, the other methods only
+    need the edited model. An editor that cannot edit yet (a key covariance it cannot compute, an
+    untrained MEND) is refused with the command that fixes it."""
     chosen = resolve_hparams(lm, method, hparams)
     check_ready(method, chosen)
-    return get_editor(method).edit(lm.model, lm.tokenizer, lm.arch, _listed(cases), chosen)
+    return edit_after(method, get_editor(method), lm.model, lm.tokenizer, lm.arch, _listed(cases), chosen, earlier)
 
 
 def measure(

@@ -98,6 +98,26 @@ def test_safetensors_round_trip(tiny, tmp_path) -> None:
         assert torch.equal(change.materialize(), loaded.params[key].materialize())
 
 
+def test_carried_rows_stack_in_order_survive_storage_and_are_never_applied(tiny, tmp_path) -> None:
+    first, second, third = (_rank_one(tiny, 1, seed=s) for s in (8, 9, 10))
+    name = next(iter(first.params))
+    first.carry = {name: torch.full((1, 4), 1.0)}
+    second.carry = {name: torch.full((2, 4), 2.0), "other": torch.zeros(1, 3)}
+    total = first + second + third  # third carries nothing
+    assert torch.equal(total.carry[name], torch.tensor([[1.0] * 4, [2.0] * 4, [2.0] * 4]))
+    assert torch.equal(total.carry["other"], torch.zeros(1, 3))
+    total.save(tmp_path / "carry.safetensors")
+    loaded = Delta.load(tmp_path / "carry.safetensors")
+    assert set(loaded.carry) == {name, "other"}
+    assert all(torch.equal(loaded.carry[key], rows) for key, rows in total.carry.items())
+    third.save(tmp_path / "none.safetensors")
+    assert Delta.load(tmp_path / "none.safetensors").carry == {}
+    before = _snapshot(tiny.model)
+    with total.applied(tiny.model):  # only the parameters change
+        changed = {key for key, value in tiny.model.state_dict().items() if not torch.equal(value, before[key])}
+    assert changed == {name}
+
+
 def test_load_rejects_foreign_file(tmp_path) -> None:
     from safetensors.torch import save_file
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from editcollapse.editors.alphaedit.hparams import AlphaEditHparams
 from editcollapse.editors.api import METHODS, hparams_path, load_hparams, load_hparams_file, method_spec
 from editcollapse.editors.ft.hparams import FTHparams
 from editcollapse.editors.hparams import HparamsError
@@ -19,6 +20,7 @@ from editcollapse.editors.rome.hparams import ROMEHparams
 # hparams_hash(load_hparams(method, stem)), the same with model_revision "rev-1" (what hparams_for adds),
 # and for MEND the store's training hash with "rev-1". Stored hparams_hash values and MEND store keys
 # must not change unless a setting does (ROME on GPT-2-XL: mom2_adjustment as EasyEdit has it, 2026-12-03).
+# AlphaEdit came later: its files' hashes as they were added.
 OLD_HASHES = {
     ("rome", "gpt-j-6b"): ("d7eec27253e04f8f", "46c7fb2f3ad707dd", None),
     ("rome", "gpt2-xl"): ("c4bc70415bf6d374", "b71aedc1ae3594c1", None),  # mom2_adjustment false since 2026-12-03
@@ -35,6 +37,11 @@ OLD_HASHES = {
     ("memit", "llama-2-7b"): ("f94b495a6de9e9b7", "25b4867487f41617", None),
     ("memit", "smollm2-135m"): ("d9bebf05e3208f73", "79d1efa0833ddbef", None),
     ("memit", "tiny"): ("9872be725b4f171d", "09fc3e5e35139dc4", None),
+    ("alphaedit", "gpt-j-6b"): ("d5630703440811c9", "946a8afd26e8799e", None),
+    ("alphaedit", "gpt2-xl"): ("5ca5b8bd89ce4a28", "701f82a481beedcd", None),
+    ("alphaedit", "llama-2-7b"): ("693a9d39ecfe4ba8", "f8397a6d772f6b8a", None),
+    ("alphaedit", "smollm2-135m"): ("004a2b8b60894a10", "72e95f0cbb1fa65c", None),
+    ("alphaedit", "tiny"): ("882457f4bae5ebb8", "7a85e5d7e5ec7353", None),
     ("ft", "gpt-j-6b"): ("9583b5f0d8f2660b", "fc21a9e8509feea5", None),
     ("ft", "gpt2-xl"): ("757991fde789177f", "11b6bf237ee27150", None),
     ("ft", "llama-2-7b"): ("80cf5bd590e53b7b", "1ee8e4a63b24e53a", None),
@@ -55,6 +62,7 @@ CLASSES = {
     "rome": ROMEHparams,
     "r-rome": ROMEHparams,
     "memit": MEMITHparams,
+    "alphaedit": AlphaEditHparams,
     "ft": FTHparams,
     "ft-l-inf": FTHparams,
     "mend": MENDHparams,
@@ -148,6 +156,12 @@ def test_method_rules_are_checked(tmp_path: Path):
         load_hparams_file("rome", _file(tmp_path, "rome", layers=[1, 2]))
     with pytest.raises(HparamsError, match="increasing and distinct"):
         load_hparams_file("memit", _file(tmp_path, "memit", layers=[2, 1]))
+    with pytest.raises(HparamsError, match="alphaedit key 'layers': must be increasing"):
+        load_hparams_file("alphaedit", _file(tmp_path, "alphaedit", layers=[2, 2]))
+    with pytest.raises(HparamsError, match="alphaedit key 'mom2_adjustment'"):
+        load_hparams_file("alphaedit", _file(tmp_path, "alphaedit", mom2_adjustment=False))
+    with pytest.raises(HparamsError, match="alphaedit key 'L2'"):
+        load_hparams_file("alphaedit", _file(tmp_path, "alphaedit", L2=0))
     with pytest.raises(HparamsError, match="kl_factor"):
         load_hparams_file("ft", _file(tmp_path, "ft", kl_factor=0.5))
     with pytest.raises(HparamsError, match="equivalence"):

@@ -244,7 +244,7 @@ def ones_edit(loaded) -> tuple[EditFn, torch.Size]:
     name = loaded.arch.name("rewrite_module_tmp", 1) + ".weight"
     shape = loaded.arch.rewrite_weight(loaded.model, 1).shape
 
-    def edit(_loaded, case) -> Delta:
+    def edit(_loaded, case, _earlier) -> Delta:
         return Delta(
             method="test",
             params={name: ParamDelta(u=torch.ones(shape[0], 1), v=torch.ones(shape[1], 1))},
@@ -284,7 +284,7 @@ def test_a_failed_edit_is_a_row_and_the_trajectory_goes_on(tmp_path: Path) -> No
 
     loaded = load_model("tiny-llama", device="cpu")
 
-    def edit(_loaded, case) -> Delta:
+    def edit(_loaded, case, _earlier) -> Delta:
         raise ValueError(f"subject of {case.case_id} not found")
 
     rows = run_trajectory(
@@ -302,6 +302,52 @@ def test_a_failed_edit_is_a_row_and_the_trajectory_goes_on(tmp_path: Path) -> No
         "ValueError: subject of pool:1 not found",
     ]
     assert rows[2]["norms"] == [] and rows[2]["cumulative_fro"] is None
+
+
+def test_each_edit_is_given_the_sum_of_the_earlier_ones_also_after_a_resume(tmp_path: Path) -> None:
+    from editcollapse.models import load_model
+
+    loaded = load_model("tiny-llama", device="cpu")
+    ones, _ = ones_edit(loaded)
+    seen: list[tuple[str, ...] | None] = []
+
+    def edit(model, case, earlier) -> Delta:
+        seen.append(None if earlier is None else earlier.case_ids)
+        return ones(model, case, earlier)
+
+    def run() -> list[dict]:
+        return run_trajectory(
+            loaded,
+            edit,
+            [Member(c, "random") for c in pool(3)],
+            ScriptedPerplexity([1.0] * 4),
+            StepStore(tmp_path / "s"),
+            TrajectorySettings(),
+            {"run_id": "r"},
+        )
+
+    run()
+    assert seen == [None, ("pool:0",), ("pool:0", "pool:1")]
+    (tmp_path / "s" / "step-0003.json").unlink()  # killed before step 3 was stored
+    seen.clear()
+    run()
+    assert seen == [None, ("pool:0", "pool:1")]  # step 1 recomputed on the unedited model, then step 3
+
+
+def test_alphaedit_resumes_with_the_keys_of_the_stored_steps(tmp_path: Path) -> None:
+    """AlphaEdit's key cache is the stored Deltas' ``carry``: a resumed trajectory computes what an
+    uninterrupted one computes, its cache included (``earlier_keys`` grows 0, 1, 2 per layer)."""
+    whole = run_small(str(tmp_path / "whole"), n=3, method="alphaedit")
+    assert [[layer["earlier_keys"] for layer in row["diagnostics"]["layers"]] for row in whole[1:]] == [
+        [0, 0],
+        [1, 1],
+        [2, 2],
+    ]
+    run_small(str(tmp_path / "killed"), n=3, method="alphaedit")
+    for suffix in ("json", "safetensors"):
+        (tmp_path / "killed" / f"step-0003.{suffix}").unlink()  # killed before step 3 was stored
+    again = run_small(str(tmp_path / "killed"), n=3, method="alphaedit")
+    assert json.loads(json.dumps(_comparable(again))) == json.loads(json.dumps(_comparable(whole)))
 
 
 def test_resume_refuses_another_plan(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def _packaged(method: str, model: str) -> Path:
 
 @hparams_app.command("show")
 def show(
-    method: str = typer.Argument(..., help="editing method (rome, r-rome, memit, ft, ft-l-inf, mend)"),
+    method: str = typer.Argument(..., help="editing method (rome, r-rome, memit, alphaedit, ft, ft-l-inf, mend)"),
     model: str = typer.Argument(..., help="model name (see `editcollapse models`; tiny-* share one file)"),
 ) -> None:
     """Print METHOD's packaged hyperparameters for MODEL as YAML (save, change, pass with --hparams).

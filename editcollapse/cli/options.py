@@ -20,7 +20,7 @@ WAREHOUSE_HELP = (
     "warehouse root: a directory or an fsspec URL such as s3://bucket/wh "
     "(default: $EDITCOLLAPSE_WAREHOUSE or ./warehouse)"
 )
-METHODS_HELP = "editing method: rome, r-rome, memit, ft, ft-l-inf, mend"
+METHODS_HELP = "editing method: rome, r-rome, memit, alphaedit, ft, ft-l-inf, mend"
 
 
 def warehouse() -> Any:

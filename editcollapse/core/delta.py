@@ -3,7 +3,9 @@
 An editor never leaves a model mutated: it returns a Delta. Applying a Delta remembers the
 original tensors, so removing it restores every parameter bit for bit (``(W + Δ) − Δ`` is not
 exact in floating point; a copy is). Deltas serialise to safetensors, report their norms and
-compose (sum) for sequential editing.
+compose (sum) for sequential editing. A Delta may also carry tensors that are no weight change
+(``carry``): what an editor hands on to the later edits of a sequence (AlphaEdit: the keys of the
+facts it wrote, so that later edits preserve them).
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ class Delta:
 
     ``params`` maps full parameter names (``"model.layers.5.mlp.down_proj.weight"``) to their change.
     ``diagnostics`` holds per-edit numbers that explain the edit (ROME: the denominator ``k·u``,
-    ‖right vector‖ …); JSON-able values only.
+    ‖right vector‖ …); JSON-able values only. ``carry`` maps a name (AlphaEdit: a parameter's) to
+    rows an editor hands on to later edits in a sequence (AlphaEdit: that matrix's input keys, one
+    row per case); never applied to the model, concatenated by ``+`` and stored by :meth:`save`.
     """
 
     method: str
@@ -99,6 +103,7 @@ class Delta:
     hparams_hash: str = ""
     case_ids: tuple[str, ...] = ()
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    carry: dict[str, torch.Tensor] = field(default_factory=dict)
 
     # --- applying -------------------------------------------------------------------------------
 
@@ -132,10 +137,14 @@ class Delta:
     # --- algebra and analysis -------------------------------------------------------------------
 
     def __add__(self, other: Delta) -> Delta:
-        """The cumulative change of two edits (per-parameter sum; low-rank factors concatenate)."""
+        """The cumulative change of two edits (per-parameter sum; low-rank factors concatenate; carried
+        rows stack, ``self``'s first)."""
         params = dict(self.params)
         for name, change in other.params.items():
             params[name] = params[name] + change if name in params else change
+        carry = dict(self.carry)
+        for name, rows in other.carry.items():
+            carry[name] = torch.cat([carry[name], rows.to(carry[name])]) if name in carry else rows
         method = self.method if self.method == other.method else f"{self.method}+{other.method}"
         return Delta(
             method=method,
@@ -143,6 +152,7 @@ class Delta:
             hparams_hash=self.hparams_hash,
             case_ids=self.case_ids + other.case_ids,
             diagnostics={"composed_of": len(self.case_ids) + len(other.case_ids)},
+            carry=carry,
         )
 
     def norms(self) -> dict[str, dict[str, float]]:
@@ -163,6 +173,8 @@ class Delta:
                 tensors[f"{name}::u"] = change.u.detach().cpu().contiguous()
                 tensors[f"{name}::v"] = change.v.detach().cpu().contiguous()
                 kinds[name] = "lowrank"
+        for name, rows in self.carry.items():
+            tensors[f"{name}::carry"] = rows.detach().cpu().contiguous()
         metadata = {
             "method": self.method,
             "hparams_hash": self.hparams_hash,
@@ -170,6 +182,8 @@ class Delta:
             "params": json.dumps(kinds),
             "diagnostics": json.dumps(self.diagnostics),
         }
+        if self.carry:
+            metadata["carry"] = json.dumps(list(self.carry))
         save_file(tensors, str(path), metadata=metadata)
 
     @classmethod
@@ -194,6 +208,7 @@ class Delta:
             hparams_hash=metadata["hparams_hash"],
             case_ids=tuple(json.loads(metadata["case_ids"])),
             diagnostics=json.loads(metadata["diagnostics"]),
+            carry={name: tensors[f"{name}::carry"] for name in json.loads(metadata.get("carry", "[]"))},
         )
 
 

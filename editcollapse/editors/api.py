@@ -1,7 +1,7 @@
 """What every editing method shares: the `Editor` protocol, the method registry and hyperparameters.
 
-Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"ft"``, ``"ft-l-inf"``,
-``"mend"``).
+Methods are looked up by name (``"rome"``, ``"r-rome"``, ``"memit"``, ``"alphaedit"``, ``"ft"``,
+``"ft-l-inf"``, ``"mend"``).
 Each method is one :class:`MethodSpec` line in :data:`METHODS`, naming its editor factory (and its
 batched engine, if it has one) by import path, so importing this file stays cheap.
 
@@ -46,7 +46,9 @@ class MethodSpec:
     naming the fixing command when the editor cannot edit yet (an untrained network, a key
     covariance that can be neither read nor computed), so a run is refused before it starts; it
     returns a fingerprint of what the editor loads beyond its hparams (MEND's trained network), or
-    None when the hparams decide everything.
+    None when the hparams decide everything. ``reads_earlier``: the editor's ``edit`` takes
+    ``earlier=``, the sum of the Deltas a sequence applied before (AlphaEdit keeps their keys in its
+    null space); the others need nothing beyond the model as it is (:func:`edit_after`).
 
     Adding a method = one folder (editor, hparams class, YAMLs) + one line here.
     """
@@ -57,6 +59,7 @@ class MethodSpec:
     hparams_folder: str
     batched: str | None = None
     ready: str | None = None
+    reads_earlier: bool = False
 
     def build_editor(self) -> Editor:
         return import_object(self.editor)(self.name)
@@ -99,6 +102,15 @@ for _spec in (
         hparams="editcollapse.editors.memit.hparams:MEMITHparams",
         hparams_folder="editcollapse.editors.memit:hparams",
         ready=COVARIANCE_READY,
+    ),
+    # AlphaEdit reads the keys the earlier edits of a sequence carry (their summed Delta)
+    MethodSpec(
+        name="alphaedit",
+        editor="editcollapse.editors.alphaedit.editor:editor",
+        hparams="editcollapse.editors.alphaedit.hparams:AlphaEditHparams",
+        hparams_folder="editcollapse.editors.alphaedit:hparams",
+        ready=COVARIANCE_READY,
+        reads_earlier=True,
     ),
     # FT and FT-L∞ share one class, with a folder of files each
     MethodSpec(
@@ -161,6 +173,24 @@ def method_spec(method: str) -> MethodSpec:
 def get_editor(method: str) -> Editor:
     """The editor of ``method`` (imports its module on first use)."""
     return method_spec(method).build_editor()
+
+
+def edit_after(
+    method: str,
+    editor: Editor,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    arch: ArchMap,
+    cases: list[EditCase],
+    hparams: Hparams,
+    earlier: Delta | None,
+) -> Delta:
+    """``editor.edit`` on a model that already carries ``earlier`` (the sum of the Deltas applied before,
+    or None): a method that reads earlier edits (``reads_earlier``) is given them; the others edit the
+    model as it is."""
+    if earlier is not None and method_spec(method).reads_earlier:
+        return editor.edit(model, tokenizer, arch, cases, hparams, earlier=earlier)
+    return editor.edit(model, tokenizer, arch, cases, hparams)
 
 
 def check_ready(method: str, hparams: Hparams) -> str | None:

@@ -21,7 +21,7 @@ Follows ``memit/memit_main.py`` of kmeng01/memit (and EasyEdit's ``memit``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from editcollapse.core.case import EditCase
 from editcollapse.core.delta import Delta, ParamDelta, WeightBackup
 from editcollapse.core.tokens import pad_id_of as pad_id
 from editcollapse.editors.covariance import hparams_covariance
-from editcollapse.editors.memit.hparams import MEMITHparams
+from editcollapse.editors.memit.hparams import MEMITHparams, MultiLayerHparams
 from editcollapse.editors.rome.context_templates import templates_for
 from editcollapse.editors.rome.keys import Located, fill, locate
 from editcollapse.editors.rome.target_vector import optimise_target_vector
@@ -117,6 +117,116 @@ def _module_io(
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+LayerSolve = Callable[[int, str, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
+"""A method's per-layer update: ``(layer, module name, keys (B, d_in), residuals (B, d_out))`` →
+``(R, A, extra diagnostics)`` with ``ΔW = R Aᵀ`` in (out, in) layout (MEMIT: :func:`closed_form_update`)."""
+
+
+@dataclass(frozen=True)
+class LayerEdit:
+    """What :func:`edit_layers` computed: the per-layer changes, the diagnostics, the keys afterwards."""
+
+    params: dict[str, ParamDelta]
+    diagnostics: dict[str, Any]
+    keys_after: dict[str, torch.Tensor]  # weight name → (B, d_in) keys read with the whole edit in place
+
+
+def edit_layers(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    arch: ArchMap,
+    cases: list[EditCase],
+    hparams: MultiLayerHparams,
+    solve: LayerSolve,
+    *,
+    keys_after: bool = False,
+) -> LayerEdit:
+    """MEMIT's multi-layer edit (steps 1–3 of the module docstring) with the per-layer update ``solve``.
+
+    MEMIT and AlphaEdit share everything but ``solve``. ``keys_after``: also read every edited
+    layer's keys with all the layers' updates in place (AlphaEdit carries them to later edits).
+    The model is left as it was, also on errors.
+    """
+    if not cases:
+        raise ValueError(f"{hparams.method} needs at least one case")
+    layers = list(hparams.layers)
+    rewrite_tmp = hparams.rewrite_module_tmp or arch.rewrite_module_tmp
+    z_name = (hparams.layer_module_tmp or arch.layer_module_tmp).format(layers[-1])
+    templates = templates_for(model, tokenizer, hparams)
+    groups = template_groups(hparams.context_template_length_params, given=hparams.context_templates)
+    lookups = _Lookups(
+        [
+            [locate(tokenizer, fill(template, case.prompt), case.subject, hparams.fact_token) for template in templates]
+            for case in cases
+        ]
+    )
+    pad = pad_id(tokenizer)
+
+    targets = [
+        optimise_target_vector(model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, hparams)
+        for case in cases
+    ]
+    zs = torch.stack([target.target for target in targets])
+    z_module = model.get_submodule(z_name)
+
+    def z_now() -> torch.Tensor:
+        return _module_io(model, z_module, *lookups.bare(), pad)[1]
+
+    def keys_at(module: nn.Module) -> torch.Tensor:
+        inputs, _ = _module_io(model, module, *lookups.flat(), pad)
+        return grouped_mean(inputs.view(len(cases), len(templates), -1), groups)
+
+    weight_names = [f"{rewrite_tmp.format(layer)}.weight" for layer in layers]
+    params: dict[str, ParamDelta] = {}
+    per_layer: list[dict[str, Any]] = []
+    after: dict[str, torch.Tensor] = {}
+    backup = WeightBackup(model, weight_names)
+    try:
+        for index, (layer, weight_name) in enumerate(zip(layers, weight_names, strict=True)):
+            module_name = rewrite_tmp.format(layer)
+            module = model.get_submodule(module_name)
+            keys = keys_at(module)
+            z_error = zs - z_now()
+            residuals = z_error / (len(layers) - index)
+            r, adjusted, extra = solve(layer, module_name, keys, residuals)
+            change = layer_param_delta(module, r, adjusted)
+            weight = backup.parameters[weight_name]
+            with torch.no_grad():
+                weight.add_(change.materialize(weight.dtype, weight.device))
+            params[weight_name] = change
+            per_layer.append(
+                {
+                    "layer": layer,
+                    "z_error_mean": float(z_error.norm(dim=1).mean()),
+                    "residual_norm_mean": float(residuals.norm(dim=1).mean()),
+                    "key_norm_mean": float(keys.norm(dim=1).mean()),
+                    "delta_fro": change.norms()["fro"],
+                    "weight_fro": float(weight.detach().double().norm()),
+                    **extra,
+                }
+            )
+        final_error = (zs - z_now()).norm(dim=1)
+        if keys_after:
+            after = {
+                weight_name: keys_at(model.get_submodule(rewrite_tmp.format(layer)))
+                for layer, weight_name in zip(layers, weight_names, strict=True)
+            }
+    finally:
+        backup.restore()
+    diagnostics = {
+        "layers": per_layer,
+        "z_layer": layers[-1],
+        "z_error_after_mean": float(final_error.mean()),
+        "z_init_norm_mean": float(torch.stack([t.init.norm() for t in targets]).mean()),
+        "z_delta_norm_mean": float(torch.stack([t.delta.norm() for t in targets]).mean()),
+        "target_prob_mean": sum(t.target_prob for t in targets) / len(targets),
+        "z_steps": [t.steps for t in targets],
+        "n_templates": len(templates),
+        "batch_size": len(cases),
+    }
+    return LayerEdit(params=params, diagnostics=diagnostics, keys_after=after)
+
+
 @dataclass(frozen=True)
 class MEMITEditor:
     """The :class:`~editcollapse.editors.api.Editor` of ``"memit"``."""
@@ -132,88 +242,19 @@ class MEMITEditor:
         hparams: MEMITHparams,
     ) -> Delta:
         """One MEMIT batch: all ``cases`` at once, a rank-``len(cases)`` update per layer."""
-        if not cases:
-            raise ValueError("MEMIT needs at least one case")
-        layers = list(hparams.layers)
-        rewrite_tmp = hparams.rewrite_module_tmp or arch.rewrite_module_tmp
-        z_name = (hparams.layer_module_tmp or arch.layer_module_tmp).format(layers[-1])
-        templates = templates_for(model, tokenizer, hparams)
-        groups = template_groups(hparams.context_template_length_params, given=hparams.context_templates)
-        lookups = _Lookups(
-            [
-                [
-                    locate(tokenizer, fill(template, case.prompt), case.subject, hparams.fact_token)
-                    for template in templates
-                ]
-                for case in cases
-            ]
-        )
-        pad = pad_id(tokenizer)
 
-        targets = [
-            optimise_target_vector(
-                model, tokenizer, z_name, case.prompt, case.subject, case.target_new, templates, hparams
-            )
-            for case in cases
-        ]
-        zs = torch.stack([target.target for target in targets])
-        z_module = model.get_submodule(z_name)
+        def solve(_layer: int, module_name: str, keys: torch.Tensor, residuals: torch.Tensor):
+            covariance = hparams_covariance(model, tokenizer, module_name, hparams) if hparams.mom2_adjustment else None
+            r, adjusted = closed_form_update(keys, residuals, covariance, float(hparams.mom2_update_weight))
+            return r, adjusted, {}
 
-        def z_now() -> torch.Tensor:
-            return _module_io(model, z_module, *lookups.bare(), pad)[1]
-
-        weight_names = [f"{rewrite_tmp.format(layer)}.weight" for layer in layers]
-        params: dict[str, ParamDelta] = {}
-        per_layer: list[dict[str, Any]] = []
-        backup = WeightBackup(model, weight_names)
-        try:
-            for index, (layer, weight_name) in enumerate(zip(layers, weight_names, strict=True)):
-                module = model.get_submodule(rewrite_tmp.format(layer))
-                inputs, _ = _module_io(model, module, *lookups.flat(), pad)
-                keys = grouped_mean(inputs.view(len(cases), len(templates), -1), groups)
-                z_error = zs - z_now()
-                residuals = z_error / (len(layers) - index)
-                covariance = (
-                    hparams_covariance(model, tokenizer, rewrite_tmp.format(layer), hparams)
-                    if hparams.mom2_adjustment
-                    else None
-                )
-                r, adjusted = closed_form_update(keys, residuals, covariance, float(hparams.mom2_update_weight))
-                change = layer_param_delta(module, r, adjusted)
-                weight = backup.parameters[weight_name]
-                with torch.no_grad():
-                    weight.add_(change.materialize(weight.dtype, weight.device))
-                params[weight_name] = change
-                per_layer.append(
-                    {
-                        "layer": layer,
-                        "z_error_mean": float(z_error.norm(dim=1).mean()),
-                        "residual_norm_mean": float(residuals.norm(dim=1).mean()),
-                        "key_norm_mean": float(keys.norm(dim=1).mean()),
-                        "delta_fro": change.norms()["fro"],
-                        "weight_fro": float(weight.detach().double().norm()),
-                    }
-                )
-            final_error = (zs - z_now()).norm(dim=1)
-        finally:
-            backup.restore()
-        diagnostics = {
-            "layers": per_layer,
-            "z_layer": layers[-1],
-            "z_error_after_mean": float(final_error.mean()),
-            "z_init_norm_mean": float(torch.stack([t.init.norm() for t in targets]).mean()),
-            "z_delta_norm_mean": float(torch.stack([t.delta.norm() for t in targets]).mean()),
-            "target_prob_mean": sum(t.target_prob for t in targets) / len(targets),
-            "z_steps": [t.steps for t in targets],
-            "n_templates": len(templates),
-            "batch_size": len(cases),
-        }
+        result = edit_layers(model, tokenizer, arch, cases, hparams, solve)
         return Delta(
             method=self.method,
-            params=params,
+            params=result.params,
             hparams_hash=hparams.hash(),
             case_ids=tuple(case.case_id for case in cases),
-            diagnostics=diagnostics,
+            diagnostics=result.diagnostics,
         )
 
 

@@ -59,13 +59,14 @@ def run_folder(warehouse: Warehouse, config: SequentialConfig, run_id: str) -> P
 
 
 def make_edit(method: str, hparams: Hparams) -> EditFn:
-    """The editor of ``method`` as ``(loaded model, case) -> Delta`` (always on the model as it is now)."""
-    from editcollapse.editors.api import get_editor
+    """The editor of ``method`` as ``(loaded model, case, earlier) -> Delta`` (always on the model as it
+    is now, which carries ``earlier``: the trajectory's Deltas so far, summed)."""
+    from editcollapse.editors.api import edit_after, get_editor
 
     editor = get_editor(method)
 
-    def edit(loaded: LoadedModel, case) -> Any:
-        return editor.edit(loaded.model, loaded.tokenizer, loaded.arch, [case], hparams)
+    def edit(loaded: LoadedModel, case, earlier) -> Any:
+        return edit_after(method, editor, loaded.model, loaded.tokenizer, loaded.arch, [case], hparams, earlier)
 
     return edit
 

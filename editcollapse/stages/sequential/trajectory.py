@@ -7,9 +7,14 @@ the corpus, the success of the newest edit and of every earlier one, and — at 
 Frobenius and spectral norms of the step's and the cumulative change per edited matrix (the
 paper's weight-change analysis, §6.1).
 
+Each edit is also given the sum of the Deltas applied before it (``earlier``): an editor that
+reads earlier edits (AlphaEdit: the keys they carry, which its update must preserve) gets its
+state from the trajectory, not from a cache of its own, so every trajectory starts clean.
+
 Resume: every step's Delta and row are stored (``StepStore``). A re-run loads the stored Deltas
 and applies them in the same order, with the same float operations, as the original run did, so
-the model it continues from is bit-identical and the rows it then computes are the same.
+the model it continues from is bit-identical and the rows it then computes are the same; the
+stored Deltas hold what they carry, so ``earlier`` is rebuilt exactly as well.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from editcollapse.models.loading import LoadedModel
 from editcollapse.stages.sequential.groups import Member
 from editcollapse.stages.sequential.store import StepStore
 
-EditFn = Callable[[LoadedModel, EditCase], Delta]
+EditFn = Callable[[LoadedModel, EditCase, Delta | None], Delta]  # (model, case, earlier edits summed)
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ def run_trajectory(
                     restorer.apply(loaded, delta)
                     cumulative = delta if cumulative is None else cumulative + delta
             else:
-                row, delta = _compute_step(loaded, edit, members, step, evaluate, settings, restorer, extra)
+                row, delta = _compute_step(loaded, edit, members, step, evaluate, settings, restorer, cumulative, extra)
                 if delta is not None:
                     cumulative = delta if cumulative is None else cumulative + delta
                 records = norm_records(delta, cumulative)
@@ -201,7 +206,7 @@ def _check_replay(loaded: LoadedModel, edit: EditFn, first: Member, store: StepS
     resume match the ones an uninterrupted run computes.
     """
     stored = store.load_delta(1)
-    fresh = edit(loaded, first.case)
+    fresh = edit(loaded, first.case, None)
     for name, change in stored.params.items():
         if name not in fresh.params:
             raise ValueError(f"{store.folder}: stored step 1 changes {name}, a recomputation does not")
@@ -222,9 +227,11 @@ def _compute_step(
     evaluate: Evaluator,
     settings: TrajectorySettings,
     restorer: _Restorer,
+    earlier: Delta | None,
     extra: Evaluator | None = None,
 ) -> tuple[dict[str, Any], Delta | None]:
-    """Edit with member ``step`` (none at step 0), apply the edit, measure; the row and the Delta."""
+    """Edit with member ``step`` (none at step 0) on the model carrying ``earlier``, apply the edit,
+    measure; the row and the Delta."""
     member = members[step - 1] if step else None
     row: dict[str, Any] = {
         "step": step,
@@ -238,7 +245,7 @@ def _compute_step(
     delta = None
     if member is not None:
         try:
-            delta = edit(loaded, member.case)
+            delta = edit(loaded, member.case, earlier)
         except Exception as error:  # a failed edit is a row; the trajectory goes on without it
             row["error"] = f"{type(error).__name__}: {error}"
         if delta is not None:

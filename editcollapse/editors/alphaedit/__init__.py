@@ -1,0 +1,1 @@
+"""AlphaEdit: MEMIT's multi-layer update projected onto the null space of the preserved keys."""
