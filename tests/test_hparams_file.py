@@ -124,7 +124,7 @@ def test_hparams_show_prints_the_packaged_file_and_path_says_where_it_is() -> No
 def test_unknown_names_and_keys_are_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys) -> None:
     code, out, err = run_main(monkeypatch, capsys, "hparams", "show", "romee", "tiny-gpt2")
     assert code == 2 and not out and err.count("\n") == 1
-    assert "unknown editing method 'romee'" in err and "rome, r-rome, memit, ft, ft-l-inf, mend" in err
+    assert "unknown editing method 'romee'" in err and "rome, r-rome, memit, alphaedit, ft, ft-l-inf, mend" in err
 
     code, out, err = run_main(monkeypatch, capsys, "hparams", "show", "rome", "gpt5")
     assert code == 2 and err.count("\n") == 1 and "'gpt5'" in err and "gpt2-xl, llama-2-7b, smollm2-135m" in err

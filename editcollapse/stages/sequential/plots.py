@@ -90,7 +90,8 @@ def _draw(
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel(ylabel)
     axes.set_title(title)
-    axes.legend(fontsize="small")
+    if axes.get_legend_handles_labels()[0]:  # a figure of rows without this value has nothing to name
+        axes.legend(fontsize="small")
     axes.grid(True, which="major", alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
