@@ -26,19 +26,26 @@ MODEL_ENTRIES = ("hparams_hash", "editor_state", "model_revision")  # what one m
 
 
 def edit_identity(
-    *, hparams: Any, editor_state: str | None, model_revision: str | None, cases: str | None, ppl_texts: Sequence[str]
+    *,
+    hparams: Any,
+    editor_state: str | None,
+    model_revision: str | None,
+    cases: str | None,
+    ppl_texts: Sequence[str] | None,
 ) -> dict[str, str | None]:
     """The identity of a run that edits with ``hparams`` (the method's loaded
     :class:`~editcollapse.editors.hparams.Hparams`, None when it edits nothing), ``editor_state``
     (:func:`~editcollapse.editors.api.check_ready`'s fingerprint), a model of ``model_revision``,
     over cases of digest ``cases`` (:func:`cases_digest`; None when the stage reads none), measuring
-    perplexity on ``ppl_texts``."""
+    perplexity on ``ppl_texts`` (None: a stage that measures no perplexity, whose identity has no
+    ``ppl_corpus_digest``)."""
+    measured = {} if ppl_texts is None else {"ppl_corpus_digest": digest(list(ppl_texts))}
     return {
         "hparams_hash": None if hparams is None else hparams.hash(),
         "editor_state": editor_state,
         "model_revision": model_revision,
         "cases_digest": cases,
-        "ppl_corpus_digest": digest(list(ppl_texts)),
+        **measured,
         "code_version": package_versions()["editcollapse"],
     }
 

@@ -102,9 +102,8 @@ def run_screen(
         editor_state=check_ready(config.method, hparams),
         model_revision=loaded.revision,
         cases=cases_digest(cases, errors),
-        ppl_texts=(),
+        ppl_texts=None,  # the screen measures no perplexity
     )
-    identity.pop("ppl_corpus_digest")  # the screen measures no perplexity
     keys = (config.model, config.method, config.run_id)
     row = start_run(
         warehouse,
